@@ -1,0 +1,115 @@
+"""The ``tlcourse`` command line (one entry point; lesson 00 lists its sub-commands).
+
+All arguments are declared here; each sub-command hands the parsed arguments to a ``*_command`` function in
+the module that does the work, imported only when that sub-command runs so ``tlcourse --help`` stays fast.
+Errors a user can fix (:class:`tlcourse.errors.TLCourseError`) are printed as one clear line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tlcourse import __version__
+from tlcourse.errors import TLCourseError
+
+PROFILE_CHOICES = ["auto", "smoke", "cpu", "gpu"]
+
+
+def _add_mirror(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mirror",
+        metavar="DIR",
+        default=None,
+        help="offline asset mirror (layout of shared/assets); default: $TLCOURSE_MIRROR",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="tlcourse",
+        description="Transfer-learning course helpers: run notebooks, audit image folders, train, predict.",
+    )
+    parser.add_argument("--version", action="version", version=f"tlcourse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute notebooks headless with papermill and write a report")
+    run.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: lessons/)")
+    run.add_argument("--profile", choices=PROFILE_CHOICES, default=None, help="PROFILE parameter to inject")
+    run.add_argument("--out", metavar="DIR", default="runs/latest", help="where executed notebooks and the report go")
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help="kernels to run at once")
+    run.add_argument("--timeout", type=float, default=1800, metavar="S", help="per-cell timeout in seconds")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="inject a parameter (VALUE is parsed as YAML/Python literal when it can be)",
+    )
+    run.add_argument("--force", action="store_true", help="re-run notebooks even when nothing changed")
+    run.add_argument("--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)")
+    run.set_defaults(module="tlcourse.runner", function="run_command")
+
+    check = sub.add_parser("check-data", help="audit an image folder before training on it")
+    check.add_argument("directory", metavar="DIR")
+    check.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
+    check.add_argument(
+        "--min-per-class", type=int, default=2, metavar="N", help="images a class needs to be usable (default 2)"
+    )
+    check.set_defaults(module="tlcourse.audit", function="check_data_command")
+
+    train = sub.add_parser("train", help="audit, extract features, fine-tune, evaluate and export a classifier")
+    train.add_argument("directory", metavar="DIR", help="image folder: class/ folders, optionally under train/ and validation/")
+    train.add_argument("--out", metavar="OUT", required=True, help="output folder for the model, metrics and card")
+    train.add_argument("--backbone", default="mobilenet_v2", help="backbone name from tlcourse.models (default mobilenet_v2)")
+    train.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width multiplier (default: the profile's)")
+    train.add_argument("--size", type=int, default=None, help="input size in pixels (default: the profile's)")
+    train.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
+    train.add_argument("--weights", default="imagenet", help="'imagenet', 'random', or a path to a weights file")
+    train.add_argument("--seed", type=int, default=42)
+    _add_mirror(train)
+    train.set_defaults(module="tlcourse.pipeline", function="train_command")
+
+    predict = sub.add_parser("predict", help="classify images with a model saved by 'tlcourse train'")
+    predict.add_argument("model", metavar="MODEL", help="a .keras file written by 'tlcourse train'")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    predict.add_argument("--json", action="store_true", dest="as_json")
+    predict.set_defaults(module="tlcourse.pipeline", function="predict_command")
+
+    assets = sub.add_parser("assets", help="show, build or verify the offline mirror of weights and data")
+    assets.add_argument("action", choices=["status", "prepare", "verify"])
+    _add_mirror(assets)
+    assets.add_argument("--json", action="store_true", dest="as_json")
+    assets.set_defaults(module="tlcourse.assets", function="assets_command")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tlcourse`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from tlcourse.config import quiet_tensorflow
+
+    quiet_tensorflow()
+    function = getattr(importlib.import_module(args.module), args.function)
+    try:
+        return int(function(args) or 0)
+    except TLCourseError as error:
+        print(f"tlcourse {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tlcourse {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Profiles, seeding and a quiet TensorFlow (introduced in lesson 00).
+
+Every notebook has one ``parameters`` cell with a ``PROFILE`` value. :func:`get_profile` turns that value into
+a :class:`Profile` holding the defaults for one budget:
+
+- ``smoke``: CI and quick checks. Tiny subsets, one epoch, small images; real code paths, seconds per notebook.
+- ``cpu``: Binder or a laptop (2 cores, at most 2 GB RAM): cached features, short fine-tuning.
+- ``gpu``: Colab with a GPU: full data and the tutorial-scale schedule.
+- ``auto``: ``$TLCOURSE_PROFILE`` if set, else ``gpu`` when TensorFlow sees a GPU, else ``cpu``.
+
+This module does not import TensorFlow at import time, so :func:`quiet_tensorflow` can run first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+
+PROFILE_ENV = "TLCOURSE_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The defaults for one compute budget. Notebooks read these; they never hard-code them."""
+
+    name: str
+    image_size: int
+    batch_size: int
+    alpha: float
+    max_images_per_class: int | None
+    """Cap on training images per class (validation is capped at a quarter of it); None means all."""
+    head_epochs: int
+    fine_tune_epochs: int
+    learning_rate: float
+    fine_tune_learning_rate: float
+    augmented_passes: int
+    """How many augmented copies of the training set the feature cache holds (0 = none)."""
+    allow_synthetic: bool
+    """Whether generated data and random weights may stand in when nothing is cached and we are offline."""
+
+    def replace(self, **changes: object) -> Profile:
+        """Return a copy with some fields changed, e.g. ``profile.replace(image_size=128)``."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        image_size=96,
+        batch_size=16,
+        alpha=0.35,
+        max_images_per_class=8,
+        head_epochs=1,
+        fine_tune_epochs=1,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=1e-4,
+        augmented_passes=0,
+        allow_synthetic=True,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        image_size=160,
+        batch_size=32,
+        alpha=0.35,
+        max_images_per_class=None,
+        head_epochs=20,
+        fine_tune_epochs=5,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=1e-4,
+        augmented_passes=2,
+        allow_synthetic=False,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        image_size=224,
+        batch_size=32,
+        alpha=1.0,
+        max_images_per_class=None,
+        head_epochs=20,
+        fine_tune_epochs=10,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=1e-5,
+        augmented_passes=4,
+        allow_synthetic=False,
+    ),
+}
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab kernel (lesson 00)."""
+    return "google.colab" in sys.modules
+
+
+def in_binder() -> bool:
+    """True on mybinder.org / repo2docker images, which set ``BINDER_SERVICE_HOST`` or ``BINDER_LAUNCH_HOST``."""
+    return any(key in os.environ for key in ("BINDER_SERVICE_HOST", "BINDER_LAUNCH_HOST", "BINDER_REPO_URL"))
+
+
+def platform_name() -> str:
+    """``"colab"``, ``"binder"`` or ``"local"`` (lesson 00)."""
+    if in_colab():
+        return "colab"
+    if in_binder():
+        return "binder"
+    return "local"
+
+
+def gpu_available() -> bool:
+    """True when TensorFlow can see at least one GPU. Imports TensorFlow (lesson 00)."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def get_profile(name: str = "auto", **overrides: object) -> Profile:
+    """Return the :class:`Profile` called ``name`` (lesson 00).
+
+    ``auto`` uses ``$TLCOURSE_PROFILE`` when it is set, else ``gpu`` if TensorFlow sees a GPU, else ``cpu``.
+    Keyword arguments override single fields, e.g. ``get_profile("cpu", image_size=128)``.
+    """
+    key = (name or "auto").strip().lower()
+    if key == "auto":
+        key = os.environ.get(PROFILE_ENV, "").strip().lower() or ("gpu" if gpu_available() else "cpu")
+    if key not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}: choose one of auto, {', '.join(PROFILES)}.")
+    profile = PROFILES[key]
+    return profile.replace(**overrides) if overrides else profile
+
+
+def quiet_tensorflow(level: int = 2) -> None:
+    """Silence TensorFlow's C++ start-up messages (lesson 00).
+
+    Must run before TensorFlow is first imported: it sets ``TF_CPP_MIN_LOG_LEVEL`` and turns oneDNN's
+    rounding-order notices off (``TF_ENABLE_ONEDNN_OPTS=0``, which also makes CPU results reproducible).
+    Values the user already set are kept. Once TensorFlow is loaded it also lowers the Python-side log level.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+
+
+def seed_everything(seed: int = 42, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and TensorFlow in one call (lesson 00).
+
+    With ``deterministic=True`` TensorFlow ops are also made deterministic, so two runs on the same CPU give
+    bit-identical weights (slower, and it cannot be undone in the same process).
+    """
+    quiet_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
