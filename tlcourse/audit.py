@@ -1,0 +1,666 @@
+"""Audit a student's image folder before training on it (introduced in lesson 08; command ``tlcourse check-data``).
+
+A folder collected by hand holds more than photos: ``.DS_Store`` files, Jupyter checkpoint folders, half
+downloaded JPEGs, web pages saved as ``.jpg``, phone pictures stored sideways, classes with one image, the same
+photo in both train and validation... :func:`audit_folder` looks at every file once and sorts it into
+
+- **usable images** (also odd-but-decodable ones: CMYK, grayscale, palette, 16-bit, RGBA, PNG named ``.jpg``,
+  WebP, BMP, GIF, EXIF-rotated, tiny, huge), listed in :attr:`AuditReport.records` with their class;
+- **problems**: files that look like images but cannot be used, each with a short reason;
+- **ignored** entries: system files, hidden and checkpoint folders, files that are not images;
+- **duplicates**: byte-identical images (within a split, across classes, across train/validation);
+- **warnings**: empty or too-small classes, tiny images, duplicates that inflate validation accuracy, ...
+
+Layouts: ``ROOT/<class>/...`` or ``ROOT/<split>/<class>/...`` with splits ``train``, ``validation`` (also
+``val``/``valid``) and ``test``. Folders nested inside a class count for that class. Symlinks that lead outside
+``ROOT`` are reported and not followed; symlinks inside are followed without looping.
+
+The audit only ever reads: no file in the folder is written, moved, renamed or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from tlcourse.errors import DataError
+from tlcourse.imageio import (
+    IMAGE_EXTENSIONS,
+    OTHER_IMAGE_EXTENSIONS,
+    TINY_SIDE,
+    ImageDecodeError,
+    inspect_image,
+)
+
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "test": "test",
+    "testing": "test",
+}
+"""Folder names (lower case) recognised as splits, and the split each one stands for (lesson 08)."""
+SPLIT_ORDER = ("train", "validation", "test")
+
+SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r"})
+"""File names (lower case) that operating systems leave in folders; hidden dot-files are ignored as well."""
+IGNORED_FOLDERS = frozenset(
+    {"__macosx", "__pycache__", "@eadir", "$recycle.bin", "system volume information"}
+)
+"""Folder names (lower case) never scanned; hidden dot-folders (``.ipynb_checkpoints``, ``.git``) neither."""
+
+_READ_WHOLE_LIMIT = 64 * 1024 * 1024  # bytes read into memory at once; bigger files are streamed twice
+_MAX_ENTRIES = 2_000_000  # safety net against symlink mazes
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable image: where it is, its class and its split (lesson 08)."""
+
+    path: Path
+    relpath: str
+    label: str
+    split: str | None
+    """``"train"``, ``"validation"``, ``"test"``, or None for a folder without splits."""
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that cannot be used, and why (lesson 08)."""
+
+    path: str
+    problem: str
+
+
+@dataclass
+class AuditReport:
+    """Everything :func:`audit_folder` found (lesson 08). ``to_dict()`` gives the ``--json`` shape."""
+
+    root: Path
+    splits: list[str]
+    classes: dict[str, int]
+    """Classes that can be trained on -> usable images (all splits together), sorted by name."""
+    split_counts: dict[str, dict[str, int]]
+    records: list[ImageRecord]
+    """Usable images of the classes in ``classes`` (images of left-out classes are not here)."""
+    problems: list[Problem]
+    ignored: list[str]
+    duplicates: list[tuple[str, str]]
+    warnings: list[str]
+    usable: bool
+    reason: str
+    """One line: why the folder cannot be used for training ("" when it can)."""
+    excluded: dict[str, int] = field(default_factory=dict)
+    """Classes left out (empty, or fewer than ``min_per_class`` usable images) -> usable images."""
+    notes: list[Problem] = field(default_factory=list)
+    """Odd-but-usable files and what was odd about them (``problem`` holds the note)."""
+    min_per_class: int = 2
+
+    @property
+    def class_names(self) -> list[str]:
+        """The trainable class names in label order (alphabetical)."""
+        return list(self.classes)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of ``tlcourse check-data --json`` (lesson 08)."""
+        return {
+            "classes": dict(self.classes),
+            "problems": [{"path": item.path, "problem": item.problem} for item in self.problems],
+            "ignored": list(self.ignored),
+            "duplicates": [[first, second] for first, second in self.duplicates],
+            "usable": self.usable,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+            "splits": list(self.splits),
+            "split_counts": {split: dict(counts) for split, counts in self.split_counts.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------- scanning
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    relpath: str
+    label: str
+    split: str | None
+
+
+@dataclass
+class _Scan:
+    root: Path
+    real_root: str
+    candidates: list[_Candidate] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    class_folders: dict[tuple[str | None, str], str] = field(default_factory=dict)
+    loose_images: list[str] = field(default_factory=list)
+    entries: int = 0
+
+
+def _is_ignored_name(name: str, *, folder: bool) -> bool:
+    lowered = name.lower()
+    if name.startswith("."):  # .DS_Store, ._AppleDouble, .ipynb_checkpoints, .git, .hidden.jpg
+        return True
+    return lowered in IGNORED_FOLDERS if folder else lowered in SYSTEM_FILES
+
+
+def _is_image_name(name: str) -> bool:
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in OTHER_IMAGE_EXTENSIONS
+
+
+def _inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _entries(scan: _Scan, folder: Path, relfolder: str) -> Iterator[tuple[str, Path, str, str]]:
+    """Yield (name, path, relpath, kind) for a folder's entries; kind is "dir", "file" or "skip".
+
+    Symlinks are resolved here: outside the root or broken ones become problems ("skip").
+    """
+    try:
+        with os.scandir(folder) as iterator:
+            items = sorted(iterator, key=lambda entry: entry.name)
+    except OSError as error:
+        reason = "permission denied" if isinstance(error, PermissionError) else type(error).__name__
+        scan.problems.append(
+            Problem(relfolder + "/" if relfolder else ".", f"folder cannot be read ({reason})")
+        )
+        return
+    for entry in items:
+        scan.entries += 1
+        if scan.entries > _MAX_ENTRIES:
+            raise DataError(
+                f"{scan.root} holds more than {_MAX_ENTRIES:,} entries: is it really an image folder?"
+            )
+        name = entry.name
+        relpath = f"{relfolder}/{name}" if relfolder else name
+        path = Path(entry.path)
+        try:
+            if entry.is_symlink():
+                real = os.path.realpath(path)
+                if not _inside(real, scan.real_root):
+                    scan.problems.append(Problem(relpath, "symlink leads outside the folder (not followed)"))
+                    continue
+                if not os.path.exists(real):
+                    scan.problems.append(Problem(relpath, "broken symlink (its target does not exist)"))
+                    continue
+            mode = path.stat().st_mode  # follows links that stay inside
+        except OSError as error:
+            scan.problems.append(Problem(relpath, f"cannot be read ({type(error).__name__})"))
+            continue
+        if stat.S_ISDIR(mode):
+            yield name, path, relpath, "dir"
+        elif stat.S_ISREG(mode):
+            yield name, path, relpath, "file"
+        else:  # fifo, socket, device: never open those
+            scan.ignored.append(relpath)
+
+
+def _scan_class(
+    scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, ancestors: set[str]
+):
+    """Collect image candidates anywhere below one class folder (nested folders count for the class)."""
+    real_folder = os.path.realpath(folder)
+    if real_folder in ancestors:
+        scan.ignored.append(relfolder + "/")  # a symlink back to a folder being scanned: a loop
+        return
+    ancestors = ancestors | {real_folder}
+    for name, path, relpath, kind in _entries(scan, folder, relfolder):
+        if _is_ignored_name(name, folder=kind == "dir"):
+            scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
+        elif kind == "dir":
+            _scan_class(scan, path, relpath, label, split, ancestors)
+        elif _is_image_name(name):
+            scan.candidates.append(_Candidate(path, relpath, label, split))
+        else:
+            scan.ignored.append(relpath)
+
+
+def _scan_level(
+    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, ancestors: set[str]
+) -> None:
+    """Scan the entries of a folder whose sub-folders are classes (the root, or one split folder)."""
+    for name, path, relpath, kind in entries:
+        if _is_ignored_name(name, folder=kind == "dir"):
+            scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
+        elif kind == "dir":
+            scan.class_folders.setdefault((split, name), relpath)
+            _scan_class(scan, path, relpath, name, split, ancestors)
+        else:
+            scan.ignored.append(relpath)
+            if _is_image_name(name):
+                scan.loose_images.append(relpath)
+
+
+def _scan(root: Path) -> tuple[_Scan, list[str]]:
+    """Walk the folder once: classify every entry, collect image candidates; returns the scan and the splits."""
+    real_root = os.path.realpath(root)
+    scan = _Scan(root=root, real_root=real_root)
+    top = list(_entries(scan, root, ""))
+    split_dirs = [
+        (SPLIT_ALIASES[name.lower()], name, path, relpath)
+        for name, path, relpath, kind in top
+        if kind == "dir" and name.lower() in SPLIT_ALIASES
+    ]
+    if not split_dirs:
+        _scan_level(scan, top, None, {real_root})
+        return scan, []
+    split_relpaths = {relpath for _split, _name, _path, relpath in split_dirs}
+    for name, _path, relpath, kind in top:
+        if relpath in split_relpaths:
+            continue
+        scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
+        if _is_ignored_name(name, folder=kind == "dir"):
+            continue
+        if kind == "dir":
+            scan.warnings.append(
+                f"folder '{relpath}' is not a split (train/validation/test) and was not scanned; "
+                "with split folders, every class belongs inside one of them."
+            )
+        elif _is_image_name(name):
+            scan.loose_images.append(relpath)
+    seen: dict[str, str] = {}
+    for split, name, path, relpath in split_dirs:
+        if split in seen:
+            scan.warnings.append(f"both '{seen[split]}' and '{name}' hold {split} images; both are used.")
+        seen.setdefault(split, name)
+        _scan_level(scan, list(_entries(scan, path, relpath)), split, {real_root})
+    return scan, [split for split in SPLIT_ORDER if split in seen]
+
+
+# --------------------------------------------------------------------------------------------- checking
+
+
+@dataclass
+class _Checked:
+    candidate: _Candidate
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    notes: tuple[str, ...] = ()
+    problem: str = ""
+
+
+def _check(candidate: _Candidate) -> _Checked:
+    """Hash the bytes and decode the image (reduced-scale full decode); never writes anything."""
+    result = _Checked(candidate)
+    try:
+        size = candidate.path.stat().st_size
+        if size <= _READ_WHOLE_LIMIT:
+            with open(candidate.path, "rb") as handle:
+                data: bytes | None = handle.read()
+            result.sha256 = hashlib.sha256(data).hexdigest()
+        else:
+            digest = hashlib.sha256()
+            with open(candidate.path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            result.sha256, data = digest.hexdigest(), None
+        info = inspect_image(candidate.path, data=data)
+    except ImageDecodeError as error:
+        result.problem = error.reason
+    except PermissionError:
+        result.problem = "permission denied (the file cannot be read)"
+    except OSError as error:
+        result.problem = f"cannot be read ({type(error).__name__})"
+    except Exception as error:  # noqa: BLE001 - one odd file must never stop the audit
+        result.problem = f"cannot be decoded ({type(error).__name__}: {str(error)[:60]})"
+    else:
+        result.width, result.height, result.notes = info.width, info.height, info.notes
+    return result
+
+
+def _check_all(candidates: list[_Candidate], progress: bool, workers: int | None) -> list[_Checked]:
+    if not candidates:
+        return []
+    workers = workers or min(8, (os.cpu_count() or 2) + 2)
+    with warnings.catch_warnings():
+        # Big-but-legal pictures (> 89 megapixels) are reduced while decoding: Pillow's warning is noise here.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcourse-audit") as pool:
+            results = pool.map(_check, candidates)
+            if progress:
+                from tqdm.auto import tqdm
+
+                results = tqdm(results, total=len(candidates), desc="checking images", unit="img")
+            return list(results)
+
+
+def _example(items: list[str], limit: int = 2) -> str:
+    shown = ", ".join(f"'{item}'" for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _plural(count: int, word: str) -> str:
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
+
+
+def _verb(count: int, singular: str, plural: str) -> str:
+    return singular if count == 1 else plural
+
+
+def audit_folder(
+    root: str | os.PathLike[str],
+    *,
+    min_per_class: int = 2,
+    check_duplicates: bool = True,
+    progress: bool = False,
+    workers: int | None = None,
+) -> AuditReport:
+    """Check every file of an image folder and say whether it can train a classifier (lesson 08).
+
+    ``root`` holds class folders (``cats/``, ``dogs/``), optionally inside ``train/``, ``validation/``
+    (or ``val/``, ``valid/``) and ``test/`` folders. Each image is fully decoded (JPEGs at reduced scale, in
+    a thread pool) so corrupt and truncated files are caught; odd-but-decodable images count as usable.
+    A class needs ``min_per_class`` usable images (and, with splits, at least one in ``train``) to be
+    trained on; the folder is ``usable`` when at least two classes qualify. Byte-identical files are
+    reported as ``duplicates`` (``check_duplicates=False`` skips that report). Nothing in the folder is
+    ever written, moved or deleted. Raises :class:`~tlcourse.errors.DataError` when ``root`` is not a folder.
+    """
+    base = Path(root).expanduser()
+    if not base.exists():
+        raise DataError(
+            f"No folder at '{root}' (looked in {base.absolute()}). Check the path, or upload the images first."
+        )
+    if not base.is_dir():
+        raise DataError(
+            f"'{root}' is a file, not a folder: give the folder that holds one sub-folder per class."
+        )
+    if min_per_class < 1:
+        raise ValueError(f"min_per_class must be at least 1, got {min_per_class}")
+    try:
+        os.listdir(base)
+    except OSError as error:
+        raise DataError(
+            f"Cannot read the folder '{root}' ({error.strerror}): check its permissions."
+        ) from None
+
+    scan, splits = _scan(base)
+    checked = _check_all(scan.candidates, progress, workers)
+
+    problems = list(scan.problems)
+    good: list[_Checked] = []
+    for item in checked:
+        if item.problem:
+            problems.append(Problem(item.candidate.relpath, item.problem))
+        else:
+            good.append(item)
+
+    # Counts per class and split.
+    per_class: Counter[str] = Counter()
+    per_split: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in good:
+        per_class[item.candidate.label] += 1
+        if item.candidate.split is not None:
+            per_split[item.candidate.split][item.candidate.label] += 1
+    all_classes = sorted({label for _split, label in scan.class_folders} | set(per_class))
+
+    warn = list(scan.warnings)
+    eligible: list[str] = []
+    excluded: dict[str, int] = {}
+    for label in all_classes:
+        total = per_class[label]
+        in_train = per_split["train"][label] if splits else total
+        if total == 0:
+            where = [rel for (split, name), rel in scan.class_folders.items() if name == label]
+            warn.append(
+                f"class folder {_example(sorted(where))} holds no usable images: it is not used as a class."
+            )
+        elif splits and in_train == 0:
+            if "train" in splits:
+                warn.append(f"class '{label}' has no images in train/: it cannot be learned and is left out.")
+        elif total < min_per_class:
+            warn.append(
+                f"class '{label}' has only {_plural(total, 'usable image')} (at least {min_per_class} needed): "
+                "it is left out; add more images or remove the folder."
+            )
+        else:
+            eligible.append(label)
+            if "validation" in splits and per_split["validation"][label] == 0:
+                warn.append(f"class '{label}' has no validation images: its accuracy cannot be measured.")
+            continue
+        excluded[label] = total
+    if splits and "train" not in splits:
+        warn.append(f"there are {'/'.join(splits)} folders but no train/ folder: nothing can be learned.")
+    if splits and "train" in splits and "validation" not in splits:
+        warn.append(
+            "there is a train/ folder but no validation/ folder: a validation split will be drawn from train."
+        )
+    if eligible:
+        counts = [per_class[label] for label in eligible]
+        if len(counts) >= 2 and max(counts) >= 5 * min(counts):
+            warn.append(
+                f"classes are unbalanced ({min(counts)} to {max(counts)} images): accuracy will favour the big "
+                "classes; look at per-class recall."
+            )
+
+    # Duplicates (byte-identical files among decodable images).
+    duplicates: list[tuple[str, str]] = []
+    if check_duplicates:
+        groups: dict[str, list[_Checked]] = defaultdict(list)
+        for item in good:
+            groups[item.sha256].append(item)
+        cross_split, cross_class = [], []
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            group.sort(key=lambda item: item.candidate.relpath)
+            first = group[0].candidate
+            for other in group[1:]:
+                duplicates.append((first.relpath, other.candidate.relpath))
+                if other.candidate.split != first.split:
+                    cross_split.append(f"{first.relpath} = {other.candidate.relpath}")
+                if other.candidate.label != first.label:
+                    cross_class.append(f"{first.relpath} = {other.candidate.relpath}")
+        duplicates.sort()
+        if cross_split:
+            warn.append(
+                f"{_plural(len(cross_split), 'image')} {_verb(len(cross_split), 'appears', 'appear')} in more than one split (e.g. {cross_split[0]}): "
+                "copies of training images in validation inflate validation accuracy; keep one copy."
+            )
+        if cross_class:
+            warn.append(
+                f"{_plural(len(cross_class), 'image')} {_verb(len(cross_class), 'appears', 'appear')} in more than one class (e.g. {cross_class[0]}): "
+                "their label is ambiguous."
+            )
+        within = len(duplicates) - len(cross_split)
+        if within:
+            warn.append(f"{_plural(within, 'duplicate pair')} inside a split: each such image counts twice.")
+
+    notes = [
+        Problem(item.candidate.relpath, "; ".join(item.notes))
+        for item in sorted(good, key=lambda item: item.candidate.relpath)
+        if item.notes
+    ]
+    tiny = sorted(item.candidate.relpath for item in good if min(item.width, item.height) < TINY_SIDE)
+    if tiny:
+        warn.append(
+            f"{_plural(len(tiny), 'tiny image')} (under {TINY_SIDE} px), e.g. {_example(tiny, 1)}: usable, but they "
+            "are blown up to the training size and carry little detail."
+        )
+    if problems:
+        warn.append(f"{_plural(len(problems), 'file')} cannot be used and will be skipped (see problems).")
+    if scan.loose_images:
+        warn.append(
+            f"{_plural(len(scan.loose_images), 'image')} {_verb(len(scan.loose_images), 'lies', 'lie')} outside any class folder "
+            f"(e.g. {_example(scan.loose_images, 1)}): they are not used."
+        )
+
+    eligible_set = set(eligible)
+    records = [
+        ImageRecord(
+            path=item.candidate.path,
+            relpath=item.candidate.relpath,
+            label=item.candidate.label,
+            split=item.candidate.split,
+            sha256=item.sha256,
+            width=item.width,
+            height=item.height,
+            notes=item.notes,
+        )
+        for item in good
+        if item.candidate.label in eligible_set
+    ]
+    split_rank = {split: rank for rank, split in enumerate(SPLIT_ORDER)}
+    records.sort(key=lambda record: (split_rank.get(record.split or "", -1), record.label, record.relpath))
+
+    usable = len(eligible) >= 2
+    reason = "" if usable else _reason(base, splits, scan, per_class, eligible, good, min_per_class)
+    return AuditReport(
+        root=base,
+        splits=splits,
+        classes={label: per_class[label] for label in eligible},
+        split_counts={split: {label: per_split[split][label] for label in eligible} for split in splits},
+        records=records,
+        problems=sorted(problems, key=lambda item: item.path),
+        ignored=sorted(set(scan.ignored)),
+        duplicates=duplicates,
+        warnings=warn,
+        usable=usable,
+        reason=reason,
+        excluded=excluded,
+        notes=notes,
+        min_per_class=min_per_class,
+    )
+
+
+def _reason(
+    base: Path,
+    splits: list[str],
+    scan: _Scan,
+    per_class: Counter[str],
+    eligible: list[str],
+    good: list[_Checked],
+    min_per_class: int,
+) -> str:
+    """One line saying why the folder cannot train a classifier."""
+    if splits and "train" not in splits:
+        return f"'{base}' has {'/'.join(splits)} folders but no train/ folder to learn from."
+    if not scan.class_folders:
+        if scan.loose_images:
+            return (
+                f"the images lie directly in '{base}': put each class's images in its own sub-folder "
+                "(e.g. cats/, dogs/)."
+            )
+        return f"no class folders found in '{base}': put each class's images in its own sub-folder (e.g. cats/, dogs/)."
+    if not good:
+        return f"no usable images found in '{base}' (see problems and ignored files)."
+    if len(eligible) == 1:
+        return (
+            f"only one class ('{eligible[0]}') has at least {min_per_class} usable images: "
+            "a classifier needs at least two classes."
+        )
+    return f"no class has at least {min_per_class} usable images: add images so at least two classes do."
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def _printable(text: str) -> str:
+    """A path safe to print on any terminal (undecodable bytes and control characters escaped)."""
+    cleaned = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cleaned)
+
+
+def format_report(report: AuditReport, *, limit: int = 20) -> str:
+    """A readable multi-line summary of an :class:`AuditReport` (lesson 08); long lists stop after ``limit``."""
+    lines = [f"Image folder: {_printable(str(report.root))}"]
+    lines.append(
+        f"Layout: {' + '.join(report.splits) + ' splits' if report.splits else 'class folders, no splits'}"
+    )
+
+    def section(title: str, rows: list[str]) -> None:
+        if not rows:
+            return
+        lines.append("")
+        lines.append(title)
+        lines.extend(f"  {row}" for row in rows[:limit])
+        if len(rows) > limit:
+            lines.append(f"  ... and {len(rows) - limit} more")
+
+    width = max((len(_printable(name)) for name in report.classes), default=0)
+    class_rows = []
+    for name, count in report.classes.items():
+        detail = ""
+        if report.splits:
+            detail = (
+                "  ("
+                + ", ".join(f"{split} {report.split_counts[split][name]}" for split in report.splits)
+                + ")"
+            )
+        class_rows.append(f"{_printable(name):<{width}}  {count:>5} images{detail}")
+    section(f"Classes used for training ({len(report.classes)}):", class_rows)
+    section(
+        "Classes left out:",
+        [f"{_printable(name)}: {_plural(count, 'usable image')}" for name, count in report.excluded.items()],
+    )
+    section(
+        f"Problems ({_plural(len(report.problems), 'file')} skipped):",
+        [f"{_printable(item.path)}: {item.problem}" for item in report.problems],
+    )
+    section(
+        f"Duplicates ({_plural(len(report.duplicates), 'pair')} of identical files):",
+        [f"{_printable(first)} = {_printable(second)}" for first, second in report.duplicates],
+    )
+    section(
+        f"Odd but usable ({_plural(len(report.notes), 'file')}):",
+        [f"{_printable(item.path)}: {item.problem}" for item in report.notes],
+    )
+    section(
+        f"Ignored ({_plural(len(report.ignored), 'entry')}: system files, hidden folders, non-images):",
+        [_printable(item) for item in report.ignored],
+    )
+    section("Warnings:", [f"- {_printable(text)}" for text in report.warnings])
+    lines.append("")
+    total = sum(report.classes.values())
+    if report.usable:
+        lines.append(f"Result: usable ({_plural(total, 'image')} in {len(report.classes)} classes).")
+    else:
+        lines.append(f"Result: NOT usable: {_printable(report.reason)}")
+    return "\n".join(lines)
+
+
+def check_data_command(args: object) -> int:
+    """``tlcourse check-data DIR [--json] [--min-per-class N]`` (lesson 08).
+
+    Prints the readable report (or, with ``--json``, one JSON object) on stdout. Exit status 0 when the
+    folder can train a classifier, 1 otherwise with the one-line reason on stderr; a missing path raises
+    :class:`~tlcourse.errors.DataError` (the CLI turns it into exit status 2).
+    """
+    directory = getattr(args, "directory")  # noqa: B009 - argparse namespace
+    as_json = bool(getattr(args, "as_json", False))
+    min_per_class = int(getattr(args, "min_per_class", 2) or 2)
+    report = audit_folder(
+        directory, min_per_class=min_per_class, progress=not as_json and sys.stderr.isatty()
+    )
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=True))
+    else:
+        print(format_report(report))
+    if not report.usable:
+        print(f"tlcourse check-data: {_printable(report.reason)}", file=sys.stderr)
+        return 1
+    return 0
