@@ -146,6 +146,37 @@ def quiet_tensorflow(level: int = 2) -> None:
         tf.get_logger().setLevel("ERROR")
 
 
+def environment_report(profile: str = "auto") -> dict[str, object]:
+    """Describe where the course is running: versions, platform, GPU, chosen profile (lesson 00).
+
+    Imports TensorFlow and Keras. Returns plain values so a notebook can print them or assert on them.
+    """
+    import platform
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    from tlcourse import __version__
+
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    chosen = get_profile(profile)
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tlcourse": __version__,
+        "platform": platform_name(),
+        "system": f"{platform.system()} {platform.machine()}",
+        "cpu_count": os.cpu_count() or 1,
+        "gpus": gpus,
+        "profile": chosen.name,
+        "profile_source": "argument"
+        if (profile or "auto").lower() != "auto"
+        else ("$" + PROFILE_ENV if os.environ.get(PROFILE_ENV) else "detected"),
+    }
+
+
 def seed_everything(seed: int = 42, deterministic: bool = False) -> None:
     """Seed Python, NumPy and TensorFlow in one call (lesson 00).
 

@@ -1,0 +1,95 @@
+"""Profiles, the auto rule, seeding and TF quieting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tlcourse import config
+
+
+def test_every_profile_is_reachable_by_name_and_smoke_is_smallest():
+    sizes = {name: config.get_profile(name).image_size for name in config.PROFILES}
+    assert set(sizes) == {"smoke", "cpu", "gpu"}
+    assert sizes["smoke"] < sizes["cpu"] <= sizes["gpu"]
+    assert config.get_profile("smoke").allow_synthetic
+    assert not config.get_profile("cpu").allow_synthetic
+
+
+def test_auto_profile_follows_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(config.PROFILE_ENV, "smoke")
+    assert config.get_profile("auto").name == "smoke"
+    monkeypatch.setenv(config.PROFILE_ENV, "GPU")
+    assert config.get_profile().name == "gpu"
+
+
+def test_auto_profile_without_gpu_is_cpu(monkeypatch):
+    monkeypatch.delenv(config.PROFILE_ENV, raising=False)
+    monkeypatch.setattr(config, "gpu_available", lambda: False)
+    assert config.get_profile("auto").name == "cpu"
+    monkeypatch.setattr(config, "gpu_available", lambda: True)
+    assert config.get_profile("auto").name == "gpu"
+
+
+def test_unknown_profile_error_lists_the_choices():
+    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+        config.get_profile("turbo")
+
+
+def test_overrides_replace_single_fields_without_touching_the_registry():
+    small = config.get_profile("cpu", image_size=128)
+    assert small.image_size == 128 and small.name == "cpu"
+    assert config.PROFILES["cpu"].image_size == 160
+
+
+def test_seed_everything_makes_keras_initialisation_repeatable():
+    import keras
+
+    def first_kernel() -> list[float]:
+        config.seed_everything(7)
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+        return layer.kernel.numpy().ravel().tolist()
+
+    assert first_kernel() == first_kernel()
+    config.seed_everything(8)
+    other = keras.layers.Dense(3)
+    other.build((None, 4))
+    assert other.kernel.numpy().ravel().tolist() != first_kernel()
+
+
+def test_quiet_tensorflow_keeps_values_the_user_set(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    config.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_importing_tlcourse_does_not_import_tensorflow():
+    code = "import sys, tlcourse, tlcourse.config, tlcourse.cli; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_quiet_tensorflow_silences_startup_messages_on_stderr():
+    code = (
+        "from tlcourse.config import quiet_tensorflow; quiet_tensorflow()\n"
+        "import tensorflow as tf; tf.constant([1.0]) + 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert "oneDNN" not in out.stderr
+    assert "cpu_feature_guard" not in out.stderr
+
+
+def test_environment_report_names_versions_platform_and_profile(monkeypatch):
+    monkeypatch.setenv(config.PROFILE_ENV, "smoke")
+    report = config.environment_report()
+    import tensorflow as tf
+
+    assert report["tensorflow"] == tf.__version__
+    assert report["platform"] == "local"
+    assert report["profile"] == "smoke" and report["profile_source"] == "$TLCOURSE_PROFILE"
+    assert isinstance(report["gpus"], list)

@@ -1,0 +1,84 @@
+"""House style for every course notebook: checked on the files in git, without executing them."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(
+    path.relative_to(REPO_ROOT)
+    for folder in ("lessons", "solutions", "exercises")
+    for path in (REPO_ROOT / folder).glob("*.ipynb")
+)
+KEPT_OUTPUT_TAGS = {"keep_output", "nbval-check-output"}
+
+if not NOTEBOOKS:
+    pytest.skip("no course notebooks yet", allow_module_level=True)
+
+
+def _load(relpath: Path) -> nbformat.NotebookNode:
+    return nbformat.read(REPO_ROOT / relpath, as_version=4)
+
+
+def _tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_file_name_is_numbered_snake_case(relpath):
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", relpath.name), relpath
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_has_one_h1_and_badges_pointing_at_its_own_path(relpath):
+    nb = _load(relpath)
+    markdown = [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+    h1 = [line for text in markdown for line in text.splitlines() if re.match(r"#\s", line)]
+    assert len(h1) == 1, f"{relpath}: expected one H1, found {h1}"
+    first = markdown[0]
+    assert f"colab.research.google.com/github/" in first and first.count(str(relpath.as_posix())) >= 2, (
+        f"{relpath}: the first cell needs Colab and Binder badges that point at {relpath.as_posix()}"
+    )
+    assert "mybinder.org" in first
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_has_guarded_colab_install_one_parameters_cell_and_closing_sections(relpath):
+    nb = _load(relpath)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    setup = code_cells[0].source
+    assert '"google.colab" in sys.modules' in setup, f"{relpath}: first code cell must be the guarded Colab setup"
+    assert "tensorflow" not in setup.lower(), f"{relpath}: the Colab install must never (re)install TensorFlow"
+    parameters = [cell for cell in code_cells if "parameters" in _tags(cell)]
+    assert len(parameters) == 1, f"{relpath}: needs exactly one cell tagged 'parameters'"
+    names = {
+        target.id
+        for node in ast.parse(parameters[0].source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    assert "PROFILE" in names, f"{relpath}: the parameters cell must define PROFILE"
+    headings = [line for cell in nb.cells if cell.cell_type == "markdown" for line in cell.source.splitlines()]
+    assert any(re.match(r"##\s+Summary", line) for line in headings), f"{relpath}: needs a '## Summary'"
+    assert any(re.match(r"##\s+Exercises", line) for line in headings), f"{relpath}: needs a '## Exercises'"
+    steps = [line for line in headings if re.match(r"##\s+\d+\.", line)]
+    assert steps, f"{relpath}: steps are numbered '## 1. ...'"
+    numbers = [int(re.match(r"##\s+(\d+)\.", line).group(1)) for line in steps]
+    assert numbers == list(range(1, len(numbers) + 1)), f"{relpath}: steps numbered {numbers}"
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_is_committed_without_outputs_except_checked_cells(relpath):
+    nb = _load(relpath)
+    carrying = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count) and not (_tags(cell) & KEPT_OUTPUT_TAGS)
+    ]
+    assert not carrying, f"{relpath}: cells {carrying} carry outputs; strip them"

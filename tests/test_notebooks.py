@@ -1,0 +1,71 @@
+"""CI: execute every lesson and solution notebook in the ``smoke`` profile with the course's own runner.
+
+One test per notebook (so a failure names it), each through :func:`tlcourse.runner.run_notebooks`, which
+records status, cell, error, time and the kernel's peak memory. At the end of the module the per-notebook
+table is printed and a combined report is written to ``$TLCOURSE_CI_OUT`` (default: a temporary folder).
+Skipped cleanly while the course has no notebooks yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tlcourse import runner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ("lessons", "solutions")
+NOTEBOOKS = sorted(
+    path.relative_to(REPO_ROOT)
+    for folder in FOLDERS
+    for path in (REPO_ROOT / folder).glob("*.ipynb")
+    if ".ipynb_checkpoints" not in path.parts
+)
+CELL_TIMEOUT_S = 600
+
+if not NOTEBOOKS:
+    pytest.skip(
+        "no lesson notebooks yet (lessons/ and solutions/ hold no .ipynb files)", allow_module_level=True
+    )
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ci_out(request, tmp_path_factory) -> Path:
+    """Where executed notebooks and the combined report go; prints the per-notebook table at the end."""
+    out = Path(os.environ.get("TLCOURSE_CI_OUT") or tmp_path_factory.mktemp("notebooks"))
+    results: list[runner.NotebookResult] = []
+    request.config.stash[_RESULTS] = results
+    yield out
+    if not results:
+        return
+    paths = runner.write_reports(results, out, profile="smoke", parameters={"PROFILE": "smoke"})
+    lines = ["", "notebook times (smoke profile):", *(f"  {result.line()}" for result in results)]
+    lines += [f"  {runner.summary_line(results)}", f"  report: {paths['md']}"]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print("\n".join(lines), flush=True)
+
+
+_RESULTS = pytest.StashKey[list]()
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # so the report shows lessons/... paths
+    (result,) = runner.run_notebooks(
+        [REPO_ROOT / relpath],
+        profile="smoke",
+        out_dir=ci_out,
+        timeout=CELL_TIMEOUT_S,
+        force=True,
+        progress=False,
+        verbose=False,
+    )
+    request.config.stash[_RESULTS].append(result)
+    print(result.line())
+    assert result.status == "ok", f"{relpath}: {result.status} at cell [{result.error_cell}]: {result.error}"

@@ -1,0 +1,527 @@
+"""The batch runner (``tlcourse run``) and metric recording, on tiny notebooks generated per test.
+
+Kernel start-up is the slow part, so one module-wide batch (a notebook that records metrics, one that raises,
+one that times out, one whose kernel dies) serves several tests, and the skip rule's many cases use a fake
+executor. Real kernels: 4 in the batch, 2 for --jobs, 2 for the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tlcourse import __version__, cli, record, runner
+from tlcourse.errors import TLCourseError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARAMETERS_CELL = "PROFILE = 'cpu'\nEPOCHS = 1\nRATE = 0.1\nFLAG = False\nNAME = 'dogs'"
+
+
+def write_notebook(
+    path: Path, *cells: str, parameters: str = PARAMETERS_CELL, kernel: str | None = "python3"
+) -> Path:
+    """A notebook with a ``parameters``-tagged cell followed by ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    if kernel:
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    tagged = nbformat.v4.new_code_cell(parameters)
+    tagged.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"), tagged]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def stream_text(path: Path) -> str:
+    """Everything an executed notebook printed."""
+    nb = nbformat.read(path, as_version=4)
+    return "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+
+
+@pytest.fixture(scope="module")
+def python3_kernel(tmp_path_factory):
+    """Make sure a ``python3`` kernelspec exists (installing one for this interpreter into a temp dir if not)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" in KernelSpecManager().find_kernel_specs():
+        yield "python3"
+        return
+    from ipykernel.kernelspec import install
+
+    prefix = tmp_path_factory.mktemp("kernels")
+    install(prefix=str(prefix), kernel_name="python3")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+        yield "python3"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# One real batch: ok (records), raises, times out, kernel dies
+
+
+@pytest.fixture(scope="module")
+def batch(python3_kernel, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("course") / "lessons"
+    write_notebook(
+        folder / "01_raises.ipynb", "x = 1", "raise ValueError('the data folder is empty')", "print('never')"
+    )
+    write_notebook(
+        folder / "02_records.ipynb",
+        "import os\nprint('cwd', os.getcwd())",
+        "print('params', PROFILE, type(EPOCHS).__name__, EPOCHS, type(RATE).__name__, RATE, FLAG, NAME)",
+        "from tlcourse.record import record\nrecord('val_accuracy', 0.8125)\nrecord('epochs_run', EPOCHS * 2)",
+        "blob = b'x' * (40 * 1024 * 1024)",
+    )
+    write_notebook(folder / "03_sleeps.ipynb", "print('before')", "import time\ntime.sleep(30)")
+    write_notebook(folder / "04_dies.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    (folder / ".ipynb_checkpoints").mkdir()
+    write_notebook(folder / ".ipynb_checkpoints" / "02_records-checkpoint.ipynb", "raise SystemError")
+    out = folder.parent / "runs"
+    parameters = {
+        name: runner.parse_value(text)
+        for name, text in [
+            ("EPOCHS", "3"),
+            ("RATE", "0.5"),
+            ("FLAG", "true"),
+            ("NAME", "cats"),
+            ("EPOCS", "9"),
+        ]
+    }
+    console = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(console):
+        results = runner.run_notebooks(
+            [folder], profile="smoke", out_dir=out, timeout=2, parameters=parameters, progress=False
+        )
+    seconds = time.perf_counter() - start
+    by_name = {Path(result.path).name: result for result in results}
+    return {
+        "folder": folder,
+        "out": out,
+        "results": results,
+        "by": by_name,
+        "console": console.getvalue(),
+        "seconds": seconds,
+    }
+
+
+def test_folder_runs_every_notebook_in_order_skipping_checkpoints(batch):
+    names = [Path(result.path).name for result in batch["results"]]
+    assert names == ["01_raises.ipynb", "02_records.ipynb", "03_sleeps.ipynb", "04_dies.ipynb"]
+
+
+def test_failing_notebook_reports_cell_number_and_error_and_the_batch_goes_on(batch):
+    failed = batch["by"]["01_raises.ipynb"]
+    assert failed.status == "failed" and not failed.ok
+    # In [1] is the parameters cell, In [2] the injected one, In [3] "x = 1", In [4] the raise.
+    assert failed.error_cell == 4
+    assert failed.error == "ValueError: the data folder is empty"
+    assert batch["by"]["02_records.ipynb"].status == "ok"  # the next notebook still ran
+    assert failed.output.is_file() and "the data folder is empty" in failed.output.read_text()
+
+
+def test_recorded_metrics_reach_the_results(batch):
+    ok = batch["by"]["02_records.ipynb"]
+    assert ok.metrics == {"val_accuracy": 0.8125, "epochs_run": 6}
+    assert record.read_records(ok.output) == ok.metrics
+
+
+def test_timeout_is_its_own_status_with_the_cell_that_hung(batch):
+    hung = batch["by"]["03_sleeps.ipynb"]
+    assert hung.status == "timeout"
+    assert hung.error_cell == 4 and "2 s" in hung.error
+    assert hung.seconds < 20  # the kernel was stopped, not waited for
+
+
+def test_killed_kernel_is_reported_as_dead_kernel(batch):
+    dead = batch["by"]["04_dies.ipynb"]
+    assert dead.status == "dead kernel"
+    assert dead.error_cell == 3 and dead.error.startswith("DeadKernelError")
+
+
+def test_profile_and_typed_parameters_are_injected_and_cwd_is_the_notebooks_folder(batch):
+    ok = batch["by"]["02_records.ipynb"]
+    printed = stream_text(ok.output)
+    assert "params smoke int 3 float 0.5 True cats" in printed
+    assert f"cwd {batch['folder'].resolve()}" in printed
+    assert ok.parameters == {
+        "PROFILE": "smoke",
+        "EPOCHS": 3,
+        "RATE": 0.5,
+        "FLAG": True,
+        "NAME": "cats",
+        "EPOCS": 9,
+    }
+
+
+def test_a_parameter_the_notebook_does_not_declare_is_flagged_as_a_likely_typo(batch):
+    ok = batch["by"]["02_records.ipynb"]
+    assert ok.notes == ["not in the notebook's parameters cell (injected anyway): EPOCS"]
+    row = next(line for line in (batch["out"] / "report.md").read_text().splitlines() if "02_records" in line)
+    assert "EPOCS" in row
+
+
+def test_peak_memory_is_the_kernels(batch):
+    peaks = {name: result.peak_mib for name, result in batch["by"].items()}
+    assert all(peak and peak > 20 for peak in peaks.values()), peaks
+    # 02 holds an extra 40 MiB bytes object; the kernels that did nothing of the sort stay below it.
+    assert peaks["02_records.ipynb"] > peaks["03_sleeps.ipynb"] + 30, peaks
+
+
+def test_executed_notebooks_mirror_relative_paths_in_the_out_folder(batch):
+    for result in batch["results"]:
+        assert result.output.is_file()
+        assert result.output.resolve().is_relative_to(batch["out"].resolve())
+        assert result.output.name == result.source.name
+        assert result.output.parent.name == "lessons"
+
+
+def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_totals(batch):
+    text = (batch["out"] / "report.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| notebook"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[:4] == ["notebook", "status", "time", "peak memory"]
+    assert "val_accuracy" in columns and "epochs_run" in columns
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and ".ipynb" in line:
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[Path(cells[0]).name] = dict(zip(columns, cells, strict=True))
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "01_raises.ipynb": "failed",
+        "02_records.ipynb": "ok",
+        "03_sleeps.ipynb": "timeout",
+        "04_dies.ipynb": "dead kernel",
+    }
+    assert (
+        rows["02_records.ipynb"]["val_accuracy"] == "0.8125" and rows["02_records.ipynb"]["epochs_run"] == "6"
+    )
+    assert rows["01_raises.ipynb"]["failing cell"] == "4"
+    assert "ValueError: the data folder is empty" in rows["01_raises.ipynb"]["error / notes"]
+    for row in rows.values():
+        assert float(row["peak memory"].removesuffix(" MiB")) > 0
+        assert float(row["time"].removesuffix(" s")) > 0
+    assert "4 notebooks: 1 failed, 1 ok, 1 timeout, 1 dead kernel" in text
+    assert "profile: smoke" in text
+
+
+def test_html_and_json_reports_hold_the_same_rows(batch):
+    page = (batch["out"] / "report.html").read_text()
+    assert page.count("<tr>") == 5  # header + 4 notebooks
+    assert 'href="lessons/02_records.ipynb"' in page
+    assert "dead kernel" in page and "0.8125" in page
+    data = json.loads((batch["out"] / "report.json").read_text())
+    assert data["summary"]["failed"] == 3 and data["summary"]["notebooks"] == 4
+    assert [Path(item["path"]).name for item in data["notebooks"]] == list(batch["by"])
+
+
+def test_one_console_line_per_notebook_with_status_time_memory_and_metrics(batch):
+    lines = [line for line in batch["console"].splitlines() if ".ipynb" in line]
+    assert len(lines) == 4
+    ok_line = next(line for line in lines if "02_records" in line)
+    assert re.fullmatch(
+        r"ok  \S+02_records\.ipynb  \d+\.\d s  \d+ MiB  val_accuracy=0\.8125  epochs_run=6", ok_line
+    )
+    assert any(line.startswith("failed  ") and "cell [4] ValueError" in line for line in lines)
+
+
+def test_batch_stays_fast(batch):
+    # 4 kernels, one 2 s timeout: anything much slower means kernels are waited on instead of stopped.
+    assert batch["seconds"] < 60
+
+
+# ------------------------------------------------------------------------------------------------------------
+# --jobs: two kernels at once, each measured on its own
+
+
+def test_two_jobs_run_at_once_and_keep_results_and_memory_apart(python3_kernel, tmp_path):
+    started = "import time\nfrom tlcourse.record import record\nrecord('started', time.time())"
+    write_notebook(
+        tmp_path / "big.ipynb",
+        started,
+        "blob = b'x' * (300 * 1024 * 1024)\ntime.sleep(1.5)",
+        "record('which', 'big')",
+    )
+    write_notebook(
+        tmp_path / "small.ipynb", started, "time.sleep(1.5)", "record('which', 'small')\nrecord('done', True)"
+    )
+    results = runner.run_notebooks(
+        [tmp_path], out_dir=tmp_path / "out", jobs=2, progress=False, verbose=False
+    )
+    big, small = results
+    assert (big.status, small.status) == ("ok", "ok")
+    assert (
+        big.metrics["which"] == "big" and small.metrics["which"] == "small" and small.metrics["done"] is True
+    )
+    # Both kernels were running at the same time ...
+    assert abs(big.metrics["started"] - small.metrics["started"]) < 1.5
+    # ... and each notebook's peak is its own kernel's: only "big" holds 300 MiB.
+    assert big.peak_mib > 300 > small.peak_mib, (big.peak_mib, small.peak_mib)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Skip-if-unchanged, with a fake executor (the rule, not the kernels, is under test)
+
+
+@pytest.fixture
+def fake_execute(monkeypatch):
+    """Replace kernel execution: write the output, return the status chosen per notebook name; count calls."""
+    calls: list[str] = []
+    statuses: dict[str, str] = {}
+
+    def execute(*, source, output, display, parameters, kernel, timeout, digest, notes):
+        calls.append(source.name)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(source.read_text())
+        status = statuses.get(source.name, "ok")
+        return runner.NotebookResult(
+            path=display, source=source, output=output, status=status, seconds=0.5, peak_mib=64.0,
+            metrics={"n": len(calls)}, kernel=kernel, parameters=parameters, notes=notes, digest=digest,
+            error=None if status == "ok" else "ValueError: fake",
+        )  # fmt: skip
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    return calls, statuses
+
+
+def test_unchanged_successes_are_skipped_and_failures_always_rerun(fake_execute, tmp_path):
+    calls, statuses = fake_execute
+    write_notebook(tmp_path / "nb" / "a.ipynb", "1")
+    write_notebook(tmp_path / "nb" / "b.ipynb", "2")
+    statuses["b.ipynb"] = "failed"
+    run = dict(
+        out_dir=tmp_path / "out", profile="smoke", parameters={"EPOCHS": 2}, progress=False, verbose=False
+    )
+
+    first = runner.run_notebooks([tmp_path / "nb"], **run)
+    assert calls == ["a.ipynb", "b.ipynb"]
+    second = runner.run_notebooks([tmp_path / "nb"], **run)
+    assert calls[2:] == ["b.ipynb"]
+    assert second[0].status == runner.SKIPPED and second[0].ok
+    assert second[0].metrics == first[0].metrics  # the report keeps the earlier run's figures
+    assert second[1].status == "failed"
+
+    statuses["b.ipynb"] = "ok"
+    runner.run_notebooks([tmp_path / "nb"], **run)
+    runner.run_notebooks([tmp_path / "nb"], **run)
+    assert calls[3:] == ["b.ipynb"]  # fixed, then unchanged
+
+
+def test_editing_the_notebook_or_changing_parameters_profile_or_force_reruns(fake_execute, tmp_path):
+    calls, _ = fake_execute
+    notebook = write_notebook(tmp_path / "nb" / "a.ipynb", "1")
+    base = dict(
+        out_dir=tmp_path / "out", profile="smoke", parameters={"EPOCHS": 2}, progress=False, verbose=False
+    )
+
+    def run(**changes) -> str:
+        before = len(calls)
+        (result,) = runner.run_notebooks([notebook], **{**base, **changes})
+        assert (len(calls) > before) == (result.status != runner.SKIPPED)
+        return "ran" if len(calls) > before else "skipped"
+
+    assert run() == "ran"
+    assert run() == "skipped"
+    write_notebook(notebook, "1 + 1")
+    assert run() == "ran"
+    assert run(parameters={"EPOCHS": 3}) == "ran"
+    assert run(parameters={"EPOCHS": 3}) == "skipped"
+    assert run(parameters={"EPOCHS": 3}, profile="cpu") == "ran"
+    assert run(parameters={"EPOCHS": 3}, profile="cpu", force=True) == "ran"
+    next(tmp_path.glob("out/**/a.ipynb")).unlink()  # executed copy gone: run again
+    assert run(parameters={"EPOCHS": 3}, profile="cpu") == "ran"
+
+
+def test_notebooks_with_the_same_name_in_two_folders_get_separate_outputs(
+    fake_execute, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    write_notebook(tmp_path / "alice" / "08_brief.ipynb", "1")
+    write_notebook(tmp_path / "bob" / "08_brief.ipynb", "2")
+    results = runner.run_notebooks(["*/08_brief.ipynb"], out_dir="runs", progress=False, verbose=False)
+    assert [r.path for r in results] == ["alice/08_brief.ipynb", "bob/08_brief.ipynb"]
+    assert (tmp_path / "runs" / "alice" / "08_brief.ipynb").read_text() != (
+        tmp_path / "runs" / "bob" / "08_brief.ipynb"
+    ).read_text()
+
+
+def test_the_skip_decision_depends_on_the_tlcourse_version(monkeypatch):
+    before = runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3")
+    assert before == runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3")
+    monkeypatch.setattr(runner, "__version__", __version__ + ".post1")
+    assert runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3") != before
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Finding notebooks, parsing parameters, kernels
+
+
+def test_find_notebooks_skips_checkpoints_and_the_output_folder_and_dedupes(tmp_path):
+    write_notebook(tmp_path / "b.ipynb", "1")
+    write_notebook(tmp_path / "a.ipynb", "1")
+    write_notebook(tmp_path / "sub" / "c.ipynb", "1")
+    write_notebook(tmp_path / ".ipynb_checkpoints" / "a-checkpoint.ipynb", "1")
+    write_notebook(tmp_path / "out" / "a.ipynb", "1")
+    found = runner.find_notebooks([tmp_path, tmp_path / "a.ipynb"], out_dir=tmp_path / "out")
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.ipynb", "b.ipynb", "sub/c.ipynb"]
+
+
+def test_find_notebooks_explains_missing_paths_and_empty_default_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TLCourseError, match="no lessons/ folder"):
+        runner.find_notebooks(None)
+    (tmp_path / "lessons").mkdir()
+    with pytest.raises(TLCourseError, match="No notebooks found in lessons"):
+        runner.find_notebooks(None)
+    with pytest.raises(TLCourseError, match="does not exist"):
+        runner.find_notebooks(["nowhere.ipynb"])
+    with pytest.raises(TLCourseError, match="matches no files"):
+        runner.find_notebooks(["submissions/*.ipynb"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("3", 3), ("0.5", 0.5), ("1e-3", 0.001), ("true", True), ("False", False), ("null", None),
+     ("[1, 2]", [1, 2]), ("cats", "cats"), ("mobilenet_v2", "mobilenet_v2"), ("'3'", "3"), ("2024-01-02", "2024-01-02")],
+)  # fmt: skip
+def test_parameter_values_are_parsed_as_literals_when_they_are_one(text, expected):
+    value = runner.parse_value(text)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_notebook_kernel_that_is_not_installed_falls_back_to_python3_with_a_note():
+    node = {"metadata": {"kernelspec": {"name": "conda-env-student-py"}}}
+    assert runner._choose_kernel(node, None, {"python3"}) == (
+        "python3",
+        "kernel 'conda-env-student-py' is not installed here; used 'python3'",
+    )
+    assert runner._choose_kernel(node, "other", {"python3"}) == ("other", None)
+    assert runner._choose_kernel({}, None, {"python3"}) == ("python3", None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_exit_status_skip_message_and_python_dash_m(python3_kernel, tmp_path, monkeypatch, capsys):
+    good = tmp_path / "good"
+    write_notebook(good / "ok.ipynb", "from tlcourse.record import record\nrecord('score', 1.5)")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(good), "--out", str(out), "--profile", "smoke", "-p", "EPOCHS", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^ok  .*ok\.ipynb  .*score=1\.5$", printed, re.MULTILINE), printed
+    assert "report: " in printed and (out / "report.md").is_file()
+
+    # Same inputs again, through `python -m tlcourse`: skipped, exit 0, and it says why.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    again = subprocess.run(
+        [sys.executable, "-m", "tlcourse", "run", str(good), "--out", str(out), "--profile", "smoke", "-p", "EPOCHS", "2"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "skipped (unchanged; use --force to re-run)" in again.stdout
+
+    bad = tmp_path / "bad"
+    write_notebook(bad / "broken.ipynb", "1 / 0")
+    assert cli.main(["run", str(bad), "--out", str(tmp_path / "out2")]) == 1
+    assert "ZeroDivisionError: division by zero" in capsys.readouterr().out
+
+
+def test_cli_without_notebooks_explains_and_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run"]) == 2
+    assert "no lessons/ folder" in capsys.readouterr().err
+    assert cli.main(["run", "--jobs", "0", str(tmp_path)]) == 2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# record() and read_records() without a kernel
+
+
+def test_record_outside_a_kernel_prints_a_readable_line(capsys):
+    record.record("val_accuracy", 0.873456)
+    assert capsys.readouterr().out.strip() == "recorded val_accuracy = 0.8735"
+
+
+def test_read_records_takes_the_last_value_of_each_name_and_ignores_other_outputs():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("...")
+    mime = record.RECORD_MIME
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={mime: {"name": "loss", "value": 0.9}, "text/plain": "x"}
+        ),
+        nbformat.v4.new_output("stream", name="stdout", text="recorded fake = 1\n"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "a plot"}),
+        nbformat.v4.new_output("display_data", data={mime: {"name": "acc", "value": 0.5}, "text/plain": "y"}),
+        nbformat.v4.new_output(
+            "display_data", data={mime: {"name": "loss", "value": 0.4}, "text/plain": "z"}
+        ),
+    ]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("recorded nothing")]
+    nbformat.validate(nb)
+    assert record.read_records(nb) == {"acc": 0.5, "loss": 0.4}
+
+
+def test_record_unwraps_numpy_scalars_keeps_nan_readable_and_rejects_arrays(capsys):
+    np = pytest.importorskip("numpy")
+    record.record("count", np.int64(7))
+    record.record("ratio", np.float32(0.25))
+    record.record("bad", math.nan)
+    assert capsys.readouterr().out.split("\n")[:3] == [
+        "recorded count = 7",
+        "recorded ratio = 0.25",
+        "recorded bad = nan",
+    ]
+    with pytest.raises(TLCourseError, match="number, a string or a bool"):
+        record.record("curve", np.arange(3))
+    with pytest.raises(TLCourseError, match="name"):
+        record.record("", 1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The nbval sanitizer file
+
+
+def test_nbval_sanitizer_removes_paths_timings_addresses_and_dates():
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((REPO_ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+    assert len(patterns) >= 10
+
+    def clean(text: str) -> str:
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    assert clean("File /tmp/ipykernel_4242/1234567.py:3") == "File IPYKERNEL-CELL.py:3"
+    assert clean("1/1 ━━━━ 2s 153ms/step") == clean("1/1 ━━━━ 0s 41ms/step")
+    assert clean("<Functional name=m, built=True> at 0x7f3a2b4c5d60") == clean(
+        "<Functional name=m, built=True> at 0x55aa"
+    )
+    assert clean("<Figure size 640x480 with 2 Axes>") == clean("<Figure size 800x600 with 1 Axes>")
+    assert clean("features took 1.23 s") == clean("features took 14 s")
+    assert clean("weights: /work/shared/assets/keras/models/x.h5") == "weights: MIRROR/keras/models/x.h5"
+    assert clean("cache: /tmp/tlcourse-test-keras-ab_12/models") == "cache: KERAS_HOME/models"
+    assert clean("/home/ci/checkout/lessons/data/x.jpg") == "REPO/lessons/data/x.jpg"
+    assert clean("File /work/main/tlcourse/data.py:12") == "File REPO/tlcourse/data.py:12"
+    assert clean("saved at 2026-11-23 12:27:04") == "saved at DATE"
+    assert clean("accuracy: 0.875 on 16 samples") == "accuracy: 0.875 on 16 samples"  # figures stay compared
