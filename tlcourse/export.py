@@ -1,0 +1,686 @@
+"""Shipping a trained classifier: .keras, SavedModel, TFLite, round-trip checks and a model card (lesson 08).
+
+Three formats, three audiences:
+
+- ``.keras`` (:func:`save_keras` / :func:`load_keras`): the whole Keras model in one zip file, for further
+  training or for ``tlcourse predict``. It is always loaded in **safe mode**: a file cannot run Python code
+  hidden in a ``Lambda`` layer while loading;
+- SavedModel (:func:`export_saved_model`): TensorFlow's inference graph (``model.export``), for TF Serving
+  and TensorFlow.js; load it back with :func:`load_saved_model` or ``keras.layers.TFSMLayer``;
+- TFLite (:func:`export_tflite`): a flat buffer for phones and small boards.
+
+A conversion can silently change the numbers, so :func:`round_trip` reloads each file and reports the
+largest absolute difference between its outputs and the original model's on a whole batch;
+:func:`export_all` does the three formats and their checks at once, and :func:`model_card` writes the
+Markdown document that should travel with the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlcourse.config import quiet_tensorflow
+from tlcourse.errors import TLCourseError
+
+__all__ = [
+    "FORMATS",
+    "TOLERANCES",
+    "directory_bytes",
+    "export_all",
+    "export_saved_model",
+    "export_tflite",
+    "load_keras",
+    "load_saved_model",
+    "model_card",
+    "predict_tflite",
+    "round_trip",
+    "save_keras",
+]
+
+FORMATS = ("keras", "saved_model", "tflite")
+TOLERANCES: dict[str, float] = {"keras": 1e-5, "saved_model": 1e-5, "tflite": 1e-3}
+"""Largest acceptable max |difference| of outputs after a round trip, per format."""
+
+FILE_NAMES = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
+
+
+# --------------------------------------------------------------------------------------------- .keras
+
+
+def save_keras(model: Any, path: str | os.PathLike) -> Path:
+    """Save the whole model (architecture, weights, optimizer state) as one ``.keras`` file (lesson 08).
+
+    ``path`` may be a folder (``model.keras`` is written inside it) or a file name; a name without a suffix
+    gets ``.keras``. Any other suffix is refused, because Keras 3 only writes ``.keras`` archives.
+    Returns the path written.
+    """
+    target = Path(path)
+    if target.is_dir():
+        target = target / FILE_NAMES["keras"]
+    elif target.suffix == "":
+        target = target.with_suffix(".keras")
+    if target.suffix != ".keras":
+        raise TLCourseError(
+            f"Cannot save a model as {target.name}: use a file name ending in .keras (for SavedModel or "
+            "TFLite use export_saved_model / export_tflite)."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model.save(target)
+    return target
+
+
+def _register_course_layers() -> None:
+    """Register the course's own custom layers (tlcourse.models) so files that use them load in safe mode."""
+    with contextlib.suppress(Exception):
+        from tlcourse import models
+
+        register = getattr(models, "register_custom_objects", None)
+        if callable(register):
+            register()
+
+
+def load_keras(
+    path: str | os.PathLike,
+    *,
+    compile: bool = True,
+    custom_objects: Mapping[str, Any] | None = None,
+) -> Any:
+    """Load a ``.keras`` model file in safe mode (lesson 08).
+
+    Safe mode stays on: Keras refuses to rebuild a ``Lambda`` layer from a file, because its Python code
+    would run on load (a shared model file could then do anything on your machine). Custom layers written as
+    classes and registered with ``keras.saving.register_keras_serializable`` load fine, as long as the
+    module that defines them has been imported (the course's own layers are imported here).
+    Raises :class:`TLCourseError` with what to do when the file is missing, is not a ``.keras`` archive,
+    contains a ``Lambda`` layer, or needs a custom layer that is not registered.
+    """
+    source = Path(path)
+    if source.is_dir():
+        if (source / "saved_model.pb").is_file():
+            raise TLCourseError(
+                f"{source} is a SavedModel folder, not a .keras file. Load it with "
+                "tlcourse.export.load_saved_model(...) or keras.layers.TFSMLayer(...), or pass the model.keras file."
+            )
+        candidate = source / FILE_NAMES["keras"]
+        if not candidate.is_file():
+            raise TLCourseError(
+                f"{source} is a folder with no model.keras inside. Pass the path of a .keras file."
+            )
+        source = candidate
+    if not source.is_file():
+        raise TLCourseError(
+            f"No model file at {source}. Check the path, or train one first (e.g. `tlcourse train DIR --out OUT` "
+            "writes OUT/model.keras)."
+        )
+    if not zipfile.is_zipfile(source):
+        raise TLCourseError(
+            f"{source} is not a .keras model file (those are zip archives; this one is not, so it is damaged, "
+            "truncated or another format). Save the model again with tlcourse.export.save_keras."
+        )
+    with zipfile.ZipFile(source) as archive:
+        if "config.json" not in archive.namelist():
+            raise TLCourseError(f"{source} is a zip file but not a Keras model (no config.json inside it).")
+    quiet_tensorflow()
+    import keras
+
+    _register_course_layers()
+    try:
+        return keras.saving.load_model(source, custom_objects=custom_objects, compile=compile, safe_mode=True)
+    except (ValueError, TypeError) as error:
+        text = str(error)
+        if "Lambda" in text or "safe_mode" in text:
+            raise TLCourseError(
+                f"{source.name} contains a Lambda layer, whose Python code would run while loading, so safe mode "
+                "refuses it. Rebuild the model with a registered layer class instead of a Lambda "
+                "(keras.saving.register_keras_serializable) and save it again."
+            ) from None
+        if "Could not locate" in text or "could not be deserialized" in text:
+            missing = (
+                text.split("Could not locate", 1)[-1].split(".", 1)[0].strip()
+                if "Could not locate" in text
+                else ""
+            )
+            raise TLCourseError(
+                f"{source.name} uses a custom layer or function ({missing or 'unknown'}) that is not registered in "
+                "this Python session. Import the module that defines it (its class must be decorated with "
+                "@keras.saving.register_keras_serializable) before loading."
+            ) from None
+        raise TLCourseError(
+            f"Could not load {source.name}: {text.splitlines()[0] if text else type(error).__name__}"
+        ) from None
+    except (zipfile.BadZipFile, OSError, KeyError) as error:
+        raise TLCourseError(
+            f"{source.name} is damaged and cannot be loaded ({error}). Save the model again."
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------ SavedModel
+
+
+def export_saved_model(model: Any, directory: str | os.PathLike) -> Path:
+    """Export the model's inference function as a TensorFlow SavedModel folder (lesson 08).
+
+    Uses ``model.export`` (Keras 3's way; ``model.save`` no longer writes SavedModels). The result has a
+    ``serve`` endpoint taking a float32 batch of raw pixels; it is what TF Serving, TensorFlow.js and the
+    TFLite converter read. An existing SavedModel in ``directory`` is replaced; a non-empty folder that is not
+    a SavedModel is refused rather than overwritten.
+    """
+    target = Path(directory)
+    if target.exists():
+        if (target / "saved_model.pb").is_file():
+            shutil.rmtree(target)
+        elif not target.is_dir() or any(target.iterdir()):
+            raise TLCourseError(
+                f"{target} exists and is not an earlier SavedModel export; choose an empty folder."
+            )
+    quiet_tensorflow()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_stdio():
+        model.export(str(target), format="tf_saved_model", verbose=False)
+    return target
+
+
+def load_saved_model(directory: str | os.PathLike) -> Any:
+    """Load a SavedModel written by :func:`export_saved_model`; returns its ``serve`` function (lesson 08).
+
+    Call the result on a float32 batch: ``load_saved_model(d)(images)``. In a Keras model use
+    ``keras.layers.TFSMLayer(d, call_endpoint="serve")`` instead.
+    """
+    source = Path(directory)
+    if not (source / "saved_model.pb").is_file():
+        raise TLCourseError(
+            f"{source} is not a SavedModel folder (no saved_model.pb). Export one with export_saved_model."
+        )
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(source))
+    endpoint = getattr(loaded, "serve", None) or loaded.signatures["serving_default"]
+
+    def serve(images: Any) -> Any:
+        # the closure keeps `loaded` alive: its variables are deleted with it
+        return endpoint(tf.convert_to_tensor(np.asarray(images, dtype="float32")))
+
+    serve.loaded = loaded  # type: ignore[attr-defined]
+    return serve
+
+
+# ---------------------------------------------------------------------------------------------- TFLite
+
+
+def export_tflite(source: Any, path: str | os.PathLike, *, optimize: bool = False) -> Path:
+    """Convert a model (or a SavedModel folder) to a ``.tflite`` file (lesson 08).
+
+    ``source`` is a Keras model (exported to a temporary SavedModel first) or the folder written by
+    :func:`export_saved_model`; the conversion goes through ``tf.lite.TFLiteConverter.from_saved_model``.
+    ``optimize=True`` applies dynamic-range quantisation (weights stored as 8-bit: about 4x smaller, the
+    outputs move by more than the default round-trip tolerance). Returns the path written.
+    """
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    target = Path(path)
+    if target.suffix != ".tflite":
+        target = target.with_suffix(".tflite") if target.suffix == "" else target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, (str, os.PathLike)):
+            saved = Path(source)
+            if not (saved / "saved_model.pb").is_file():
+                raise TLCourseError(
+                    f"{saved} is not a SavedModel folder; pass a Keras model or export_saved_model's folder."
+                )
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlcourse-tflite-")))
+            saved = export_saved_model(source, tmp / "saved_model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        with _quiet_stdio():
+            flat = converter.convert()
+    target.write_bytes(flat)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_stdio() -> Iterator[None]:
+    """Silence C++ chatter on file descriptors 1 and 2 (converter and delegate logs) for a moment.
+
+    Notebook kernels forward those descriptors into cell outputs, where the messages would look like errors.
+    """
+    with contextlib.ExitStack() as stack:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved: list[tuple[int, int]] = []
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            devnull = -1
+        if devnull >= 0:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(devnull, fd)
+                except OSError:
+                    continue
+        stack.callback(_restore_fds, saved, devnull)
+        yield
+
+
+def _restore_fds(saved: list[tuple[int, int]], devnull: int) -> None:
+    for fd, copy in saved:
+        with contextlib.suppress(OSError):
+            os.dup2(copy, fd)
+            os.close(copy)
+    if devnull >= 0:
+        with contextlib.suppress(OSError):
+            os.close(devnull)
+
+
+def _interpreter(path: Path) -> Any:
+    """A TFLite interpreter: ai_edge_litert's when installed, else TensorFlow's (deprecated but present)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+    except ImportError:
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    with warnings.catch_warnings(), _quiet_stdio():
+        warnings.simplefilter("ignore")
+        return Interpreter(model_path=str(path))
+
+
+def predict_tflite(path: str | os.PathLike, batch: Any) -> np.ndarray:
+    """Run a ``.tflite`` model on a whole batch and return its outputs (lesson 08).
+
+    The input is resized to the batch size so every example goes through in one call; a model whose batch
+    size cannot change is run one example at a time instead.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise TLCourseError(f"No TFLite file at {source}. Convert one with export_tflite.")
+    images = np.asarray(batch, dtype="float32")
+    interpreter = _interpreter(source)
+    index = interpreter.get_input_details()[0]["index"]
+    output = interpreter.get_output_details()[0]["index"]
+    try:
+        interpreter.resize_tensor_input(index, list(images.shape))
+        with _quiet_stdio():
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(index, images)
+        interpreter.invoke()
+        return np.array(interpreter.get_tensor(output))
+    except (ValueError, RuntimeError):
+        results = []
+        interpreter = _interpreter(source)
+        interpreter.allocate_tensors()
+        for example in images:
+            interpreter.set_tensor(index, example[None])
+            interpreter.invoke()
+            results.append(np.array(interpreter.get_tensor(output))[0])
+        return np.stack(results)
+
+
+# ------------------------------------------------------------------------------------------ round trips
+
+
+def _format_of(path: Path) -> str:
+    if path.is_dir():
+        return "saved_model"
+    if path.suffix == ".keras":
+        return "keras"
+    if path.suffix == ".tflite":
+        return "tflite"
+    raise TLCourseError(
+        f"Cannot tell the format of {path}: expected a .keras file, a .tflite file or a SavedModel folder."
+    )
+
+
+def round_trip(model: Any, batch: Any, path: str | os.PathLike, fmt: str | None = None) -> float:
+    """Largest absolute difference between ``model``'s outputs and the exported file's, over a whole batch.
+
+    ``path`` is a ``.keras`` file (reloaded in safe mode), a SavedModel folder or a ``.tflite`` file (the
+    format is read from the path unless ``fmt`` says). ``batch`` is a float32 batch of raw images as the
+    model takes them. A result near 0 (see :data:`TOLERANCES`) means the file computes what the model
+    computes (lesson 08).
+    """
+    source = Path(path)
+    kind = fmt or _format_of(source)
+    images = np.asarray(batch, dtype="float32")
+    expected = np.asarray(model.predict(images, verbose=0), dtype="float64")
+    if kind == "keras":
+        got = load_keras(source, compile=False).predict(images, verbose=0)
+    elif kind == "saved_model":
+        got = load_saved_model(source)(images)
+        if isinstance(got, Mapping):
+            got = next(iter(got.values()))
+    elif kind == "tflite":
+        got = predict_tflite(source, images)
+    else:
+        raise ValueError(f"Unknown format {kind!r}; use one of {FORMATS}.")
+    got = np.asarray(got, dtype="float64")
+    if got.shape != expected.shape:
+        raise TLCourseError(
+            f"The {kind} export returns shape {got.shape}, the model {expected.shape}: the export is broken."
+        )
+    return float(np.max(np.abs(got - expected))) if expected.size else 0.0
+
+
+def directory_bytes(path: str | os.PathLike) -> int:
+    """Size of a file, or of every file under a folder, in bytes (lesson 08)."""
+    source = Path(path)
+    if source.is_file():
+        return source.stat().st_size
+    return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+
+
+def export_all(
+    model: Any,
+    out_dir: str | os.PathLike,
+    sample_batch: Any,
+    formats: Sequence[str] = FORMATS,
+    *,
+    tolerances: Mapping[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Export to every format and check each by a round trip over ``sample_batch`` (lesson 08).
+
+    Writes ``out_dir/model.keras``, ``out_dir/saved_model/`` and ``out_dir/model.tflite`` (those asked for in
+    ``formats``). Returns ``{format: {"path", "bytes", "max_abs_diff", "tolerance", "ok", "seconds"}}`` with
+    plain Python values; ``ok`` is True when the difference is within the tolerance (default
+    :data:`TOLERANCES`: 1e-5 for .keras and SavedModel, 1e-3 for TFLite). A format that fails to export gets
+    ``ok`` False and an ``error`` message, and the others still run. The TFLite file is converted from the
+    SavedModel just written when there is one.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"Unknown export format(s) {unknown}; choose from {FORMATS}.")
+    limits = {**TOLERANCES, **dict(tolerances or {})}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = np.asarray(sample_batch, dtype="float32")
+    results: dict[str, dict[str, Any]] = {}
+    for kind in formats:
+        start = time.perf_counter()
+        target = out / FILE_NAMES[kind]
+        entry: dict[str, Any] = {"path": str(target), "tolerance": float(limits[kind])}
+        try:
+            if kind == "keras":
+                written = save_keras(model, target)
+            elif kind == "saved_model":
+                written = export_saved_model(model, target)
+            else:
+                saved = out / FILE_NAMES["saved_model"]
+                use_saved = "saved_model" in results and results["saved_model"].get("error") is None
+                written = export_tflite(saved if use_saved else model, target)
+            diff = round_trip(model, images, written, kind)
+            entry.update(
+                path=str(written),
+                bytes=int(directory_bytes(written)),
+                max_abs_diff=diff,
+                ok=bool(math.isfinite(diff) and diff <= limits[kind]),
+            )
+        except Exception as error:  # one broken format must not hide the others
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            entry.update(bytes=0, max_abs_diff=None, ok=False, error=f"{type(error).__name__}: {message}")
+        entry["seconds"] = round(time.perf_counter() - start, 3)
+        results[kind] = entry
+    return results
+
+
+# ------------------------------------------------------------------------------------------ model card
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _tolerance(value: Any) -> str:
+    return f"{float(value):g}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _interval(values: Any) -> str:
+    if isinstance(values, (list, tuple)) and len(values) == 2 and all(v is not None for v in values):
+        return f"{float(values[0]):.3f}–{float(values[1]):.3f}"
+    return "n/a"
+
+
+def _bytes(count: Any) -> str:
+    if not isinstance(count, (int, float)) or count <= 0:
+        return "n/a"
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+DEFAULT_INTENDED_USE = (
+    "Learning and demonstration: classifying photos into the classes listed below, as part of a transfer-learning "
+    "course. Not evaluated for, and not to be used for, decisions about people, health, safety or money."
+)
+
+
+def model_card(
+    name: str | None = None,
+    class_names: Sequence[str] = (),
+    class_counts: Mapping[str, int] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    data_provenance: str | None = None,
+    intended_use: str | None = None,
+    limitations: str | Sequence[str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    export_info: Mapping[str, Any] | None = None,
+    *,
+    model_name: str | None = None,
+    data_source: str | None = None,
+    model_file: str = FILE_NAMES["keras"],
+) -> str:
+    """A Markdown model card: what the model is, what it was trained on, how good it is, where it fails.
+
+    ``metrics`` is :func:`tlcourse.evaluate.evaluation_summary`'s dict, or the ``metrics.json`` dict of
+    ``tlcourse train`` (its ``"evaluation"``, ``"data"`` and ``"export"`` entries are used). ``class_counts``
+    maps each class to its number of images; ``export_info`` is :func:`export_all`'s result (taken from
+    ``metrics["export"]`` when not given). ``model_name`` and ``data_source`` are accepted as other names for
+    ``name`` and ``data_provenance``. Sections: Model, Intended use, Data, Metrics (with bootstrap
+    intervals), Per-class results, Limitations and ethical considerations, How to use, Exports, Settings
+    (lesson 08).
+    """
+    title = name or model_name or "image classifier"
+    provenance = data_provenance or data_source
+    top = dict(metrics or {})
+    evaluation = dict(top.get("evaluation") or top)
+    exports = dict(export_info or top.get("export") or {})
+    names = [str(c) for c in (class_names or evaluation.get("class_names") or [])]
+    counts = {str(k): int(v) for k, v in (class_counts or {}).items()}
+    data = dict(top.get("data") or {})
+    opts = dict(settings or top.get("settings") or {})
+    level = float((evaluation.get("bootstrap") or {}).get("level", 0.95))
+    pct = f"{level:.0%}"
+    lines: list[str] = [f"# Model card: {title}", ""]
+
+    lines += ["## Model", ""]
+    size = opts.get("image_size")
+    arch = ", ".join(f"{k} {opts[k]}" for k in ("backbone", "alpha") if k in opts)
+    weights = str(opts.get("weights", "imagenet"))
+    base = "an ImageNet-pretrained backbone" if weights == "imagenet" else f"a backbone (weights: {weights})"
+    lines.append(f"- **Architecture:** {arch or 'see Settings'}: {base} with a new classification head.")
+    lines.append(
+        "- **Input:** RGB images"
+        + (f" resized to {size}x{size}" if size else "")
+        + ", raw pixel values in [0, 255] (preprocessing is inside the model)."
+    )
+    lines.append(f"- **Output:** {len(names)} logits, one per class (apply a softmax for probabilities).")
+    lines.append(f"- **Classes:** {', '.join(names) if names else 'n/a'}")
+    lines.append("")
+
+    lines += ["## Intended use", "", intended_use or DEFAULT_INTENDED_USE, ""]
+
+    lines += ["## Data", ""]
+    lines.append(f"- **Source:** {provenance or data.get('source') or 'not recorded'}")
+    for key, label in (
+        ("train_count", "Training images"),
+        ("validation_count", "Validation images"),
+        ("skipped_files", "Files skipped as unusable"),
+        ("fingerprint", "Data fingerprint"),
+    ):
+        if key in data:
+            lines.append(f"- **{label}:** {data[key]}")
+    if counts:
+        total = sum(counts.values())
+        lines += ["", "| class | images | share |", "|---|---:|---:|"]
+        for cls in names or list(counts):
+            count = counts.get(cls, 0)
+            lines.append(
+                f"| {cls} | {count} | {count / total:.0%} |" if total else f"| {cls} | {count} | n/a |"
+            )
+        lines.append(f"| **total** | {total} | |")
+    lines.append("")
+
+    lines += ["## Metrics", ""]
+    n = evaluation.get("n") or data.get("validation_count")
+    lines.append(
+        f"Measured on {n if n is not None else 'the'} held-out validation images. Intervals are {pct} "
+        f"percentile-bootstrap intervals ({(evaluation.get('bootstrap') or {}).get('n', 'n/a')} resamples): "
+        "with few validation images they are wide, and the true accuracy can be anywhere inside them."
+    )
+    lines += ["", f"| metric | value | {pct} interval |", "|---|---:|---|"]
+    accuracy = evaluation.get("accuracy", top.get("val_accuracy"))
+    acc_interval = evaluation.get("accuracy_interval", top.get("val_accuracy_interval"))
+    lines.append(f"| accuracy | {_fmt(accuracy)} | {_interval(acc_interval)} |")
+    macro_f1 = evaluation.get("macro_f1", (evaluation.get("macro") or {}).get("f1"))
+    if macro_f1 is not None:
+        lines.append(f"| macro F1 | {_fmt(macro_f1)} | {_interval(evaluation.get('macro_f1_interval'))} |")
+    calib = evaluation.get("calibration") or {}
+    if "ece" in calib:
+        lines.append(f"| expected calibration error | {_fmt(calib['ece'])} | |")
+    if "head_val_accuracy" in top:
+        lines.append(f"| accuracy after head training only | {_fmt(top['head_val_accuracy'])} | |")
+    lines.append("")
+
+    per_class = evaluation.get("per_class") or {}
+    lines += ["## Per-class results", ""]
+    if per_class:
+        lines += ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for cls, row in per_class.items():
+            lines.append(
+                f"| {cls} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | {_fmt(row.get('f1'))} | "
+                f"{row.get('support', 'n/a')} |"
+            )
+        matrix = evaluation.get("confusion_matrix")
+        if matrix:
+            lines += ["", "Confusion matrix (rows: true class, columns: predicted class):", ""]
+            lines += ["| | " + " | ".join(per_class) + " |", "|---|" + "---:|" * len(per_class)]
+            for cls, row in zip(per_class, matrix, strict=False):
+                lines.append(f"| **{cls}** | " + " | ".join(str(v) for v in row) + " |")
+    else:
+        lines.append("Not computed.")
+    lines.append("")
+
+    lines += ["## Limitations and ethical considerations", ""]
+    notes: list[str] = [limitations] if isinstance(limitations, str) else list(limitations or [])
+    notes += _automatic_limitations(
+        counts, evaluation, n, pretrained=str(opts.get("weights", "imagenet")) == "imagenet"
+    )
+    lines += [f"- {note}" for note in notes]
+    lines.append("")
+
+    lines += [
+        "## How to use",
+        "",
+        "```bash",
+        f"tlcourse predict {model_file} photo1.jpg photo2.jpg --top 3",
+        "```",
+        "",
+    ]
+    lines += [
+        "```python",
+        "from tlcourse import export",
+        f"model = export.load_keras({model_file!r})   # safe mode: no code runs while loading",
+        "logits = model.predict(images)   # float32 [N, H, W, 3], raw pixels in [0, 255]",
+        "```",
+        "",
+    ]
+
+    lines += ["## Exports", ""]
+    if exports:
+        lines += [
+            "| format | file | size | round-trip max abs diff | tolerance | ok |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for kind, info in exports.items():
+            if not isinstance(info, Mapping):
+                continue
+            diff = info.get("max_abs_diff")
+            diff_text = f"{diff:.2g}" if isinstance(diff, (int, float)) else "n/a"
+            ok = "yes" if info.get("ok") else f"no ({info.get('error', 'difference above tolerance')})"
+            lines.append(
+                f"| {kind} | {Path(str(info.get('path', ''))).name} | {_bytes(info.get('bytes'))} | {diff_text} | "
+                f"{_tolerance(info.get('tolerance'))} | {ok} |"
+            )
+        lines += [
+            "",
+            "Each export was reloaded and run on a whole validation batch; the difference is to the original model.",
+        ]
+    else:
+        lines.append("No exports recorded.")
+    lines.append("")
+
+    if opts:
+        lines += ["## Settings", "", "| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |" for k, v in opts.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _automatic_limitations(
+    counts: Mapping[str, int], evaluation: Mapping[str, Any], n: Any, *, pretrained: bool = True
+) -> list[str]:
+    """Notes a reader should see, derived from the numbers themselves."""
+    notes: list[str] = []
+    if isinstance(n, int) and n < 200:
+        notes.append(
+            f"Only {n} validation images: the metrics above are rough estimates (see the interval widths)."
+        )
+    if counts:
+        smallest, largest = min(counts.values()), max(counts.values())
+        if smallest and largest / smallest >= 3:
+            notes.append(
+                f"Classes are imbalanced ({largest} vs {smallest} images): the model may favour the larger classes."
+            )
+    absent = evaluation.get("absent_classes") or []
+    if absent:
+        notes.append(f"No validation images for: {', '.join(absent)}; their performance is unmeasured.")
+    notes.append(
+        "Trained on a small, specific set of photos: expect worse results on images that look different "
+        "(other cameras, lighting, backgrounds, image quality) - a domain shift (lesson 07)."
+    )
+    notes.append(
+        "The model always answers with one of its classes, even for images that show none of them; "
+        "a high probability is not proof, and probabilities may be over-confident (see calibration)."
+    )
+    if pretrained:
+        notes.append(
+            "The pretrained backbone learned from ImageNet, which has known gaps and biases in what and whom it "
+            "shows; those carry over."
+        )
+    return notes
