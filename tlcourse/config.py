@@ -68,7 +68,7 @@ PROFILES: dict[str, Profile] = {
         head_epochs=20,
         fine_tune_epochs=5,
         learning_rate=1e-3,
-        fine_tune_learning_rate=1e-4,
+        fine_tune_learning_rate=1e-5,
         augmented_passes=2,
         allow_synthetic=False,
     ),
