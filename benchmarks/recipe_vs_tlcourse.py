@@ -1,0 +1,426 @@
+"""The TensorFlow tutorial's transfer-learning recipe vs tlcourse's default strategy, side by side.
+
+Run (from the repository root; takes 10-20 minutes on 2 CPU cores)::
+
+    python benchmarks/recipe_vs_tlcourse.py [--mirror ../shared/assets] [--json results.json]
+
+On the mirror's ``flower_photos_small`` (800 training / 200 validation photos, 5 classes), MobileNetV2
+alpha 0.35 at 160 px with ImageNet weights:
+
+(a) recipe: ``image_dataset_from_directory``, augmentation layers inside the model, the frozen base
+    recomputed every epoch; 10 head epochs with Adam 1e-4; then layers from 100 on unfrozen and 10 more epochs
+    with RMSprop at 1e-5 (a tenth of the rate), as in the tutorial.
+(b) tlcourse (cpu profile): head on cached features with cached augmented passes (``train.fit_head``), then the
+    boundary-cached fine-tune (``train.fine_tune``), both with early stopping.
+(c) throughput: tlcourse's feature extraction (decode + resize + forward pass, cold cache) vs the bare
+    forward pass of the same backbone on already-decoded tensors, and a plain ``image_dataset_from_directory``
+    pipeline for reference.
+
+Each part runs in its own subprocess so its peak RSS (``ru_maxrss``) is its own. The CPU may be shared
+with other work, so wall times are noisy; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MIRROR = REPO.parent / "shared" / "assets"
+ALPHA = 0.35
+SIZE = 160
+BATCH = 32
+SEED = 42
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _flowers(mirror: Path) -> Path:
+    return mirror / "datasets" / "flower_photos_small"
+
+
+def _weights(mirror: Path) -> Path:
+    return (
+        mirror / "keras" / "models" / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{ALPHA}_224_no_top.h5"
+    )
+
+
+# ------------------------------------------------------------------------------------------------- (a)
+
+
+def child_recipe(mirror: Path) -> dict:
+    """The tutorial's recipe, adapted only for 5 classes (softmax logits instead of one sigmoid unit)."""
+    _quiet()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(SEED)
+    root = _flowers(mirror)
+    t_start = time.perf_counter()
+    train_ds = keras.utils.image_dataset_from_directory(
+        root / "train", shuffle=True, batch_size=BATCH, image_size=(SIZE, SIZE), seed=SEED, verbose=False
+    )
+    val_ds = keras.utils.image_dataset_from_directory(
+        root / "validation", shuffle=False, batch_size=BATCH, image_size=(SIZE, SIZE), verbose=False
+    )
+    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+    val_ds = val_ds.prefetch(tf.data.AUTOTUNE)
+    augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)])
+    base = keras.applications.MobileNetV2(
+        input_shape=(SIZE, SIZE, 3), alpha=ALPHA, include_top=False, weights=None
+    )
+    base.load_weights(str(_weights(mirror)))  # the 224 px file: same shapes at 160 px
+    base.trainable = False
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = augmentation(inputs)
+    x = keras.applications.mobilenet_v2.preprocess_input(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    model = keras.Model(inputs, keras.layers.Dense(5)(x))
+    base_lr = 1e-4
+    model.compile(
+        optimizer=keras.optimizers.Adam(base_lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    setup = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=10, verbose=0)
+    head_seconds = time.perf_counter() - t0
+    head_acc = float(model.evaluate(val_ds, verbose=0)[1])
+
+    base.trainable = True
+    for layer in base.layers[:100]:
+        layer.trainable = False
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(base_lr / 10),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    t1 = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=20, initial_epoch=len(history.epoch), verbose=0)
+    fine_seconds = time.perf_counter() - t1
+    fine_acc = float(model.evaluate(val_ds, verbose=0)[1])
+    return {
+        "setup_seconds": setup,
+        "head_seconds": head_seconds,
+        "head_val_accuracy": head_acc,
+        "fine_tune_seconds": fine_seconds,
+        "fine_tune_val_accuracy": fine_acc,
+        "total_seconds": time.perf_counter() - t_start,
+        "head_epochs": 10,
+        "fine_tune_epochs": 10,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- (b)
+
+
+def child_tlcourse(mirror: Path) -> dict:
+    """tlcourse's default: cpu profile, cached features + passes, boundary-cached fine-tune."""
+    _quiet()
+    from tlcourse import data, train
+    from tlcourse.config import get_profile, seed_everything
+
+    seed_everything(SEED)
+    profile = get_profile("cpu", alpha=ALPHA, image_size=SIZE)
+    if os.environ.get("BENCH_AUGMENTED_PASSES"):  # a variant: e.g. BENCH_AUGMENTED_PASSES=0
+        profile = profile.replace(augmented_passes=int(os.environ["BENCH_AUGMENTED_PASSES"]))
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:  # cold feature cache
+        splits = data.load_for_profile(
+            profile, source=str(_flowers(mirror)), image_size=SIZE, seed=SEED, mirror=mirror
+        )
+        load_seconds = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        head = train.fit_head(
+            splits,
+            alpha=ALPHA,
+            image_size=SIZE,
+            weights="imagenet",
+            mirror=mirror,
+            profile=profile,
+            seed=SEED,
+            cache_dir=cache,
+            boundary=train.DEFAULT_FINE_TUNE_FROM,
+        )
+        head_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        tuned = train.fine_tune(head, splits, profile=profile, seed=SEED)
+        fine_seconds = time.perf_counter() - t1
+        # check on the assembled end-to-end model, as it would be exported
+        import numpy as np
+
+        labels = np.concatenate([np.asarray(y) for _, y in splits.validation])
+        logits = tuned.model.predict(splits.validation.map(lambda x, y: x), verbose=0)
+        assembled_acc = float(np.mean(logits.argmax(1) == labels))
+    return {
+        "load_seconds": load_seconds,
+        "head_seconds": head_seconds,
+        "head_extract_seconds": head.timings.get("extract_seconds"),
+        "head_val_accuracy": head.val_accuracy,
+        "head_epochs_run": head.epochs_run,
+        "fine_tune_seconds": fine_seconds,
+        "fine_tune_timings": tuned.timings,
+        "fine_tune_val_accuracy": tuned.val_accuracy,
+        "assembled_model_val_accuracy": assembled_acc,
+        "fine_tune_epochs_run": tuned.epochs_run,
+        "fine_tune_boundary": tuned.boundary,
+        "notes": head.notes + tuned.notes,
+        "total_seconds": time.perf_counter() - t_start,
+        "profile": {
+            k: getattr(profile, k)
+            for k in (
+                "head_epochs",
+                "fine_tune_epochs",
+                "learning_rate",
+                "fine_tune_learning_rate",
+                "augmented_passes",
+            )
+        },
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- (c)
+
+
+def child_throughput(mirror: Path) -> dict:
+    """Images per second: bare forward pass on decoded tensors vs tlcourse extraction vs a plain pipeline."""
+    _quiet()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tlcourse import data, models, train
+    from tlcourse.config import get_profile
+
+    profile = get_profile("cpu", alpha=ALPHA, image_size=SIZE)
+    backbone = models.build_backbone(
+        "mobilenet_v2", alpha=ALPHA, image_size=SIZE, weights="imagenet", mirror=mirror, verbose=False
+    )
+    models.freeze(backbone)
+    extractor = train._feature_model(backbone, "mobilenet_v2")
+
+    t_load = time.perf_counter()
+    splits = data.load_for_profile(
+        profile, source=str(_flowers(mirror)), image_size=SIZE, seed=SEED, mirror=mirror
+    )
+    load_seconds = time.perf_counter() - t_load
+    # what fit_head runs: the traced forward pass over the training pipeline (plain pass)
+    forward = train._forward_function(extractor)
+    train._predict_arrays(extractor, splits.train.take(1), forward=forward)  # trace once
+    t0 = time.perf_counter()
+    arrays, labels = train._predict_arrays(extractor, splits.train, forward=forward)
+    extract_seconds = time.perf_counter() - t0
+    count = len(labels)
+    result = {}
+    try:
+        from tlcourse import features
+
+        features.extract_features(extractor, splits.train.take(1), progress=False)
+        t3 = time.perf_counter()
+        fs = features.extract_features(extractor, splits.train, progress=False)
+        result["features_extract_images_per_s"] = len(fs.labels) / (time.perf_counter() - t3)
+    except ImportError:
+        pass
+
+    # the same images, already decoded, as one array: the bare forward pass
+    decoded = np.concatenate([np.asarray(x) for x, _ in splits.train])
+
+    @tf.function
+    def bare(x):
+        return extractor(x, training=False)
+
+    bare(tf.constant(decoded[:BATCH]))  # trace once
+    t1 = time.perf_counter()
+    for i in range(0, len(decoded), BATCH):
+        bare(tf.constant(decoded[i : i + BATCH])).numpy()
+    bare_seconds = time.perf_counter() - t1
+
+    plain = keras.utils.image_dataset_from_directory(
+        _flowers(mirror) / "train", batch_size=BATCH, image_size=(SIZE, SIZE), shuffle=False, verbose=False
+    ).prefetch(tf.data.AUTOTUNE)
+    t2 = time.perf_counter()
+    seen = 0
+    for x, _ in plain:
+        bare(x).numpy()
+        seen += int(x.shape[0])
+    plain_seconds = time.perf_counter() - t2
+    bare_rate = len(decoded) / bare_seconds
+    result.update(
+        {
+            "images": count,
+            "data_load_seconds": load_seconds,
+            "data_decoded_in_memory": bool(getattr(splits, "cached", False)),
+            "data_decode_seconds": float(getattr(splits, "decode_seconds", 0.0)),
+            "tlcourse_extract_images_per_s": count / extract_seconds,
+            "tlcourse_extract_incl_decode_images_per_s": count / (extract_seconds + load_seconds),
+            "bare_forward_images_per_s": bare_rate,
+            "plain_pipeline_images_per_s": seen / plain_seconds,
+            "tlcourse_vs_bare": (count / extract_seconds) / bare_rate,
+            "tlcourse_incl_decode_vs_bare": (count / (extract_seconds + load_seconds)) / bare_rate,
+            "plain_vs_bare": (seen / plain_seconds) / bare_rate,
+            "peak_rss_mib": _peak_rss_mib(),
+        }
+    )
+    return result
+
+
+CHILDREN = {"recipe": child_recipe, "tlcourse": child_tlcourse, "throughput": child_throughput}
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def _run_child(name: str, mirror: Path) -> dict:
+    print(f"--- running {name} ...", flush=True)
+    start = time.perf_counter()
+    env = dict(os.environ)  # this checkout's tlcourse, whatever copy is installed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--mirror", str(mirror)],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO),
+        env=env,
+    )
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
+        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["process_wall_seconds"] = wall
+    result["children_maxrss_mib_so_far"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    print(f"    done in {wall:.0f}s, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+    return result
+
+
+def _report(results: dict) -> str:
+    r, t, p = results["recipe"], results["tlcourse"], results["throughput"]
+    head_ratio = t["head_seconds"] / r["head_seconds"]
+    total_r = r["head_seconds"] + r["fine_tune_seconds"]
+    total_t = t["head_seconds"] + t["fine_tune_seconds"]
+    rows = [
+        ("phase", "recipe", "tlcourse", "ratio (tlcourse/recipe)"),
+        (
+            "head val accuracy",
+            f"{r['head_val_accuracy']:.3f}",
+            f"{t['head_val_accuracy']:.3f}",
+            f"{(t['head_val_accuracy'] - r['head_val_accuracy']) * 100:+.1f} pts",
+        ),
+        ("head wall time (s)", f"{r['head_seconds']:.1f}", f"{t['head_seconds']:.1f}", f"{head_ratio:.3f}"),
+        (
+            "fine-tuned val accuracy",
+            f"{r['fine_tune_val_accuracy']:.3f}",
+            f"{t['fine_tune_val_accuracy']:.3f}",
+            f"{(t['fine_tune_val_accuracy'] - r['fine_tune_val_accuracy']) * 100:+.1f} pts",
+        ),
+        (
+            "fine-tune wall time (s)",
+            f"{r['fine_tune_seconds']:.1f}",
+            f"{t['fine_tune_seconds']:.1f}",
+            f"{t['fine_tune_seconds'] / r['fine_tune_seconds']:.3f}",
+        ),
+        ("head + fine-tune (s)", f"{total_r:.1f}", f"{total_t:.1f}", f"{total_t / total_r:.3f}"),
+        (
+            "whole process wall (s)",
+            f"{r['process_wall_seconds']:.1f}",
+            f"{t['process_wall_seconds']:.1f}",
+            f"{t['process_wall_seconds'] / r['process_wall_seconds']:.3f}",
+        ),
+        (
+            "peak RSS (MiB)",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{t['peak_rss_mib']:.0f}",
+            f"{t['peak_rss_mib'] / r['peak_rss_mib']:.2f}",
+        ),
+    ]
+    width = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    lines.append("")
+    lines.append(
+        f"epochs: recipe {r['head_epochs']}+{r['fine_tune_epochs']}, tlcourse {t['head_epochs_run']}+"
+        f"{t['fine_tune_epochs_run']} (early stopping; profile {t['profile']}); fine-tune boundary "
+        f"{t['fine_tune_boundary']}; tlcourse assembled model val accuracy {t['assembled_model_val_accuracy']:.3f}"
+    )
+    lines.append(f"tlcourse notes: {'; '.join(t['notes'])}")
+    lines.append(
+        f"throughput on {p['images']} images (img/s): bare forward on decoded tensors "
+        f"{p['bare_forward_images_per_s']:.1f}; tlcourse extraction {p['tlcourse_extract_images_per_s']:.1f} "
+        f"({p['tlcourse_vs_bare']:.2f}x bare; images decoded once at load: {p['data_decoded_in_memory']}, "
+        f"load {p['data_load_seconds']:.1f}s; counting the load {p['tlcourse_extract_incl_decode_images_per_s']:.1f}"
+        f" = {p['tlcourse_incl_decode_vs_bare']:.2f}x); plain image_dataset_from_directory "
+        f"{p['plain_pipeline_images_per_s']:.1f} ({p['plain_vs_bare']:.2f}x bare)"
+        + (
+            f"; features.extract_features {p['features_extract_images_per_s']:.1f}"
+            if "features_extract_images_per_s" in p
+            else ""
+        )
+    )
+    targets = [
+        (
+            "head accuracy within 1 pt of recipe (or better)",
+            t["head_val_accuracy"] >= r["head_val_accuracy"] - 0.01,
+        ),
+        ("head time <= 1/5 of recipe's", head_ratio <= 0.2),
+        ("fine-tuned accuracy >= recipe's", t["fine_tune_val_accuracy"] >= r["fine_tune_val_accuracy"]),
+        ("head + fine-tune time <= 1/2 of recipe's", total_t / total_r <= 0.5),
+        ("  (aim) <= 1/5 of recipe's", total_t / total_r <= 0.2),
+        ("extraction throughput >= 0.9x bare forward", p["tlcourse_vs_bare"] >= 0.9),
+        ("tlcourse peak RSS < 2 GiB", t["peak_rss_mib"] < 2048),
+    ]
+    lines.append("targets:")
+    lines.extend(f"  [{'met' if ok else 'MISSED'}] {name}" for name, ok in targets)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--mirror", type=Path, default=Path(os.environ.get("TLCOURSE_MIRROR", DEFAULT_MIRROR))
+    )
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(CHILDREN), default=["tlcourse", "throughput", "recipe"]
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    args = parser.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(CHILDREN[args.child](args.mirror)), flush=True)
+        return 0
+    if not _flowers(args.mirror).is_dir():
+        print(f"No flower_photos_small under {args.mirror}: pass --mirror.", file=sys.stderr)
+        return 2
+    print(f"MobileNetV2 alpha {ALPHA}, {SIZE}px, flowers from {_flowers(args.mirror)}; {os.cpu_count()} CPUs")
+    results = {name: _run_child(name, args.mirror) for name in args.only}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if set(results) == set(CHILDREN):
+        print()
+        print(_report(results))
+    else:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

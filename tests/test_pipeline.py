@@ -1,0 +1,186 @@
+"""`tlcourse train` and `tlcourse predict` end to end on tiny generated folders (tlcourse.pipeline)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlcourse import cli, pipeline
+
+SIZE = 32
+COLOURS = {"apples": (200, 30, 30), "grass": (30, 180, 40), "sky": (40, 60, 210)}
+
+
+def _make_folder(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            noise = rng.integers(-40, 40, size=(40, 48, 3))
+            pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Run `tlcourse train` once on a tiny folder (smoke profile, random weights, 32 px)."""
+    base = tmp_path_factory.mktemp("pipeline")
+    folder = _make_folder(base / "photos")
+    out = base / "out"
+    start = time.perf_counter()
+    code = cli.main(
+        [
+            "train",
+            str(folder),
+            "--out",
+            str(out),
+            "--profile",
+            "smoke",
+            "--size",
+            str(SIZE),
+            "--weights",
+            "random",
+        ]
+    )
+    return {"code": code, "folder": folder, "out": out, "seconds": time.perf_counter() - start}
+
+
+def test_train_writes_model_metrics_card_and_class_names(trained):
+    assert trained["code"] == 0
+    out = trained["out"]
+    for name in ("model.keras", "metrics.json", "model_card.md", "class_names.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "head_val_accuracy",
+        "val_accuracy",
+        "evaluation",
+        "timings_seconds",
+        "settings",
+        "class_names",
+        "data",
+        "export",
+        "history",
+    ):
+        assert key in metrics, key
+    assert metrics["class_names"] == sorted(COLOURS)
+    assert json.loads((out / "class_names.json").read_text()) == sorted(COLOURS)
+    assert metrics["settings"]["image_size"] == SIZE and metrics["settings"]["profile"] == "smoke"
+    assert metrics["data"]["train_count"] + metrics["data"]["validation_count"] == 3 * 6
+    for stage in ("audit", "load", "head", "fine_tune", "evaluate", "export", "total"):
+        assert metrics["timings_seconds"][stage] >= 0
+    assert metrics["timings_seconds"]["total"] <= trained["seconds"]
+    assert metrics["history"]["phase_starts"][0] == 1 and len(metrics["history"]["phase_starts"]) == 2
+    assert 0.0 <= metrics["head_val_accuracy"] <= 1.0
+    assert "apples" in (out / "model_card.md").read_text()
+
+
+def test_reported_val_accuracy_is_what_the_saved_model_scores_on_the_validation_set(trained):
+    from tlcourse import data, export
+    from tlcourse.config import get_profile
+
+    metrics = json.loads((trained["out"] / "metrics.json").read_text())
+    model = export.load_keras(trained["out"] / "model.keras")
+    profile = get_profile("smoke", image_size=SIZE)
+    splits = data.load_for_profile(profile, source=str(trained["folder"]), image_size=SIZE, seed=42)
+    labels = np.concatenate([np.asarray(y) for _, y in splits.validation])
+    logits = model.predict(splits.validation.map(lambda x, y: x), verbose=0)
+    assert len(labels) == metrics["data"]["validation_count"]
+    assert metrics["val_accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == labels)), abs=1e-6)
+    per_class = metrics["evaluation"]
+    assert any(name in json.dumps(per_class) for name in COLOURS)
+
+
+def test_predict_prints_the_same_probabilities_as_the_model(trained, capsys):
+    from tlcourse import export, imageio
+
+    image = next((trained["folder"] / "sky").glob("*.png"))
+    capsys.readouterr()
+    code = cli.main(["predict", str(trained["out"] / "model.keras"), str(image), "--json", "--top", "3"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[0]["path"] == str(image) and len(printed[0]["top"]) == 3
+    model = export.load_keras(trained["out"] / "model.keras")
+    pixels = imageio.load_image(image, SIZE).astype("float32")[None]
+    logits = model.predict(pixels, verbose=0)[0]
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    names = json.loads((trained["out"] / "class_names.json").read_text())
+    for entry in printed[0]["top"]:
+        assert entry["probability"] == pytest.approx(float(probs[names.index(entry["class"])]), abs=1e-5)
+    assert printed[0]["top"][0]["class"] == names[int(np.argmax(probs))]
+
+
+def test_predict_reports_a_non_image_file_and_still_classifies_the_others(trained, tmp_path, capsys):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("<html>not an image</html>")
+    image = next((trained["folder"] / "grass").glob("*.png"))
+    capsys.readouterr()
+    code = cli.main(["predict", str(trained["out"] / "model.keras"), str(fake), str(image)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert str(image) in captured.out and "notes.jpg" not in captured.out
+    assert "notes.jpg" in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("kind", ["empty", "one_class", "missing"])
+def test_train_on_a_bad_folder_prints_one_clear_line_and_fails(kind, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    if kind == "empty":
+        folder.mkdir()
+    elif kind == "one_class":
+        _make_folder(tmp_path / "src", per_class=3)
+        folder.mkdir()
+        (tmp_path / "src" / "sky").rename(folder / "sky")
+    code = cli.main(
+        ["train", str(folder), "--out", str(tmp_path / "out"), "--profile", "smoke", "--weights", "random"]
+    )
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "Traceback" not in captured.err + captured.out
+    message = [line for line in captured.err.splitlines() if line.startswith("tlcourse train:")]
+    assert len(message) == 1 and len(message[0]) > len("tlcourse train: ") + 10
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_read_class_names_falls_back_when_the_file_is_missing_or_wrong(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"")
+    assert pipeline.read_class_names(tmp_path / "model.keras", 2) == ["class_0", "class_1"]
+    (tmp_path / "class_names.json").write_text('["a", "b", "c"]')
+    assert pipeline.read_class_names(tmp_path / "model.keras", 2) == ["class_0", "class_1"]
+    assert pipeline.read_class_names(tmp_path / "model.keras", 3) == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_train_on_the_mirror_flowers_beats_chance_by_far(mirror, tmp_path):
+    """Real transfer: ImageNet weights on real photos (96 px, 16 images per class, a few epochs)."""
+    import argparse
+
+    out = tmp_path / "out"
+    folder = mirror / "datasets" / "flower_photos_small"
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            str(folder),
+            "--out",
+            str(out),
+            "--profile",
+            "smoke",
+            "--size",
+            "96",
+            "--mirror",
+            str(mirror),
+        ]
+    )
+    assert isinstance(args, argparse.Namespace)
+    args.profile_overrides = {"max_images_per_class": 16, "head_epochs": 6, "fine_tune_epochs": 1}
+    assert pipeline.train_command(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["class_names"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert metrics["head_val_accuracy"] > 0.4  # chance is 0.2; random weights stay near it

@@ -1,0 +1,1232 @@
+"""Training strategies, callbacks, resume and fast fine-tuning (introduced in lesson 05).
+
+Lesson 04 trains a head on features computed once by a frozen backbone (:func:`fit_head`). Lesson 05
+unfreezes the top of the backbone and fine-tunes it at a low learning rate (:func:`fine_tune`), and compares
+every strategy on the same data, seed and splits with :func:`compare_strategies`:
+
+- ``zero_shot``: no training at all; ImageNet's 1000-class classifier, its outputs summed per task class
+  through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`). Needs the include-top ImageNet
+  weights, which the offline mirror does not hold; the row then says it was skipped.
+- ``head_only``: frozen backbone, a new head trained on cached features (plus cached augmented passes).
+- ``fine_tune_from:<layer>``: head first, then the backbone from ``<layer>`` upwards is trained too.
+  ``<layer>`` is a layer index (``100``: layers 100 and above, as in the TensorFlow tutorial) or a layer or
+  block name (``block_13``: the first layer whose name starts with ``block_13_``).
+- ``full_fine_tune``: head first, then every backbone layer trained (BatchNorm still in inference mode).
+- ``from_scratch``: the same architecture with random weights, every layer trained (the baseline).
+
+Fast fine-tuning: the layers below the unfreeze boundary are frozen and their BatchNorm layers run in
+inference mode, so they compute a fixed function of the image. :func:`fine_tune` therefore runs that frozen
+bottom once per (augmented) pass, keeps the tensors that cross the boundary, and trains only the top and the
+head on them; the end-to-end model (bottom + trained top + head) is then assembled from the very same layer
+objects, so it is mathematically the same model. When the boundary tensors would not fit in
+``max_cache_bytes`` the standard end-to-end path (base recomputed every step) is used, with a note saying so.
+
+Every model is built inside ``tf.distribute.get_strategy().scope()``, so the same code runs under a
+``MirroredStrategy`` or ``TPUStrategy`` scope without change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlcourse.config import Profile, get_profile, quiet_tensorflow
+from tlcourse.errors import AssetMissingError, TLCourseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+DEFAULT_STRATEGIES: tuple[str, ...] = (
+    "zero_shot",
+    "head_only",
+    "fine_tune_from:block_13",
+    "fine_tune_from:100",
+    "full_fine_tune",
+    "from_scratch",
+)
+"""The strategies lesson 05 compares, from no training at all to training everything."""
+
+DEFAULT_FINE_TUNE_FROM = "block_13"
+"""Where :func:`fine_tune` (and ``tlcourse train``) unfreezes by default: the last three MobileNetV2 blocks."""
+
+DEFAULT_MAX_CACHE_BYTES = 1 << 30
+"""Largest boundary cache :func:`fine_tune` keeps in memory (1 GiB) before falling back to the standard path."""
+
+ZERO_SHOT_SKIPPED = "skipped: ImageNet classifier weights not available offline"
+
+RESULT_COLUMNS = ["strategy", "val_accuracy", "train_seconds", "trainable_params", "epochs_run", "notes"]
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class PhaseResult:
+    """What one training phase produced (lesson 04/05).
+
+    ``model`` is always the end-to-end classifier (raw [0, 255] pixels in, logits out) ready to evaluate or
+    export; ``backbone`` is the backbone inside it and ``head`` the small model trained on cached features.
+    """
+
+    model: Any
+    backbone: Any
+    head: Any
+    history: dict[str, list[float]]
+    val_accuracy: float
+    seconds: float
+    epochs_run: int
+    trainable_params: int
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    dropout: float = 0.2
+    boundary: str | None = None
+    trainer: Any = None
+    """The model ``fit`` trained in this phase (for a boundary-cached fine-tune: boundary tensors -> logits)."""
+    boundary_cache: BoundaryCache | None = None
+    """Kept by :func:`fit_head` when asked (``boundary=``) so :func:`fine_tune` need not run the bottom again."""
+
+
+@dataclass
+class BoundaryCache:
+    """Tensors crossing the unfreeze boundary, for every cached pass (lesson 05).
+
+    ``train`` holds one array per boundary tensor, shaped ``[passes, N, ...]`` (pass 0 is un-augmented), and
+    ``train_labels`` is ``[passes, N]`` (a shuffled training set may visit examples in another order each pass);
+    ``validation`` one array per boundary tensor shaped ``[M, ...]``.
+    """
+
+    train: list[np.ndarray]
+    train_labels: np.ndarray
+    validation: list[np.ndarray]
+    validation_labels: np.ndarray
+    layer_index: int
+    layer_name: str
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cached tensors, in bytes."""
+        return int(sum(a.nbytes for a in self.train) + sum(a.nbytes for a in self.validation))
+
+
+# ------------------------------------------------------------------------------------------ histories
+
+
+def merge_histories(*histories: Any, names: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    """Join the histories of consecutive phases into one, numbering epochs continuously (lesson 05).
+
+    Each argument is a ``keras.callbacks.History``, its ``.history`` dict, or a dict returned by this function.
+    The result maps every metric to one list covering all phases (a phase that did not log a metric gets
+    ``nan`` there), plus ``"epoch"`` (1, 2, ... across phases), ``"phase"`` (the phase name of each epoch) and
+    ``"phase_starts"`` (the epoch number at which each phase starts, e.g. ``[1, 11]``), so a learning-curve plot
+    can draw both phases on one axis and mark where fine-tuning began.
+    """
+    dicts: list[dict[str, list[Any]]] = []
+    inner: list[tuple[list[Any], list[int]] | None] = []  # phases already inside a merged history
+    for item in histories:
+        if item is None:
+            continue
+        data = getattr(item, "history", item)
+        if not isinstance(data, Mapping):
+            raise TypeError(f"merge_histories expects History objects or dicts, got {type(item).__name__}.")
+        dicts.append({k: list(v) for k, v in data.items() if k not in ("epoch", "phase", "phase_starts")})
+        has_phases = isinstance(data.get("phase"), list) and isinstance(data.get("phase_starts"), list)
+        inner.append((list(data["phase"]), list(data["phase_starts"])) if has_phases else None)
+    if names is None:
+        names = [f"phase {i + 1}" for i in range(len(dicts))]
+    if len(names) != len(dicts):
+        raise ValueError("merge_histories: give one name per history.")
+    metrics: list[str] = []
+    for data in dicts:
+        metrics.extend(k for k in data if k not in metrics)
+    merged: dict[str, list[Any]] = {k: [] for k in metrics}
+    merged["epoch"], merged["phase"], merged["phase_starts"] = [], [], []
+    for name, data, phases in zip(names, dicts, inner, strict=True):
+        length = max((len(v) for v in data.values()), default=0)
+        start = len(merged["epoch"])
+        if phases is not None and len(phases[0]) == length:
+            merged["phase_starts"].extend(start + s for s in phases[1])
+            merged["phase"].extend(phases[0])
+        else:
+            merged["phase_starts"].append(start + 1)
+            merged["phase"].extend([name] * length)
+        for key in metrics:
+            values = [float(v) for v in data.get(key, [])]
+            merged[key].extend(values + [math.nan] * (length - len(values)))
+        merged["epoch"].extend(range(start + 1, start + length + 1))
+    return merged
+
+
+# ------------------------------------------------------------------------------------------- callbacks
+
+
+def _tf() -> Any:
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    return tf
+
+
+def _keras() -> Any:
+    quiet_tensorflow()
+    import keras
+
+    return keras
+
+
+def resumable_backup(backup_dir: str | os.PathLike) -> Any:
+    """A ``keras.callbacks.BackupAndRestore`` that also keeps the optimizer's state (lesson 05).
+
+    Keras' own callback saves the weights and the epoch at the end of every epoch and, when ``fit`` is called
+    again after an interruption, restores them and continues from that epoch. This subclass also saves the
+    optimizer's variables (Adam's moments, the step counter), so the resumed run continues exactly where the
+    interrupted one stopped instead of restarting Adam from zero.
+    """
+    keras = _keras()
+
+    class ResumableBackup(keras.callbacks.BackupAndRestore):
+        def __init__(self, directory: str) -> None:
+            super().__init__(backup_dir=directory)
+            self._optimizer_path = os.path.join(directory, "optimizer.npz")
+
+        def _save_model(self) -> None:
+            super()._save_model()
+            optimizer = self.model.optimizer
+            if optimizer is not None and optimizer.built:
+                arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
+                tmp = self._optimizer_path + ".tmp.npz"
+                np.savez(tmp, **arrays)
+                os.replace(tmp, self._optimizer_path)
+
+        def _load_model(self) -> None:
+            super()._load_model()
+            optimizer = self.model.optimizer
+            if optimizer is None or not os.path.exists(self._optimizer_path):
+                return
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            with np.load(self._optimizer_path) as saved:
+                if len(saved.files) != len(optimizer.variables):
+                    return
+                for i, variable in enumerate(optimizer.variables):
+                    value = saved[f"v{i}"]
+                    if tuple(value.shape) == tuple(variable.shape):
+                        variable.assign(value)
+
+    return ResumableBackup(str(backup_dir))
+
+
+def training_callbacks(
+    run_dir: str | os.PathLike | None,
+    *,
+    patience: int | None = 3,
+    monitor: str = "val_accuracy",
+    resume: bool = True,
+    checkpoint: bool = True,
+) -> list[Any]:
+    """The callbacks every phase uses (lesson 05).
+
+    - early stopping on ``monitor`` that restores the best weights (``patience=None`` turns it off);
+    - with a ``run_dir``: a checkpoint of the best weights (``run_dir/best.weights.h5``) and a backup of the
+      training state after every epoch (``run_dir/backup/``), so calling ``fit`` again with the same run
+      directory after a crash or an interrupt resumes from the last finished epoch instead of epoch 0.
+    """
+    keras = _keras()
+    mode = "min" if "loss" in monitor else "max"
+    callbacks: list[Any] = []
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            callbacks.append(resumable_backup(run_dir / "backup"))
+        if checkpoint:
+            callbacks.append(
+                keras.callbacks.ModelCheckpoint(
+                    str(run_dir / "best.weights.h5"),
+                    monitor=monitor,
+                    mode=mode,
+                    save_best_only=True,
+                    save_weights_only=True,
+                    verbose=0,
+                )
+            )
+    if patience is not None and patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+            )
+        )
+    return callbacks
+
+
+# ------------------------------------------------------------------------------------------ utilities
+
+
+def strategy_scope() -> Any:
+    """The current ``tf.distribute`` strategy's scope; models built inside it are replicated (lesson 05)."""
+    return _tf().distribute.get_strategy().scope()
+
+
+def count_params(model: Any, trainable: bool = True) -> int:
+    """Trainable (or non-trainable) parameters of ``model`` (lesson 05)."""
+    variables = model.trainable_weights if trainable else model.non_trainable_weights
+    return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+def default_augmentation(seed: int = 42) -> Any:
+    """Light augmentation for photos: horizontal flips and small rotations (lesson 04).
+
+    Works on [0, 255] float images both inside a model and in a ``tf.data`` map.
+    """
+    keras = _keras()
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
+        ],
+        name="augmentation",
+    )
+
+
+def _augmented(dataset: Any, augmentation: Any) -> Any:
+    tf = _tf()
+    return dataset.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: str = "adam") -> Any:
+    """Compile with :func:`tlcourse.models.compile_classifier` (Adam, or RMSprop when asked)."""
+    keras = _keras()
+    from tlcourse.models import compile_classifier
+
+    opt = (
+        keras.optimizers.RMSprop(learning_rate)
+        if optimizer == "rmsprop"
+        else keras.optimizers.Adam(learning_rate)
+    )
+    return compile_classifier(model, learning_rate, num_classes=num_classes, optimizer=opt)
+
+
+def _last_dense(model: Any) -> Any:
+    keras = _keras()
+    dense = [layer for layer in _walk_layers(model) if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"Model {model.name!r} has no Dense layer to carry the head's weights.")
+    return dense[-1]
+
+
+def _walk_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers") and not layer.name.startswith("augmentation"):
+            # nested models (a head model inside a classifier); the backbone has no Dense layers
+            out.extend(_walk_layers(layer))
+    return out
+
+
+def _forward_function(model: Any, augmentation: Any | None = None) -> Any:
+    """One traced ``model(x, training=False)`` (after ``augmentation`` when given), reused across passes."""
+    tf = _tf()
+
+    @tf.function(reduce_retracing=True)
+    def forward(x: Any) -> Any:
+        if augmentation is not None:
+            x = augmentation(x, training=True)
+        out = model(x, training=False)
+        return out if isinstance(out, (list, tuple)) else [out]
+
+    return forward
+
+
+def _predict_arrays(
+    model: Any, dataset: Any, augmentation: Any | None = None, *, forward: Any | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Run ``model`` (training=False) over a dataset of (images, labels); return outputs and labels as numpy."""
+    forward = forward or _forward_function(model, augmentation)
+    chunks: list[list[np.ndarray]] = []
+    labels: list[np.ndarray] = []
+    for images, y in dataset:
+        outputs = forward(images)
+        chunks.append([o.numpy() for o in outputs])
+        labels.append(np.asarray(y))
+    if not chunks:
+        raise TLCourseError("The dataset is empty: there are no images to compute features from.")
+    arrays = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+    return arrays, np.concatenate(labels).astype("int32")
+
+
+class _PassSampler:
+    """Batches drawn from cached passes ``[P, N, ...]`` with labels ``[P, N]``: each epoch takes every row once,
+    each from a randomly chosen pass."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # build a keras PyDataset subclass lazily
+        keras = _keras()
+
+        class Sampler(keras.utils.PyDataset):
+            def __init__(
+                self, arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, seed: int
+            ) -> None:
+                super().__init__()
+                self.arrays = arrays
+                self.labels = labels
+                self.batch_size = batch_size
+                self.rng = np.random.default_rng(seed)
+                self.passes = arrays[0].shape[0]
+                self.count = arrays[0].shape[1]
+                self.on_epoch_end()
+
+            def __len__(self) -> int:
+                return math.ceil(self.count / self.batch_size)
+
+            def on_epoch_end(self) -> None:
+                self.order = self.rng.permutation(self.count)
+                self.which = self.rng.integers(0, self.passes, size=self.count)
+
+            def __getitem__(self, index: int) -> Any:
+                rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+                passes = self.which[index * self.batch_size : (index + 1) * self.batch_size]
+                xs = [a[passes, rows] for a in self.arrays]
+                return (xs[0] if len(xs) == 1 else tuple(xs)), self.labels[passes, rows]
+
+        return Sampler(*args, **kwargs)
+
+
+# -------------------------------------------------------------------------------------- the boundary
+
+
+def resolve_layer(backbone: Any, where: int | str) -> int:
+    """Index in ``backbone.layers`` of the first layer to unfreeze (lesson 05).
+
+    ``where`` is an index (``100``), a numeric string (``"100"``), an exact layer name
+    (``"block_13_expand"``) or a block prefix (``"block_13"``: the first layer whose name starts with it).
+    """
+    layers = backbone.layers
+    if isinstance(where, str) and where.strip().lstrip("-").isdigit():
+        where = int(where.strip())
+    if isinstance(where, int):
+        index = where if where >= 0 else len(layers) + where
+        if not 0 <= index < len(layers):
+            raise TLCourseError(f"Layer {where} is outside the backbone, which has {len(layers)} layers.")
+        return index
+    names = [layer.name for layer in layers]
+    if where in names:
+        return names.index(where)
+    for i, name in enumerate(names):
+        if name.startswith(f"{where}_") or name.startswith(where):
+            return i
+    raise TLCourseError(
+        f"The backbone has no layer or block called {where!r}; use a layer index or a name such as {names[-10]!r}."
+    )
+
+
+def boundary_tensors(backbone: Any, index: int) -> list[Any]:
+    """The symbolic tensors computed below layer ``index`` and used at or above it (lesson 05).
+
+    In a plain chain that is one tensor; inside a residual block it is two (the block's input, still needed by
+    the ``add``, and the branch's current value).
+    """
+    layers = backbone.layers
+    position = {id(layer): i for i, layer in enumerate(layers)}
+    found: dict[int, Any] = {}
+    for layer in layers[index:]:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if not nodes:
+            continue
+        for tensor in nodes[0].input_tensors:
+            producer = tensor._keras_history.operation
+            if position.get(id(producer), index) < index and id(tensor) not in found:
+                found[id(tensor)] = tensor
+    if not found:  # index 0 / the input layer: the boundary is the input itself
+        return list(backbone.inputs)
+    return list(found.values())
+
+
+def boundary_bytes(backbone: Any, index: int, examples: int, passes: int = 1) -> int:
+    """Bytes needed to keep the boundary tensors of ``examples`` images for ``passes`` passes (lesson 05)."""
+    per_example = sum(int(np.prod(t.shape[1:])) for t in boundary_tensors(backbone, index)) * 4
+    return int(per_example * examples * passes)
+
+
+def split_backbone(backbone: Any, index: int) -> tuple[Any, Any]:
+    """Split ``backbone`` at layer ``index`` into (bottom, top) models that share its layers (lesson 05).
+
+    ``bottom`` maps the backbone's (preprocessed) input to the boundary tensors, ``top`` maps them to the
+    backbone's output; ``top(bottom(x))`` equals ``backbone(x)``, and training ``top`` trains the backbone.
+    """
+    keras = _keras()
+    tensors = boundary_tensors(backbone, index)
+    single = len(tensors) == 1
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    bottom = keras.Model(inputs, tensors[0] if single else tensors, name="bottom")
+    top = keras.Model(tensors[0] if single else tensors, backbone.outputs[0], name="top")
+    return bottom, top
+
+
+def set_trainable_from(backbone: Any, index: int) -> int:
+    """Freeze ``backbone.layers[:index]`` and unfreeze the rest (lesson 05); returns the trainable params.
+
+    Uses :func:`tlcourse.models.unfreeze_from`. BatchNorm layers above the boundary become trainable (gamma
+    and beta learn) but the classifier still calls the backbone with ``training=False``, so they keep using
+    their ImageNet statistics.
+    """
+    from tlcourse import models
+
+    models.unfreeze_from(backbone, int(index))
+    return count_params(backbone)
+
+
+def default_fine_tune_from(backbone_name: str = "mobilenet_v2") -> int | str:
+    """Where fine-tuning unfreezes by default for a backbone: the registry's ``default_unfreeze_from`` (lesson 05)."""
+    try:
+        from tlcourse import models
+
+        return models.get_spec(backbone_name).default_unfreeze_from
+    except Exception:  # unknown backbone: the MobileNetV2 default
+        return DEFAULT_FINE_TUNE_FROM
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def _build_backbone(
+    name: str, alpha: float, image_size: int, weights: str, mirror: Any
+) -> tuple[Any, list[str]]:
+    from tlcourse import models
+
+    notes: list[str] = []
+    backbone = models.build_backbone(name, alpha=alpha, image_size=image_size, weights=weights, mirror=mirror)
+    notice = getattr(backbone, "_tlcourse_notice", None)
+    if notice:
+        notes.append(str(notice))
+    return backbone, notes
+
+
+def _join(backbone: Any, head: Any, backbone_name: str) -> Any:
+    """The end-to-end classifier: :func:`tlcourse.features.join_head` (the head's layers are reused)."""
+    from tlcourse import features
+
+    return features.join_head(backbone, head, pooling="avg", backbone_name=backbone_name)
+
+
+def _clone_head(head: Any) -> Any:
+    keras = _keras()
+    copy = keras.models.clone_model(head)
+    copy.set_weights(head.get_weights())
+    return copy
+
+
+def _feature_model(backbone: Any, backbone_name: str) -> Any:
+    """Raw pixels -> preprocessing -> frozen backbone -> global average pooling."""
+    keras = _keras()
+    from tlcourse import models
+
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    x = models.preprocessing_layer(backbone_name)(inputs)
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="feature_extractor")
+
+
+def _bottom_model(backbone: Any, backbone_name: str, bottom: Any) -> Any:
+    """Raw pixels -> preprocessing -> the frozen bottom of the backbone (boundary tensors out)."""
+    keras = _keras()
+    from tlcourse import models
+
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    x = models.preprocessing_layer(backbone_name)(inputs)
+    return keras.Model(inputs, bottom(x, training=False), name="bottom_extractor")
+
+
+def _head_model(feature_dim: int, num_classes: int, dropout: float) -> Any:
+    from tlcourse import models
+
+    return models.build_head((feature_dim,), num_classes, dropout=dropout)
+
+
+# ------------------------------------------------------------------------------------------ head phase
+
+
+def _feature_sets(
+    extractor: Any,
+    splits: Any,
+    *,
+    key_parts: dict[str, Any],
+    augmented_passes: int,
+    seed: int,
+    cache_dir: Any,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Pooled features: train as [passes, N, D] (pass 0 clean), validation [M, D]; uses the on-disk cache."""
+    from tlcourse import features
+
+    train = features.cached_features(
+        extractor,
+        splits.train,
+        key_parts={**key_parts, "part": "train", "augmentation_seed": seed},
+        data_fingerprint=splits.fingerprint,
+        cache_dir=cache_dir,
+        progress=progress,
+        augmented_passes=augmented_passes,
+        augmentation=default_augmentation(seed + 1000) if augmented_passes else None,
+    )
+    val = features.cached_features(
+        extractor,
+        splits.validation,
+        key_parts={**key_parts, "part": "validation"},
+        data_fingerprint=splits.fingerprint,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    x_train = [np.asarray(train.features)[None]]
+    y_train = [np.asarray(train.labels).astype("int32")[None]]
+    if augmented_passes and train.augmented_features is not None:
+        x_train.append(np.asarray(train.augmented_features))
+        y_train.append(np.asarray(train.augmented_labels).astype("int32"))
+    return (
+        np.concatenate(x_train),
+        np.concatenate(y_train),
+        np.asarray(val.features),
+        np.asarray(val.labels).astype("int32"),
+        train.from_cache and val.from_cache,
+    )
+
+
+def fit_head(
+    splits: Any,
+    backbone: Any | None = None,
+    *,
+    backbone_name: str = "mobilenet_v2",
+    alpha: float | None = None,
+    image_size: int | None = None,
+    weights: str = "imagenet",
+    mirror: Any = None,
+    profile: Profile | str = "auto",
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    augmented_passes: int | None = None,
+    dropout: float = 0.2,
+    patience: int | None = 5,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    boundary: int | str | None = None,
+    max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+    progress: bool = False,
+    verbose: int = 0,
+) -> PhaseResult:
+    """Feature extraction: train a new head on a frozen backbone's cached features (lesson 04).
+
+    The frozen backbone runs once over the validation set and ``1 + augmented_passes`` times over the training
+    set (pass 0 plain, the others augmented); the features are cached on disk (``tlcourse.features``), so a
+    second call with the same data and backbone skips the backbone entirely. Each epoch trains the head on
+    every training example once, each example taken from a random cached pass. The returned ``model`` is the
+    end-to-end classifier (raw pixels in, logits out) with the trained head joined onto the backbone.
+    Defaults (epochs, learning rate, passes) come from the profile.
+
+    With ``boundary`` (the layer :func:`fine_tune` will unfreeze from) the same single run of the backbone
+    also keeps the tensors at that boundary in memory (``result.boundary_cache``), so the fine-tuning that
+    follows never runs the frozen bottom again; the pooled features then come from that run rather than
+    from the disk cache. Falls back to the disk cache when the boundary tensors exceed ``max_cache_bytes``.
+    """
+    from tlcourse.config import seed_everything
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    epochs = prof.head_epochs if epochs is None else epochs
+    learning_rate = prof.learning_rate if learning_rate is None else learning_rate
+    passes = prof.augmented_passes if augmented_passes is None else augmented_passes
+    num_classes = len(splits.class_names)
+    notes: list[str] = []
+    seed_everything(seed)
+    start = time.perf_counter()
+    with strategy_scope():
+        if backbone is None:
+            image_size = image_size or prof.image_size
+            alpha = alpha or prof.alpha
+            backbone, notes = _build_backbone(backbone_name, alpha, image_size, weights, mirror)
+        from tlcourse import models
+
+        models.freeze(backbone)
+        extractor = _feature_model(backbone, backbone_name)
+    key_parts = {
+        "backbone": backbone_name,
+        "alpha": alpha,
+        "size": int(backbone.input_shape[1]),
+        "weights": _weights_key(weights),
+        "pooling": "avg",
+    }
+    t0 = time.perf_counter()
+    bcache: BoundaryCache | None = None
+    if boundary is not None:
+        index = resolve_layer(backbone, boundary)
+        needed = boundary_bytes(
+            backbone, index, int(getattr(splits, "train_count", 0) or 0), passes + 1
+        ) + boundary_bytes(backbone, index, int(getattr(splits, "validation_count", 0) or 0))
+        if index > 0 and needed <= max_cache_bytes:
+            bcache, pooled = cache_boundary(
+                backbone,
+                splits,
+                index,
+                backbone_name=backbone_name,
+                augmented_passes=passes,
+                seed=seed,
+                with_features=True,
+            )
+            x_train, x_val = pooled
+            y_train, y_val = bcache.train_labels, bcache.validation_labels
+            from_cache = False
+            notes.append(f"features and boundary tensors at {bcache.layer_name} from one run of the backbone")
+        elif index > 0:
+            notes.append(f"boundary cache would need {needed / 2**20:.0f} MiB: not kept")
+    if bcache is None:
+        x_train, y_train, x_val, y_val, from_cache = _feature_sets(
+            extractor,
+            splits,
+            key_parts=key_parts,
+            augmented_passes=passes,
+            seed=seed,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+    extract_seconds = time.perf_counter() - t0
+    if from_cache:
+        notes.append("features read from the cache")
+    if passes:
+        notes.append(f"{passes} cached augmented pass(es)")
+
+    seed_everything(seed)
+    with strategy_scope():
+        head = _head_model(x_train.shape[-1], num_classes, dropout)
+        _compile(head, learning_rate, num_classes)
+    sampler = _PassSampler([x_train], y_train, prof.batch_size, seed)
+    t1 = time.perf_counter()
+    history = head.fit(
+        sampler,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        callbacks=training_callbacks(run_dir, patience=patience),
+        shuffle=False,  # datasets and samplers shuffle themselves
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - t1
+    _, val_accuracy = head.evaluate(x_val, y_val, verbose=0, batch_size=256)
+    with strategy_scope():
+        classifier = _join(backbone, head, backbone_name)
+    return PhaseResult(
+        model=classifier,
+        backbone=backbone,
+        head=head,
+        history={k: list(map(float, v)) for k, v in history.history.items()},
+        val_accuracy=float(val_accuracy),
+        seconds=time.perf_counter() - start,
+        epochs_run=len(history.history.get("loss", [])),
+        trainable_params=count_params(head),
+        notes=notes,
+        timings={"extract_seconds": extract_seconds, "head_train_seconds": train_seconds},
+        dropout=dropout,
+        boundary_cache=bcache,
+    )
+
+
+def _weights_key(weights: Any) -> str:
+    if isinstance(weights, (str, os.PathLike)) and os.path.exists(str(weights)):
+        stat = os.stat(str(weights))
+        return f"{Path(weights).name}:{stat.st_size}:{int(stat.st_mtime)}"
+    return str(weights)
+
+
+# ---------------------------------------------------------------------------------------- fine-tuning
+
+
+def cache_boundary(
+    backbone: Any,
+    splits: Any,
+    index: int,
+    *,
+    backbone_name: str = "mobilenet_v2",
+    augmented_passes: int = 0,
+    seed: int = 42,
+    with_features: bool = False,
+) -> Any:
+    """Run the frozen bottom of the backbone once per pass and keep the boundary tensors (lesson 05).
+
+    Pass 0 is the plain training set, passes 1..K are augmented copies; validation is computed once.
+    With ``with_features=True`` the same run also finishes the forward pass (top + global average pooling)
+    and returns ``(cache, (train_features [P, N, D], validation_features [M, D]))``.
+    """
+    keras = _keras()
+    bottom, top = split_backbone(backbone, index)
+    extractor = _bottom_model(backbone, backbone_name, bottom)
+    if with_features:
+        outputs = extractor.outputs
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(
+            top(outputs[0] if len(outputs) == 1 else outputs, training=False)
+        )
+        extractor = keras.Model(extractor.inputs, [*outputs, pooled], name="bottom_and_features")
+    start = time.perf_counter()
+    plain = _forward_function(extractor)
+    augmented = _forward_function(extractor, default_augmentation(seed + 1000)) if augmented_passes else None
+    val, y_val = _predict_arrays(extractor, splits.validation, forward=plain)
+    per_pass: list[list[np.ndarray]] = []
+    label_sets: list[np.ndarray] = []
+    for p in range(augmented_passes + 1):
+        # one augmentation layer for every pass: its random state moves on, so each pass differs
+        arrays, labels = _predict_arrays(extractor, splits.train, forward=plain if p == 0 else augmented)
+        per_pass.append(arrays)
+        label_sets.append(labels)
+    train = [np.stack([arrays[i] for arrays in per_pass]) for i in range(len(per_pass[0]))]
+    features: tuple[np.ndarray, np.ndarray] | None = None
+    if with_features:
+        features = (train.pop(), val.pop())
+    cache = BoundaryCache(
+        train=train,
+        train_labels=np.stack(label_sets),
+        validation=val,
+        validation_labels=y_val,
+        layer_index=index,
+        layer_name=backbone.layers[index].name,
+        seconds=time.perf_counter() - start,
+    )
+    return (cache, features) if with_features else cache
+
+
+def _top_trainer(top: Any, head: Any) -> Any:
+    """Boundary tensors -> top (inference-mode BatchNorm) -> pooling -> the head model (its layers reused)."""
+    keras = _keras()
+    inputs = [keras.Input(t.shape[1:]) for t in top.inputs]
+    x = top(inputs[0] if len(inputs) == 1 else inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, head(x), name="top_trainer")
+
+
+def fine_tune(
+    head: PhaseResult,
+    splits: Any,
+    *,
+    from_layer: int | str = DEFAULT_FINE_TUNE_FROM,
+    backbone_name: str = "mobilenet_v2",
+    profile: Profile | str = "auto",
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    augmented_passes: int | None = None,
+    patience: int | None = 3,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+    max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+    optimizer: str = "adam",
+    keep_better: bool = True,
+    verbose: int = 0,
+) -> PhaseResult:
+    """Unfreeze the backbone from ``from_layer`` up and train it with the head at a low rate (lesson 05).
+
+    Starts from the head trained by :func:`fit_head` (never fine-tune a random head: its large gradients
+    would wreck the pretrained features). BatchNorm stays in inference mode. With ``cache=True`` the frozen
+    bottom runs once per cached pass and only the top is trained (see the module docstring); when the
+    boundary tensors would need more than ``max_cache_bytes`` the standard path is used and a note says so.
+    ``from_layer=0`` trains the whole backbone (always the standard path: there is nothing to cache).
+    The returned ``model`` is the end-to-end classifier; ``history`` is this phase's history only (join the
+    phases with :func:`merge_histories`). Early stopping restores the best epoch; with ``keep_better`` the
+    starting weights are put back (and a note says so) when no epoch beat them on validation. A boundary cache
+    kept by ``fit_head(..., boundary=from_layer)`` is reused.
+    """
+    from tlcourse.config import seed_everything
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    epochs = prof.fine_tune_epochs if epochs is None else epochs
+    learning_rate = prof.fine_tune_learning_rate if learning_rate is None else learning_rate
+    passes = prof.augmented_passes if augmented_passes is None else augmented_passes
+    backbone = head.backbone
+    num_classes = len(splits.class_names)
+    index = resolve_layer(backbone, from_layer)
+    notes: list[str] = []
+    seed_everything(seed)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    use_cache = cache and index > 0
+    if use_cache:
+        train_examples = int(getattr(splits, "train_count", 0) or 0)
+        val_examples = int(getattr(splits, "validation_count", 0) or 0)
+        needed = boundary_bytes(backbone, index, train_examples, passes + 1) + boundary_bytes(
+            backbone, index, val_examples, 1
+        )
+        if needed > max_cache_bytes:
+            use_cache = False
+            notes.append(
+                f"boundary cache would need {needed / 2**20:.0f} MiB (> {max_cache_bytes / 2**20:.0f} MiB): "
+                "used the standard path (base recomputed every step)"
+            )
+    elif cache and index == 0:
+        notes.append("whole backbone trained: standard path (nothing below the boundary to cache)")
+
+    if use_cache:
+        reuse = head.boundary_cache
+        if reuse is not None and reuse.layer_index == index and reuse.train[0].shape[0] == passes + 1:
+            bcache = reuse
+            timings["boundary_cache_seconds"] = 0.0
+            how = "kept from the head phase"
+        else:
+            bcache = cache_boundary(
+                backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
+            )
+            timings["boundary_cache_seconds"] = bcache.seconds
+            how = "computed"
+        notes.append(
+            f"boundary cache at {bcache.layer_name} ({bcache.nbytes / 2**20:.1f} MiB, {passes + 1} pass(es), {how})"
+        )
+        with strategy_scope():
+            _, top = split_backbone(backbone, index)
+            set_trainable_from(backbone, index)
+            trainer = _top_trainer(top, head.head)
+            _compile(trainer, learning_rate, num_classes, optimizer)
+        train_data: Any = _PassSampler(bcache.train, bcache.train_labels, prof.batch_size, seed)
+        val_x = bcache.validation[0] if len(bcache.validation) == 1 else tuple(bcache.validation)
+        validation_data: Any = (val_x, bcache.validation_labels)
+    else:
+        with strategy_scope():
+            trainer = _join(backbone, head.head, backbone_name)
+            set_trainable_from(backbone, index)
+            _compile(trainer, learning_rate, num_classes, optimizer)
+        train_data = _augmented(splits.train, default_augmentation(seed)) if passes else splits.train
+        validation_data = splits.validation
+
+    val_args = validation_data if use_cache else (validation_data,)
+    t1 = time.perf_counter()
+    start_weights = trainer.get_weights() if keep_better else None
+    start_accuracy = float(trainer.evaluate(*val_args, verbose=0)[1]) if keep_better else math.nan
+    history = trainer.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        callbacks=training_callbacks(run_dir, patience=patience),
+        shuffle=False,  # datasets and samplers shuffle themselves
+        verbose=verbose,
+    )
+    timings["fine_tune_train_seconds"] = time.perf_counter() - t1
+    _, val_accuracy = trainer.evaluate(*val_args, verbose=0)
+    if keep_better and start_weights is not None and val_accuracy < start_accuracy:
+        trainer.set_weights(start_weights)
+        notes.append(
+            f"fine-tuning did not beat the head on validation ({val_accuracy:.3f} < {start_accuracy:.3f}): "
+            "kept the head's weights"
+        )
+        val_accuracy = start_accuracy
+    if use_cache:
+        with strategy_scope():
+            model = _join(backbone, head.head, backbone_name)  # same layer objects: the trained weights
+    else:
+        model = trainer
+    return PhaseResult(
+        model=model,
+        backbone=backbone,
+        head=head.head,
+        trainer=trainer,
+        history={k: list(map(float, v)) for k, v in history.history.items()},
+        val_accuracy=float(val_accuracy),
+        seconds=time.perf_counter() - start,
+        epochs_run=len(history.history.get("loss", [])),
+        trainable_params=count_params(trainer),
+        notes=notes,
+        timings=timings,
+        dropout=head.dropout,
+        boundary=backbone.layers[index].name,
+    )
+
+
+# ------------------------------------------------------------------------------- other strategies
+
+
+def zero_shot(
+    splits: Any,
+    *,
+    task_classes: Mapping[str, list[str]] | None = None,
+    alpha: float = 1.0,
+    image_size: int = 224,
+    mirror: Any = None,
+    download: bool = True,
+) -> tuple[float, str]:
+    """Zero-shot accuracy: ImageNet's classifier, probabilities summed per task class (lesson 01/05).
+
+    Uses :func:`tlcourse.zeroshot.load_imagenet_classifier` and :func:`tlcourse.zeroshot.evaluate_zero_shot`.
+    ``task_classes`` maps each task class to WordNet synsets or names (default: the class name itself, e.g.
+    ``"daisy"``). Returns ``(val_accuracy, note)``. Raises :class:`~tlcourse.errors.AssetMissingError` when
+    the include-top ImageNet weights cannot be found or downloaded.
+    """
+    from tlcourse import imagenet, zeroshot
+
+    classifier = zeroshot.load_imagenet_classifier(alpha, image_size, mirror=mirror, download=download)
+    mapping = imagenet.zero_shot_mapping(
+        dict(task_classes) if task_classes else {c: [c.replace("_", " ")] for c in splits.class_names}
+    )
+    labels, probs = [], []
+    for images, y in splits.validation:
+        probs.append(np.asarray(classifier.predict(np.asarray(images))))
+        labels.append(np.asarray(y))
+    result = zeroshot.evaluate_zero_shot(
+        np.concatenate(labels), np.concatenate(probs), mapping, splits.class_names
+    )
+    note = "no training; ImageNet classes summed per task class"
+    if result.get("unmapped"):
+        note += f"; no ImageNet class for {', '.join(result['unmapped'])}"
+    return float(result["accuracy"]), note
+
+
+def from_scratch(
+    splits: Any,
+    *,
+    backbone_name: str = "mobilenet_v2",
+    alpha: float = 0.35,
+    image_size: int = 160,
+    profile: Profile | str = "auto",
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    dropout: float = 0.2,
+    patience: int | None = 5,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
+) -> PhaseResult:
+    """The baseline transfer must beat: the same architecture, random weights, every layer trained (lesson 05).
+
+    BatchNorm runs in training mode here (its statistics must be learned); augmentation is applied on the fly.
+    """
+    keras = _keras()
+    from tlcourse import models
+    from tlcourse.config import seed_everything
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    epochs = (prof.head_epochs + prof.fine_tune_epochs) if epochs is None else epochs
+    learning_rate = prof.learning_rate if learning_rate is None else learning_rate
+    num_classes = len(splits.class_names)
+    seed_everything(seed)
+    start = time.perf_counter()
+    with strategy_scope():
+        backbone = models.build_backbone(backbone_name, alpha=alpha, image_size=image_size, weights="random")
+        backbone.trainable = True
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = models.preprocessing_layer(backbone_name)(inputs)
+        x = backbone(x)  # BatchNorm in training mode while fitting
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+        model = keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="from_scratch")
+        _compile(model, learning_rate, num_classes)
+    history = model.fit(
+        _augmented(splits.train, default_augmentation(seed)),
+        validation_data=splits.validation,
+        epochs=epochs,
+        callbacks=training_callbacks(run_dir, patience=patience),
+        shuffle=False,  # datasets and samplers shuffle themselves
+        verbose=verbose,
+    )
+    _, val_accuracy = model.evaluate(splits.validation, verbose=0)
+    return PhaseResult(
+        model=model,
+        backbone=backbone,
+        head=model,
+        history={k: list(map(float, v)) for k, v in history.history.items()},
+        val_accuracy=float(val_accuracy),
+        seconds=time.perf_counter() - start,
+        epochs_run=len(history.history.get("loss", [])),
+        trainable_params=count_params(model),
+        dropout=dropout,
+    )
+
+
+# --------------------------------------------------------------------------------------- the harness
+
+
+def compare_strategies(
+    splits: Any,
+    strategies: Iterable[str] = DEFAULT_STRATEGIES,
+    *,
+    backbone: str = "mobilenet_v2",
+    alpha: float | None = None,
+    image_size: int | None = None,
+    profile: Profile | str = "auto",
+    seed: int = 42,
+    mirror: Any = None,
+    weights: str = "imagenet",
+    head_epochs: int | None = None,
+    fine_tune_epochs: int | None = None,
+    task_classes: Mapping[str, list[str]] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    verbose: int = 0,
+) -> pd.DataFrame:
+    """Train every strategy on the same data, seed and splits; return one row per strategy (lesson 05).
+
+    Columns: ``strategy``, ``val_accuracy``, ``train_seconds`` (the whole strategy, head phase included),
+    ``trainable_params`` (in the last phase), ``epochs_run`` (all phases), ``notes``. The head is trained
+    once (on cached features) and every fine-tuning strategy starts from a fresh copy of it; its time is added
+    to each fine-tuning row. A strategy that cannot run (e.g. ``zero_shot`` offline) gets a row whose notes
+    say why, with ``val_accuracy`` NaN. An unknown strategy name raises ``ValueError`` before any training.
+    """
+    import pandas as pd
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    alpha = alpha or prof.alpha
+    image_size = image_size or prof.image_size
+    strategies = list(strategies)
+    for name in strategies:
+        if name not in ("zero_shot", "head_only", "full_fine_tune", "from_scratch") and not name.startswith(
+            "fine_tune_from:"
+        ):
+            raise ValueError(
+                f"Unknown strategy {name!r}: use zero_shot, head_only, fine_tune_from:<layer>, "
+                "full_fine_tune or from_scratch."
+            )
+    own_run_dir = run_dir is None
+    base_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="tlcourse-strategies-"))
+    rows: list[dict[str, Any]] = []
+    head_state: dict[str, Any] = {}
+
+    def head_phase() -> PhaseResult:
+        if "result" not in head_state:
+            head_state["result"] = fit_head(
+                splits,
+                backbone_name=backbone,
+                alpha=alpha,
+                image_size=image_size,
+                weights=weights,
+                mirror=mirror,
+                profile=prof,
+                epochs=head_epochs,
+                seed=seed,
+                cache_dir=cache_dir,
+                verbose=verbose,
+            )
+            head_state["weights"] = head_state["result"].model.get_weights()
+        return head_state["result"]
+
+    def fresh_head() -> PhaseResult:
+        """The trained head on a backbone rebuilt with the original weights (fine-tuning changes it)."""
+        trained = head_phase()
+        with strategy_scope():
+            bb, _ = _build_backbone(backbone, alpha, image_size, weights, mirror)
+            head_copy = _clone_head(trained.head)
+            model = _join(bb, head_copy, backbone)
+        model.set_weights(head_state["weights"])
+        return PhaseResult(
+            model=model,
+            backbone=bb,
+            head=head_copy,
+            history=trained.history,
+            val_accuracy=trained.val_accuracy,
+            seconds=trained.seconds,
+            epochs_run=trained.epochs_run,
+            trainable_params=trained.trainable_params,
+            notes=list(trained.notes),
+            dropout=trained.dropout,
+        )
+
+    try:
+        for i, name in enumerate(strategies):
+            row: dict[str, Any] = {"strategy": name}
+            try:
+                if name == "zero_shot":
+                    t0 = time.perf_counter()
+                    try:
+                        acc, note = zero_shot(
+                            splits, task_classes=task_classes, alpha=alpha, mirror=mirror, download=download
+                        )
+                        row.update(
+                            val_accuracy=acc,
+                            train_seconds=time.perf_counter() - t0,
+                            trainable_params=0,
+                            epochs_run=0,
+                            notes=note,
+                        )
+                    except AssetMissingError:
+                        row.update(
+                            val_accuracy=math.nan,
+                            train_seconds=0.0,
+                            trainable_params=0,
+                            epochs_run=0,
+                            notes=ZERO_SHOT_SKIPPED,
+                        )
+                elif name == "head_only":
+                    result = head_phase()
+                    row.update(
+                        val_accuracy=result.val_accuracy,
+                        train_seconds=result.seconds,
+                        trainable_params=result.trainable_params,
+                        epochs_run=result.epochs_run,
+                        notes="; ".join(result.notes),
+                    )
+                elif name == "from_scratch":
+                    result = from_scratch(
+                        splits,
+                        backbone_name=backbone,
+                        alpha=alpha,
+                        image_size=image_size,
+                        profile=prof,
+                        epochs=None
+                        if head_epochs is None and fine_tune_epochs is None
+                        else (head_epochs or prof.head_epochs) + (fine_tune_epochs or prof.fine_tune_epochs),
+                        seed=seed,
+                        run_dir=base_dir / f"{i:02d}_from_scratch",
+                        verbose=verbose,
+                    )
+                    row.update(
+                        val_accuracy=result.val_accuracy,
+                        train_seconds=result.seconds,
+                        trainable_params=result.trainable_params,
+                        epochs_run=result.epochs_run,
+                        notes="random weights, BatchNorm in training mode",
+                    )
+                else:
+                    where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
+                    start_head = fresh_head()
+                    result = fine_tune(
+                        start_head,
+                        splits,
+                        from_layer=where,
+                        backbone_name=backbone,
+                        profile=prof,
+                        epochs=fine_tune_epochs,
+                        seed=seed,
+                        run_dir=base_dir / f"{i:02d}_{name.replace(':', '_')}",
+                        verbose=verbose,
+                    )
+                    row.update(
+                        val_accuracy=result.val_accuracy,
+                        train_seconds=start_head.seconds + result.seconds,
+                        trainable_params=result.trainable_params,
+                        epochs_run=start_head.epochs_run + result.epochs_run,
+                        notes="; ".join([f"unfrozen from {result.boundary}", *result.notes]),
+                    )
+            except TLCourseError as error:
+                row.update(
+                    val_accuracy=math.nan,
+                    train_seconds=0.0,
+                    trainable_params=0,
+                    epochs_run=0,
+                    notes=f"failed: {error}",
+                )
+            rows.append(row)
+    finally:
+        if own_run_dir:
+            shutil.rmtree(base_dir, ignore_errors=True)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def history_to_json(history: Mapping[str, Any]) -> str:
+    """A merged history as JSON (NaN written as null), for metrics files (lesson 08)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return v
+
+    return json.dumps({k: [clean(x) for x in v] for k, v in history.items()})
