@@ -41,7 +41,7 @@ def test_notebook_has_one_h1_and_badges_pointing_at_its_own_path(relpath):
     h1 = [line for text in markdown for line in text.splitlines() if re.match(r"#\s", line)]
     assert len(h1) == 1, f"{relpath}: expected one H1, found {h1}"
     first = markdown[0]
-    assert f"colab.research.google.com/github/" in first and first.count(str(relpath.as_posix())) >= 2, (
+    assert "colab.research.google.com/github/" in first and first.count(str(relpath.as_posix())) >= 2, (
         f"{relpath}: the first cell needs Colab and Binder badges that point at {relpath.as_posix()}"
     )
     assert "mybinder.org" in first
