@@ -1,5 +1,8 @@
 """CI: execute every lesson and solution notebook in the ``smoke`` profile with the course's own runner.
 
+Exercise notebooks (generated from solutions/) are executed too: they must run cleanly up to their first
+stub and stop there with ``NotImplementedError``.
+
 One test per notebook (so a failure names it), each through :func:`tlcourse.runner.run_notebooks`, which
 records status, cell, error, time and the kernel's peak memory. At the end of the module the per-notebook
 table is printed and a combined report is written to ``$TLCOURSE_CI_OUT`` (default: a temporary folder).
@@ -24,6 +27,8 @@ NOTEBOOKS = sorted(
     for path in (REPO_ROOT / folder).glob("*.ipynb")
     if ".ipynb_checkpoints" not in path.parts
 )
+EXERCISES = sorted(path.relative_to(REPO_ROOT) for path in (REPO_ROOT / "exercises").glob("*.ipynb"))
+STUB_MARKER = "raise NotImplementedError"
 CELL_TIMEOUT_S = 600
 
 if not NOTEBOOKS:
@@ -69,3 +74,30 @@ def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
     request.config.stash[_RESULTS].append(result)
     print(result.line())
     assert result.status == "ok", f"{relpath}: {result.status} at cell [{result.error_cell}]: {result.error}"
+
+
+@pytest.mark.parametrize("relpath", EXERCISES, ids=str)
+def test_exercise_notebook_runs_until_its_first_stub(relpath, ci_out, request, monkeypatch):
+    import nbformat
+
+    monkeypatch.chdir(REPO_ROOT)
+    (result,) = runner.run_notebooks(
+        [REPO_ROOT / relpath],
+        profile="smoke",
+        out_dir=ci_out,
+        timeout=CELL_TIMEOUT_S,
+        force=True,
+        progress=False,
+        verbose=False,
+    )
+    request.config.stash[_RESULTS].append(result)
+    print(result.line())
+    assert result.status == "failed" and "NotImplementedError" in (result.error or ""), (
+        f"{relpath}: expected to stop at its first stub with NotImplementedError, got {result.status}: {result.error}"
+    )
+    code = [cell for cell in nbformat.read(REPO_ROOT / relpath, as_version=4).cells if cell.cell_type == "code"]
+    first_stub = next(index for index, cell in enumerate(code) if STUB_MARKER in cell.source)
+    # error_cell counts executed cells: papermill injects one parameters cell, so the stub runs as first_stub + 2.
+    assert result.error_cell == first_stub + 2, (
+        f"{relpath}: stopped at cell [{result.error_cell}], but its first stub is code cell {first_stub + 1}"
+    )
