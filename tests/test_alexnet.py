@@ -163,3 +163,22 @@ def test_conv_output_size_agrees_with_keras(size, kernel, stride, padding, expec
         (None, size, size, 1)
     )
     assert alexnet.conv_output_size(size, kernel, stride, padding) == pooled[1] == expected
+
+
+def test_model_with_lrn_loads_in_a_fresh_process_through_export_load_keras(tmp_path):
+    import subprocess
+    import sys
+
+    import keras
+
+    inputs = keras.Input((8, 8, 4))
+    outputs = alexnet.local_response_normalization()(inputs)
+    path = tmp_path / "lrn.keras"
+    keras.Model(inputs, outputs).save(path)
+    code = (
+        "import sys; from tlcourse.export import load_keras; model = load_keras(sys.argv[1]); "
+        "print(type(model.layers[-1]).__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("LocalResponseNormalization")

@@ -84,13 +84,11 @@ def save_keras(model: Any, path: str | os.PathLike) -> Path:
 
 
 def _register_course_layers() -> None:
-    """Register the course's own custom layers (tlcourse.models) so files that use them load in safe mode."""
-    with contextlib.suppress(Exception):
-        from tlcourse import models
+    """Register the course's own custom layers (tlcourse.models, tlcourse.alexnet) so files using them load in safe mode."""
+    from tlcourse import alexnet, models
 
-        register = getattr(models, "register_custom_objects", None)
-        if callable(register):
-            register()
+    models.register_custom_objects()
+    alexnet.register_custom_objects()
 
 
 def load_keras(

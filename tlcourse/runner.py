@@ -349,6 +349,11 @@ def _watched_kernel_manager(memory: _KernelMemory) -> type:
         async def start_kernel(self, **kw: Any) -> None:
             if self.ipykernel:  # ipykernel 7 warns about plain TCP on every start: keep batch logs readable
                 kw["extra_arguments"] = [*kw.get("extra_arguments", []), "--IPKernelApp.log_level=ERROR"]
+            # glibc's per-thread malloc arenas fragment under TensorFlow's thread pools: a training lesson's
+            # resident memory climbs ~40 MB an epoch without this (1885 -> 1252 MiB peak on lesson 02, cpu).
+            env = dict(kw.get("env") or os.environ)
+            env.setdefault("MALLOC_ARENA_MAX", "2")
+            kw["env"] = env
             await super().start_kernel(**kw)
             memory.attach(getattr(self.provisioner, "pid", None))
 
