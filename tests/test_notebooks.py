@@ -60,7 +60,8 @@ _RESULTS = pytest.StashKey[list]()
 
 
 @pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
-def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
+def _run_in_smoke_profile(relpath: Path, ci_out: Path, request, monkeypatch) -> runner.NotebookResult:
+    """Execute one notebook with the course's runner and keep its result for the module's table."""
     monkeypatch.chdir(REPO_ROOT)  # so the report shows lessons/... paths
     (result,) = runner.run_notebooks(
         [REPO_ROOT / relpath],
@@ -73,6 +74,11 @@ def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
     )
     request.config.stash[_RESULTS].append(result)
     print(result.line())
+    return result
+
+
+def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
+    result = _run_in_smoke_profile(relpath, ci_out, request, monkeypatch)
     assert result.status == "ok", f"{relpath}: {result.status} at cell [{result.error_cell}]: {result.error}"
 
 
@@ -80,22 +86,13 @@ def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
 def test_exercise_notebook_runs_until_its_first_stub(relpath, ci_out, request, monkeypatch):
     import nbformat
 
-    monkeypatch.chdir(REPO_ROOT)
-    (result,) = runner.run_notebooks(
-        [REPO_ROOT / relpath],
-        profile="smoke",
-        out_dir=ci_out,
-        timeout=CELL_TIMEOUT_S,
-        force=True,
-        progress=False,
-        verbose=False,
-    )
-    request.config.stash[_RESULTS].append(result)
-    print(result.line())
+    result = _run_in_smoke_profile(relpath, ci_out, request, monkeypatch)
     assert result.status == "failed" and "NotImplementedError" in (result.error or ""), (
         f"{relpath}: expected to stop at its first stub with NotImplementedError, got {result.status}: {result.error}"
     )
-    code = [cell for cell in nbformat.read(REPO_ROOT / relpath, as_version=4).cells if cell.cell_type == "code"]
+    code = [
+        cell for cell in nbformat.read(REPO_ROOT / relpath, as_version=4).cells if cell.cell_type == "code"
+    ]
     first_stub = next(index for index, cell in enumerate(code) if STUB_MARKER in cell.source)
     # error_cell counts executed cells: papermill injects one parameters cell, so the stub runs as first_stub + 2.
     assert result.error_cell == first_stub + 2, (

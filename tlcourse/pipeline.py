@@ -29,6 +29,7 @@ import numpy as np
 
 from tlcourse.config import get_profile, quiet_tensorflow
 from tlcourse.errors import DataError, TLCourseError
+from tlcourse.evaluate import to_probabilities
 
 CLASS_NAMES_FILE = "class_names.json"
 METRICS_FILE = "metrics.json"
@@ -314,23 +315,14 @@ def predict_images(
     if good:
         batch = np.stack([image for _, image in good])
         logits = np.asarray(model.predict(batch, verbose=0))
-        probs = _softmax(logits)
+        # the model outputs logits; one logit (binary) becomes two columns [P(class 0), P(class 1)]
+        probs = to_probabilities(logits, from_logits=True)
         k = max(1, min(int(top), probs.shape[1]))
         for (slot, _), row in zip(good, probs, strict=True):
             order = np.argsort(-row)[:k]
             results[slot]["top"] = [(class_names[i], float(row[i])) for i in order]
             results[slot]["probabilities"] = [float(p) for p in row]
     return results
-
-
-def _softmax(values: np.ndarray) -> np.ndarray:
-    """Probabilities from logits (or unchanged if the rows already are probabilities)."""
-    values = values.astype("float64")
-    if np.all(values >= 0) and np.allclose(values.sum(axis=1), 1.0, atol=1e-4):
-        return values
-    shifted = values - values.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def predict_command(args: Any) -> int:
