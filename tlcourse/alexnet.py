@@ -13,6 +13,7 @@ mode; ``tlcourse.alexnet.LocalResponseNormalization`` gives the class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,38 @@ def _check_input_size(size: int, what: str) -> None:
         )
 
 
+def _alexnet_layers(
+    x: Any, num_classes: int, *, width: Callable[[int], int], lrn: bool, grouped: bool, dropout: float
+) -> Any:
+    """AlexNet's five convolutions, LRN, overlapping pooling and three dense layers on ``x``; returns logits.
+
+    ``width`` maps the paper's channel counts to the ones built (identity for the real network); ``grouped``
+    uses the paper's two-GPU grouping in conv2, conv4 and conv5. Layer names are the paper's (conv1 ... fc8).
+    """
+    layers = _keras().layers
+    for conv_name, filters, kernel, stride, padding, groups, after in _CONV_SPEC:
+        x = layers.Conv2D(
+            width(filters),
+            kernel,
+            strides=stride,
+            padding=padding,
+            groups=groups if grouped else 1,
+            activation="relu",
+            name=conv_name,
+        )(x)
+        suffix = conv_name[-1]
+        if after == "lrn_pool" and lrn:
+            x = local_response_normalization(name=f"lrn{suffix}")(x)
+        if after in ("lrn_pool", "pool"):
+            x = layers.MaxPooling2D(pool_size=3, strides=2, name=f"pool{suffix}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for index in (6, 7):
+        x = layers.Dense(width(4096), activation="relu", name=f"fc{index}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout{index}")(x)
+    return layers.Dense(num_classes, name="fc8")(x)
+
+
 def build_alexnet(
     input_shape: tuple[int, int, int] = (227, 227, 3),
     num_classes: int = 1000,
@@ -169,30 +202,8 @@ def build_alexnet(
     """
     _check_input_size(min(input_shape[0], input_shape[1]), "The input")
     keras = _keras()
-    layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    for conv_name, filters, kernel, stride, padding, groups, after in _CONV_SPEC:
-        x = layers.Conv2D(
-            filters,
-            kernel,
-            strides=stride,
-            padding=padding,
-            groups=groups if two_towers else 1,
-            activation="relu",
-            name=conv_name,
-        )(x)
-        suffix = conv_name[-1]
-        if after == "lrn_pool" and lrn:
-            x = local_response_normalization(name=f"lrn{suffix}")(x)
-        if after in ("lrn_pool", "pool"):
-            x = layers.MaxPooling2D(pool_size=3, strides=2, name=f"pool{suffix}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    for index in (6, 7):
-        x = layers.Dense(4096, activation="relu", name=f"fc{index}")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name=f"dropout{index}")(x)
-    outputs = layers.Dense(num_classes, name="fc8")(x)
+    outputs = _alexnet_layers(inputs, num_classes, width=int, lrn=lrn, grouped=two_towers, dropout=dropout)
     default_name = "alexnet_two_towers" if two_towers else "alexnet"
     return keras.Model(inputs, outputs, name=name or default_name)
 
@@ -235,21 +246,7 @@ def build_small_alexnet(
     if augment:
         x = layers.RandomCrop(crop, crop, seed=seed, name="random_crop")(x)
         x = layers.RandomFlip("horizontal", seed=seed + 1, name="random_flip")(x)
-    for conv_name, filters, kernel, stride, padding, _groups, after in _CONV_SPEC:
-        x = layers.Conv2D(
-            width(filters), kernel, strides=stride, padding=padding, activation="relu", name=conv_name
-        )(x)
-        suffix = conv_name[-1]
-        if after == "lrn_pool" and lrn:
-            x = local_response_normalization(name=f"lrn{suffix}")(x)
-        if after in ("lrn_pool", "pool"):
-            x = layers.MaxPooling2D(pool_size=3, strides=2, name=f"pool{suffix}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    for index in (6, 7):
-        x = layers.Dense(width(4096), activation="relu", name=f"fc{index}")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name=f"dropout{index}")(x)
-    outputs = layers.Dense(num_classes, name="fc8")(x)
+    outputs = _alexnet_layers(x, num_classes, width=width, lrn=lrn, grouped=False, dropout=dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
