@@ -59,7 +59,6 @@ def ci_out(request, tmp_path_factory) -> Path:
 _RESULTS = pytest.StashKey[list]()
 
 
-@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
 def _run_in_smoke_profile(relpath: Path, ci_out: Path, request, monkeypatch) -> runner.NotebookResult:
     """Execute one notebook with the course's runner and keep its result for the module's table."""
     monkeypatch.chdir(REPO_ROOT)  # so the report shows lessons/... paths
@@ -77,6 +76,7 @@ def _run_in_smoke_profile(relpath: Path, ci_out: Path, request, monkeypatch) -> 
     return result
 
 
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
 def test_notebook_runs_in_smoke_profile(relpath, ci_out, request, monkeypatch):
     result = _run_in_smoke_profile(relpath, ci_out, request, monkeypatch)
     assert result.status == "ok", f"{relpath}: {result.status} at cell [{result.error_cell}]: {result.error}"
