@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,38 @@ def read_class_names(model_path: str | os.PathLike, num_classes: int) -> list[st
     return [f"class_{i}" for i in range(num_classes)]
 
 
+def classify_arrays(
+    model: Any, images: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str], top: int = 3
+) -> list[dict[str, Any]]:
+    """Classify already-decoded images of the model's input size (lesson 08).
+
+    ``images`` are ``(height, width, 3)`` arrays of raw [0, 255] pixels (as :func:`tlcourse.imageio.load_image`
+    gives them); the classifier rescales them itself and outputs logits. Returns one dict per image:
+    ``{"top": [(class, probability), ...], "probabilities": [...]}``, best class first.
+    """
+    if len(images) == 0:
+        return []
+    batch = np.stack([np.asarray(image, dtype="float32") for image in images])
+    logits = np.asarray(model.predict(batch, verbose=0))
+    probabilities = to_probabilities(logits, from_logits=True)  # one logit (binary) -> two columns
+    if len(class_names) != probabilities.shape[1]:
+        raise TLCourseError(
+            f"The model predicts {probabilities.shape[1]} classes but {len(class_names)} class names were "
+            "given; pass the class names the model was trained with (in training order)."
+        )
+    k = max(1, min(int(top), probabilities.shape[1]))
+    results = []
+    for row in probabilities:
+        order = np.argsort(-row, kind="stable")[:k]
+        results.append(
+            {
+                "top": [(str(class_names[i]), float(row[i])) for i in order],
+                "probabilities": [float(p) for p in row],
+            }
+        )
+    return results
+
+
 def predict_images(
     model: Any, paths: list[str], class_names: list[str], top: int = 3
 ) -> list[dict[str, Any]]:
@@ -313,15 +346,9 @@ def predict_images(
         except DataError as error:
             results.append({"path": str(path), "error": str(error)})
     if good:
-        batch = np.stack([image for _, image in good])
-        logits = np.asarray(model.predict(batch, verbose=0))
-        # the model outputs logits; one logit (binary) becomes two columns [P(class 0), P(class 1)]
-        probs = to_probabilities(logits, from_logits=True)
-        k = max(1, min(int(top), probs.shape[1]))
-        for (slot, _), row in zip(good, probs, strict=True):
-            order = np.argsort(-row)[:k]
-            results[slot]["top"] = [(class_names[i], float(row[i])) for i in order]
-            results[slot]["probabilities"] = [float(p) for p in row]
+        classified = classify_arrays(model, [image for _, image in good], class_names, top)
+        for (slot, _), result in zip(good, classified, strict=True):
+            results[slot].update(result)
     return results
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse.errors import DataError, TLCourseError
+from tlcourse.pipeline import classify_arrays
 
 MAX_UPLOAD_BYTES: int = 8 * 1024 * 1024
 """Largest upload classified (lesson 08); bigger files are rejected before any decoding."""
@@ -332,40 +333,6 @@ def decode_upload(upload: Upload, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ prediction
-
-
-def classify_arrays(
-    model: Any, images: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str], top: int = 3
-) -> list[dict[str, Any]]:
-    """Classify already-decoded images of the model's input size (lesson 08).
-
-    ``images`` are ``(height, width, 3)`` arrays of raw [0, 255] pixels (as :func:`tlcourse.imageio.load_image`
-    gives them); the classifier rescales them itself and outputs logits. Returns one dict per image:
-    ``{"top": [(class, probability), ...], "probabilities": [...]}``, best class first.
-    """
-    from tlcourse.evaluate import to_probabilities
-
-    if len(images) == 0:
-        return []
-    batch = np.stack([np.asarray(image, dtype="float32") for image in images])
-    logits = np.asarray(model.predict(batch, verbose=0))
-    probabilities = to_probabilities(logits, from_logits=True)  # one logit (binary) -> two columns
-    if len(class_names) != probabilities.shape[1]:
-        raise TLCourseError(
-            f"The model predicts {probabilities.shape[1]} classes but {len(class_names)} class names were "
-            "given; pass the class names the model was trained with (in training order)."
-        )
-    k = max(1, min(int(top), probabilities.shape[1]))
-    results = []
-    for row in probabilities:
-        order = np.argsort(-row, kind="stable")[:k]
-        results.append(
-            {
-                "top": [(str(class_names[i]), float(row[i])) for i in order],
-                "probabilities": [float(p) for p in row],
-            }
-        )
-    return results
 
 
 def _model_size(model: Any) -> tuple[int, int]:
