@@ -20,6 +20,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # Tests never read or write the user's ~/.keras: every run starts from an empty Keras cache of its own.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tlcourse-test-keras-")
 os.environ.setdefault("MPLBACKEND", "Agg")
+IPYWIDGETS7 = (
+    Path(__file__).resolve().parents[1] / ".test-extras" / "ipywidgets7"
+)  # tools/install_test_extras.sh
+if "TLCOURSE_IPYWIDGETS7" not in os.environ and (IPYWIDGETS7 / "ipywidgets").is_dir():
+    os.environ["TLCOURSE_IPYWIDGETS7"] = str(IPYWIDGETS7)
 if "TLCOURSE_MIRROR" not in os.environ and SHARED_MIRROR.is_dir():
     os.environ["TLCOURSE_MIRROR"] = str(SHARED_MIRROR)
 
@@ -35,7 +40,9 @@ def mirror() -> Path:
     """The offline asset mirror; tests that need real weights or photos skip without it."""
     path = mirror_path()
     if path is None:
-        pytest.skip("needs the offline asset mirror (../shared/assets or $TLCOURSE_MIRROR) for real weights/photos")
+        pytest.skip(
+            "needs the offline asset mirror (../shared/assets or $TLCOURSE_MIRROR) for real weights/photos"
+        )
     return path
 
 
