@@ -475,9 +475,9 @@ def split_backbone(backbone: Any, index: int) -> tuple[Any, Any]:
 def set_trainable_from(backbone: Any, index: int) -> int:
     """Freeze ``backbone.layers[:index]`` and unfreeze the rest (lesson 05); returns the trainable params.
 
-    Uses :func:`tlcourse.models.unfreeze_from`. BatchNorm layers above the boundary become trainable (gamma
-    and beta learn) but the classifier still calls the backbone with ``training=False``, so they keep using
-    their ImageNet statistics.
+    Uses :func:`tlcourse.models.unfreeze_from` with its default: BatchNorm layers stay frozen on both sides of
+    the boundary (``trainable=False`` keeps a Keras 3 BatchNorm in inference mode even inside ``fit``, see
+    :func:`tlcourse.models.unfreeze_top`), so they keep their ImageNet statistics and scale/offset.
     """
     from tlcourse import models
 
