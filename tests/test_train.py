@@ -179,6 +179,8 @@ def test_boundary_cached_fine_tune_equals_the_assembled_end_to_end_model(splits,
     y = np.concatenate([np.asarray(b[1]) for b in splits.validation])
     logits = result.model.predict(splits.validation.map(lambda a, b: a), verbose=0)
     assert result.val_accuracy == pytest.approx(float(np.mean(logits.argmax(1) == y)), abs=1e-6)
+    # the end-to-end model comes back compiled: evaluate works and agrees
+    assert result.model.evaluate(splits.validation, verbose=0)[1] == pytest.approx(result.val_accuracy, abs=1e-6)
 
 
 def test_fine_tune_falls_back_to_the_standard_path_and_never_ends_below_its_start(head, splits, profile):

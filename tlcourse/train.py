@@ -923,6 +923,8 @@ def fine_tune(
     if use_cache:
         with strategy_scope():
             model = _join(backbone, head.head, backbone_name)  # same layer objects: the trained weights
+            # compiled like the trainer, so model.evaluate / model.fit work on the end-to-end classifier too
+            _compile(model, learning_rate, num_classes, optimizer)
     else:
         model = trainer
     return PhaseResult(
