@@ -300,3 +300,19 @@ def test_model_card_reads_the_pipeline_metrics_layout():
     assert "| accuracy after head training only | 0.810 |" in card
     assert "| keras | model.keras |" in card and "Training images:** 800" in card
     assert "imbalanced (30 vs 5" in card
+
+
+def test_a_compiled_but_untrained_model_reloads_without_an_optimizer_mismatch_warning(tmp_path):
+    import warnings
+
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(5)(inputs)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = export.load_keras(export.save_keras(model, tmp_path / "fresh.keras"))
+    assert not [w for w in caught if "Skipping variable loading for optimizer" in str(w.message)]
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -79,6 +79,11 @@ def save_keras(model: Any, path: str | os.PathLike) -> Path:
             "TFLite use export_saved_model / export_tflite)."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not getattr(optimizer, "built", True):
+        # compiled but never trained: build its (zero) slots now, or the reloaded model, which builds them for
+        # every trainable weight, warns that the saved optimizer has fewer variables and skips loading them
+        optimizer.build(model.trainable_variables)
     model.save(target)
     return target
 
