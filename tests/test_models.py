@@ -393,3 +393,21 @@ def test_a_saved_classifier_loads_in_safe_mode_and_still_passes_the_checks(tmp_p
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(np.asarray(loaded(images(2))), np.asarray(model(images(2))), atol=1e-5)
     assert models.check_mistakes(loaded, sample_images=images(4), learning_rate=1e-3) == []
+
+
+def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
+    from tlcourse import train, widgets
+
+    backbone = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=96, weights="random", verbose=False)
+    names = [layer.name for layer in backbone.layers]
+    count = len(names)
+    for where in ("block_13", "block_1", "block_16_project", 100, "100", -5):
+        index = models.layer_index(backbone, where)
+        assert train.resolve_layer(backbone, where) == index
+        assert widgets.unfreeze_summary(backbone, where)["boundary_layer"] == names[index]
+    assert names[models.layer_index(backbone, "block_1")].startswith("block_1_")  # not block_10 or block_11
+    assert models.layer_index(backbone, count) == count  # unfreeze nothing
+    with pytest.raises(TLCourseError):
+        train.resolve_layer(backbone, count)  # ...which is no boundary to fine-tune from
+    with pytest.raises(TLCourseError):
+        models.layer_index(backbone, True)

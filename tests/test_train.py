@@ -88,7 +88,7 @@ def test_resolve_layer_accepts_index_numeric_string_and_block_prefix():
     assert train.resolve_layer(backbone, "100") == 100
     assert names[train.resolve_layer(backbone, "block_13")] == "block_13_expand"
     assert train.resolve_layer(backbone, "block_16_project") == names.index("block_16_project")
-    with pytest.raises(Exception, match="no layer or block"):
+    with pytest.raises(Exception, match="No layer named or starting with"):
         train.resolve_layer(backbone, "block_99")
 
 

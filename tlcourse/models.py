@@ -528,26 +528,35 @@ def _content_layers(backbone: Any) -> list[Any]:
     return [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
-def _boundary_index(backbone: Any, start: int | str) -> int:
-    """Index into ``backbone.layers`` of the first layer to unfreeze."""
+def layer_index(backbone: Any, where: int | str) -> int:
+    """Index into ``backbone.layers`` of the first layer to unfreeze (lesson 05).
+
+    ``where`` is an index (``100``; negative counts from the top; ``len(layers)`` unfreezes nothing), a
+    numeric string (``"100"``), an exact layer name (``"block_13_expand"``) or a block prefix (``"block_13"``:
+    the first layer whose name starts with ``block_13_``, else with ``block_13``). The one resolver that
+    :func:`unfreeze_from`, :func:`tlcourse.train.resolve_layer` and the widgets use.
+    """
     layers = backbone.layers
-    if isinstance(start, bool) or not isinstance(start, int | str):
-        raise TLCourseError(f"Unfreeze point must be a layer index or name; got {start!r}.")
-    if isinstance(start, int):
-        if not 0 <= start <= len(layers):
-            raise TLCourseError(f"Layer index {start} is outside 0..{len(layers)} for {backbone.name}.")
-        return start
+    if isinstance(where, bool) or not isinstance(where, int | str):
+        raise TLCourseError(f"Unfreeze point must be a layer index or name; got {where!r}.")
+    if isinstance(where, str) and where.strip().lstrip("-").isdigit():
+        where = int(where.strip())
+    if isinstance(where, int):
+        index = where if where >= 0 else len(layers) + where
+        if not 0 <= index <= len(layers):
+            raise TLCourseError(f"Layer index {where} is outside 0..{len(layers)} for {backbone.name}.")
+        return index
     names = [layer.name for layer in layers]
     for test in (
-        lambda n: n == start,
-        lambda n: n.startswith(start + "_") or n.startswith(start + "/"),
-        lambda n: n.startswith(start),
+        lambda n: n == where,
+        lambda n: n.startswith(where + "_") or n.startswith(where + "/"),
+        lambda n: n.startswith(where),
     ):
         for i, layer_name in enumerate(names):
             if test(layer_name):
                 return i
     raise TLCourseError(
-        f"No layer named or starting with {start!r} in {backbone.name}; "
+        f"No layer named or starting with {where!r} in {backbone.name}; "
         f"e.g. {', '.join(names[len(names) // 2 : len(names) // 2 + 3])}."
     )
 
@@ -559,7 +568,7 @@ def unfreeze_from(backbone: Any, start: int | str, *, freeze_batchnorm: bool = T
     (``"block_13"``). Returns the number of layers made trainable. See :func:`unfreeze_top` for BatchNorm.
     """
     keras = _keras()
-    index = _boundary_index(backbone, start)
+    index = layer_index(backbone, start)
     backbone.trainable = True
     count = 0
     for i, layer in enumerate(backbone.layers):

@@ -407,26 +407,17 @@ class _PassSampler:
 def resolve_layer(backbone: Any, where: int | str) -> int:
     """Index in ``backbone.layers`` of the first layer to unfreeze (lesson 05).
 
-    ``where`` is an index (``100``), a numeric string (``"100"``), an exact layer name
-    (``"block_13_expand"``) or a block prefix (``"block_13"``: the first layer whose name starts with it).
+    Resolved by :func:`tlcourse.models.layer_index` (index, numeric string, layer name or block prefix); here
+    the boundary must be a layer of the backbone, so "unfreeze nothing" (``len(layers)``) is refused.
     """
-    layers = backbone.layers
-    if isinstance(where, str) and where.strip().lstrip("-").isdigit():
-        where = int(where.strip())
-    if isinstance(where, int):
-        index = where if where >= 0 else len(layers) + where
-        if not 0 <= index < len(layers):
-            raise TLCourseError(f"Layer {where} is outside the backbone, which has {len(layers)} layers.")
-        return index
-    names = [layer.name for layer in layers]
-    if where in names:
-        return names.index(where)
-    for i, name in enumerate(names):
-        if name.startswith(f"{where}_") or name.startswith(where):
-            return i
-    raise TLCourseError(
-        f"The backbone has no layer or block called {where!r}; use a layer index or a name such as {names[-10]!r}."
-    )
+    from tlcourse.models import layer_index
+
+    index = layer_index(backbone, where)
+    if index >= len(backbone.layers):
+        raise TLCourseError(
+            f"Layer {where} is outside the backbone, which has {len(backbone.layers)} layers."
+        )
+    return index
 
 
 def boundary_tensors(backbone: Any, index: int) -> list[Any]:

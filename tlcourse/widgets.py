@@ -672,16 +672,10 @@ def _layer_table(backbone: Any) -> tuple[list[_LayerInfo], dict[int, int], int]:
 
 
 def _resolve_index(backbone: Any, where: int | str) -> int:
-    from tlcourse.train import resolve_layer
+    from tlcourse.models import layer_index
 
-    count = len(backbone.layers)
-    if isinstance(where, bool):
-        raise TLCourseError(f"Unfreeze point must be a layer index or name; got {where!r}.")
-    if isinstance(where, int | np.integer) and 0 <= int(where) <= count:
-        return int(where)  # count itself means "nothing unfrozen"
-    if isinstance(where, str) and where.strip().isdigit() and int(where) == count:
-        return count
-    return resolve_layer(backbone, int(where) if isinstance(where, np.integer) else where)
+    # len(layers) is allowed: the slider's top position, "nothing unfrozen"
+    return layer_index(backbone, int(where) if isinstance(where, np.integer) else where)
 
 
 def _summarise(
@@ -714,7 +708,7 @@ def unfreeze_summary(backbone: Any, fine_tune_from: int | str) -> dict[str, Any]
     """What fine-tuning from ``fine_tune_from`` would train, without changing ``backbone`` (lesson 05).
 
     ``fine_tune_from`` is a layer index (``0`` ... ``len(backbone.layers)``, the last meaning nothing is
-    unfrozen) or a layer/block name as :func:`tlcourse.train.resolve_layer` accepts. The counts follow
+    unfrozen) or a layer/block name as :func:`tlcourse.models.layer_index` accepts. The counts follow
     :func:`tlcourse.train.set_trainable_from`: layers from that index up become trainable except BatchNorm
     layers, which stay frozen (inference mode, ImageNet statistics). Returns ``fine_tune_from`` (the index),
     ``boundary_layer``, ``first_unfrozen`` (first layer that would train), ``layers_total``,

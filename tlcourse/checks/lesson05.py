@@ -105,7 +105,7 @@ def check_unfreeze_from_block(
         if error is not None:
             return error
         got, rows = _effective_trainable(base)
-        start = models._boundary_index(base, block)
+        start = models.layer_index(base, block)
         first = base.layers[start].name
         models.unfreeze_from(base, block)
         want, _ = _effective_trainable(base)
