@@ -289,6 +289,19 @@ def read_class_names(model_path: str | os.PathLike, num_classes: int) -> list[st
     return [f"class_{i}" for i in range(num_classes)]
 
 
+def model_image_size(model: Any) -> tuple[int, int]:
+    """(height, width) a classifier takes: new images are read at this size, as in training (lesson 08)."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    try:
+        return int(shape[1]), int(shape[2])
+    except (TypeError, ValueError, IndexError):
+        raise TLCourseError(
+            f"The model's input shape {shape} has no fixed image size; build it with a fixed (height, width)."
+        ) from None
+
+
 def classify_arrays(
     model: Any, images: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str], top: int = 3
 ) -> list[dict[str, Any]]:
@@ -333,7 +346,7 @@ def predict_images(
     """
     from tlcourse import imageio
 
-    height, width = int(model.input_shape[1]), int(model.input_shape[2])
+    height, width = model_image_size(model)
     results: list[dict[str, Any]] = []
     good: list[tuple[int, np.ndarray]] = []
     for path in paths:

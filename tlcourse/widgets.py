@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse.errors import DataError, TLCourseError
-from tlcourse.pipeline import classify_arrays
+from tlcourse.pipeline import classify_arrays, model_image_size
 
 MAX_UPLOAD_BYTES: int = 8 * 1024 * 1024
 """Largest upload classified (lesson 08); bigger files are rejected before any decoding."""
@@ -335,18 +335,6 @@ def decode_upload(upload: Upload, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Any:
 # ------------------------------------------------------------------------------------------ prediction
 
 
-def _model_size(model: Any) -> tuple[int, int]:
-    shape = model.input_shape
-    if isinstance(shape, list):
-        shape = shape[0]
-    try:
-        return int(shape[1]), int(shape[2])
-    except (TypeError, ValueError, IndexError):
-        raise TLCourseError(
-            f"The model's input shape {shape} has no fixed image size; build it with a fixed (height, width)."
-        ) from None
-
-
 def _thumbnail_uri(image: Any) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
@@ -556,7 +544,7 @@ class UploadPredictor:
         self.button.disabled = True
         plural = "s" if len(uploads) > 1 else ""
         self.result.value = _render_message(f"Classifying {len(uploads)} file{plural}...", "busy")
-        size = _model_size(self.model)
+        size = model_image_size(self.model)
         results: list[dict[str, Any]] = []
         thumbnails: dict[int, str] = {}
         pixels: list[np.ndarray] = []

@@ -336,9 +336,10 @@ def reference_probabilities(model: Any, paths: Sequence[str | Path]) -> np.ndarr
     logits, then a softmax.
     """
     from tlcourse import evaluate, imageio
+    from tlcourse.pipeline import model_image_size
 
-    height, width = int(model.input_shape[1]), int(model.input_shape[2])
-    batch = np.stack([imageio.load_image(p, (height, width)).astype("float32") for p in paths])
+    size = model_image_size(model)
+    batch = np.stack([imageio.load_image(p, size).astype("float32") for p in paths])
     logits = np.asarray(model.predict(batch, verbose=0))
     return evaluate.to_probabilities(logits, from_logits=True)
 
