@@ -93,3 +93,39 @@ def test_environment_report_names_versions_platform_and_profile(monkeypatch):
     assert report["platform"] == "local"
     assert report["profile"] == "smoke" and report["profile_source"] == "$TLCOURSE_PROFILE"
     assert isinstance(report["gpus"], list)
+
+
+def _memory_holder(mib: int) -> subprocess.Popen:
+    """A process whose command line looks like a Jupyter kernel's and that holds ``mib`` MiB."""
+    code = f"import sys, time; block = b'x' * ({mib} * 2**20); print('ready', flush=True); time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", code, "ipykernel_launcher"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_binder_lesson_warns_when_another_kernel_holds_memory(monkeypatch, capsys):
+    holder = _memory_holder(260)
+    try:
+        assert holder.pid in {pid for pid, _ in config.other_kernels_mib()}
+        monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+        config.get_profile("smoke")
+        out = capsys.readouterr().out
+        assert "other notebook kernel(s) still hold" in out and "Shut Down Kernel" in out
+        monkeypatch.delenv("BINDER_LAUNCH_HOST")
+        config.get_profile("smoke")
+        assert capsys.readouterr().out == ""  # only Binder has the 2 GiB limit worth a warning
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.pid not in {pid for pid, _ in config.other_kernels_mib()}
+
+
+def test_small_kernels_and_this_process_are_not_counted():
+    holder = _memory_holder(1)
+    try:
+        pids = {pid for pid, _ in config.other_kernels_mib()}
+        assert holder.pid not in pids and os.getpid() not in pids
+        assert holder.pid in {pid for pid, _ in config.other_kernels_mib(min_mib=0)}
+    finally:
+        holder.kill()
+        holder.wait()

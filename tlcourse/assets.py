@@ -781,19 +781,55 @@ def _build_flowers_small(target: Path, *, per_class: int = 200, seed: int = 0) -
     return target
 
 
+def profile_asset_names(profile_name: str) -> list[str]:
+    """The files one profile reads at run time, by Keras cache name (used by ``assets prepare --profile``).
+
+    Its MobileNetV2 feature-extractor weights (the exact size when Keras publishes it, and the 224 px file that
+    stands in for other sizes), the ImageNet classifier of lesson 01 and the class index that decodes it.
+    """
+    from tlcourse.config import get_profile
+
+    profile = get_profile(profile_name)
+    alpha = _published_alpha(profile.alpha)
+    names = [mobilenet_v2_file_name(alpha, 224)]
+    if profile.image_size in MOBILENET_V2_SIZES and profile.image_size != 224:
+        names.insert(0, mobilenet_v2_file_name(alpha, profile.image_size))
+    names += [mobilenet_v2_file_name(1.0, 224, include_top=True), CLASS_INDEX_FILE]
+    return names
+
+
+def _fetch_into(root: Path, name: str) -> str | None:
+    """Download one known asset into the mirror ``root``; the failure's reason, or None when it is there."""
+    spec = _known_assets()[name]
+    subdir = root / spec.mirror_subdir
+    print(f"  {spec.description} -> {spec.mirror_subdir}/{name}", flush=True)
+    try:
+        download_asset(spec, cache_dir=subdir.parent, subdir=subdir.name)
+    except _DownloadFailed as error:
+        return f"downloading {spec.url} failed ({error})"
+    return None
+
+
 def prepare_mirror(
-    mirror: str | os.PathLike[str] | None = None, *, include_datasets: bool = True, check_online: bool = True
+    mirror: str | os.PathLike[str] | None = None,
+    *,
+    include_datasets: bool = True,
+    check_online: bool = True,
+    names: Iterable[str] | None = None,
+    keep_going: bool = False,
 ) -> Path:
-    """Download every asset the course uses into a mirror folder and write its checksums (lesson 00).
+    """Download the assets the course uses into a mirror folder and write its checksums (lesson 00).
 
     Needs the internet. The result has the layout of ``../shared/assets``: ``keras/models/``, ``imagenet/``,
     ``datasets/flower_photos_small/`` (with ``MANIFEST.sha256``) and ``SHA256SUMS``. Files already there are
-    kept (Keras re-checks the ones it has a checksum for).
+    kept (Keras re-checks the ones it has a checksum for). ``names`` limits the files to those Keras cache
+    names (see :func:`profile_asset_names`); with ``keep_going`` a failed download is reported in one line and
+    the rest goes on (Binder's postBuild: a lesson can still download the file at run time).
     """
     root = mirror_dir(mirror, must_exist=False)
     if root is None:
         raise TLCourseError(f"Say where to build the mirror: --mirror DIR (or set ${MIRROR_ENV}).")
-    if check_online and not online():
+    if check_online and not keep_going and not online():
         raise AssetMissingError(
             "`tlcourse assets prepare` downloads the course's weights and data, and this machine is offline. "
             f"Run it on a connected machine, copy the folder here, and point ${MIRROR_ENV} (or --mirror) at it."
@@ -807,28 +843,31 @@ def prepare_mirror(
         raise TLCourseError(
             f"Cannot write to the mirror folder {root} ({error.strerror}); choose another."
         ) from None
-    specs = _known_assets()
-    names = [_course_weight_file(*entry) for entry in COURSE_WEIGHTS]
-    names += [mobilenet_v2_file_name(alpha, size, include_top=True) for alpha, size in COURSE_CLASSIFIERS]
-    names += list(COURSE_FILES)
+    if names is None:
+        names = [_course_weight_file(*entry) for entry in COURSE_WEIGHTS]
+        names += [mobilenet_v2_file_name(alpha, size, include_top=True) for alpha, size in COURSE_CLASSIFIERS]
+        names += list(COURSE_FILES)
+    failures = []
     for name in names:
-        spec = specs[name]
-        subdir = root / spec.mirror_subdir
-        print(f"  {spec.description} -> {spec.mirror_subdir}/{name}")
-        try:
-            download_asset(spec, cache_dir=subdir.parent, subdir=subdir.name)
-        except _DownloadFailed as error:
-            raise AssetMissingError(
-                f"Downloading {spec.url} failed ({error}); the mirror {root} is incomplete."
-            ) from None
+        failure = _fetch_into(root, name)
+        if failure is not None:
+            failures.append(f"{name}: {failure}")
     if include_datasets:
-        print(f"  dataset {DEFAULT_DATASET} -> datasets/{DEFAULT_DATASET}/")
-        try:
-            _build_flowers_small(root / "datasets" / DEFAULT_DATASET)
-        except _DownloadFailed as error:
-            raise AssetMissingError(
-                f"Downloading {FLOWERS_URL} failed ({error}); the mirror {root} is incomplete."
-            ) from None
+        target = root / "datasets" / DEFAULT_DATASET
+        print(f"  dataset {DEFAULT_DATASET} -> datasets/{DEFAULT_DATASET}/", flush=True)
+        if (target / MANIFEST_FILE).is_file():
+            print("    already there: kept", flush=True)
+        else:
+            try:
+                _build_flowers_small(target)
+            except _DownloadFailed as error:
+                failures.append(f"{DEFAULT_DATASET}: downloading {FLOWERS_URL} failed ({error})")
+    for failure in failures:
+        print(f"  could not fetch {failure}", flush=True)
+    if failures and not keep_going:
+        raise AssetMissingError(f"The mirror {root} is incomplete: {failures[0]}.")
+    if failures:
+        print(f"  {len(failures)} file(s) missing from the mirror: the lessons download them when they need them.")
     files = [
         p for sub in MIRROR_SUBDIRS if (root / sub).is_dir() for p in (root / sub).rglob("*") if p.is_file()
     ]
@@ -853,7 +892,10 @@ def assets_command(args: object) -> int:
         print(json.dumps(result.to_dict(), indent=2) if as_json else format_verify(result))
         return 0 if result.ok else 1
     if action == "prepare":
-        root = prepare_mirror(mirror)
+        profile = getattr(args, "profile", None)
+        keep_going = bool(getattr(args, "keep_going", False))
+        names = profile_asset_names(profile) if profile else None
+        root = prepare_mirror(mirror, names=names, keep_going=keep_going)
         result = verify_mirror(root)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))

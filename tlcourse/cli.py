@@ -18,6 +18,10 @@ from tlcourse.errors import TLCourseError
 PROFILE_CHOICES = ["auto", "smoke", "cpu", "gpu"]
 
 
+RUN_EXTRA_MODULES = frozenset({"papermill", "nbclient", "ipykernel"})
+"""What ``tlcourse run`` needs beyond the student install (pyproject's ``run`` extra; Colab has none of it)."""
+
+
 def _add_mirror(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mirror",
@@ -86,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("action", choices=["status", "prepare", "verify"])
     _add_mirror(assets)
     assets.add_argument("--json", action="store_true", dest="as_json")
+    assets.add_argument(
+        "--profile",
+        choices=["smoke", "cpu", "gpu"],
+        default=None,
+        help="prepare: only the files that profile reads at run time (default: everything the course uses)",
+    )
+    assets.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="prepare: report a failed download and go on instead of stopping (Binder's postBuild)",
+    )
     assets.set_defaults(module="tlcourse.assets", function="assets_command")
     return parser
 
@@ -109,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tlcourse {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as error:
+        if error.name not in RUN_EXTRA_MODULES:
+            raise
+        print(
+            f"tlcourse {args.command}: needs {error.name}, which comes with the instructors' extra: "
+            "python -m pip install 'tlcourse[run]' (requirements.txt already includes it).",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -107,6 +107,52 @@ def platform_name() -> str:
     return "local"
 
 
+BINDER_MEMORY_MIB = 2048
+"""What mybinder.org gives a session (its kernel is restarted above it)."""
+
+
+def other_kernels_mib(min_mib: float = 200.0) -> list[tuple[int, float]]:
+    """``(pid, MiB)`` of the other Jupyter kernels of this user holding at least ``min_mib`` of memory (lesson 00).
+
+    Reads the process table with psutil; this kernel and its parents are left out.
+    """
+    import psutil
+
+    me = psutil.Process()
+    mine = {me.pid, *(parent.pid for parent in me.parents())}
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "uids", "memory_info"]):
+        info = process.info
+        try:
+            same_user = info["uids"] is None or info["uids"].real == me.uids().real
+        except (psutil.Error, AttributeError):
+            same_user = True
+        cmdline = " ".join(info["cmdline"] or [])
+        if info["pid"] in mine or not same_user or "ipykernel" not in cmdline or info["memory_info"] is None:
+            continue
+        mib = info["memory_info"].rss / 2**20
+        if mib >= min_mib:
+            found.append((info["pid"], round(mib, 1)))
+    return found
+
+
+def binder_memory_warning() -> str | None:
+    """One line to print when other kernels hold memory that this lesson may need on Binder (lesson 00).
+
+    A lesson's kernel can peak near 1.75 GiB of Binder's 2 GiB, so a kernel left running by the previous lesson
+    gets the next one killed. None when nothing else holds much.
+    """
+    others = other_kernels_mib()
+    if not others:
+        return None
+    held = sum(mib for _, mib in others)
+    return (
+        f"WARNING: {len(others)} other notebook kernel(s) still hold {held:.0f} MiB of Binder's "
+        f"{BINDER_MEMORY_MIB} MiB; shut them down first (Kernel > Shut Down Kernel in their tabs, or the "
+        "Running Terminals and Kernels panel), or this lesson's kernel may be restarted for lack of memory."
+    )
+
+
 def gpu_available() -> bool:
     """True when TensorFlow can see at least one GPU. Imports TensorFlow (lesson 00)."""
     quiet_tensorflow()
@@ -119,7 +165,8 @@ def get_profile(name: str = "auto", **overrides: object) -> Profile:
     """Return the :class:`Profile` called ``name`` (lesson 00).
 
     ``auto`` uses ``$TLCOURSE_PROFILE`` when it is set, else ``gpu`` if TensorFlow sees a GPU, else ``cpu``.
-    Keyword arguments override single fields, e.g. ``get_profile("cpu", image_size=128)``.
+    Keyword arguments override single fields, e.g. ``get_profile("cpu", image_size=128)``. On Binder it also
+    prints :func:`binder_memory_warning` when other kernels hold memory this lesson may need.
     """
     key = (name or "auto").strip().lower()
     if key == "auto":
@@ -127,6 +174,10 @@ def get_profile(name: str = "auto", **overrides: object) -> Profile:
     if key not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}: choose one of auto, {', '.join(PROFILES)}.")
     profile = PROFILES[key]
+    if in_binder():
+        warning = binder_memory_warning()
+        if warning:
+            print(warning)
     return profile.replace(**overrides) if overrides else profile
 
 
