@@ -224,7 +224,7 @@ def _externally_managed_python(version: str, target: Path) -> Path:
                             capture_output=True, text=True, check=True).stdout.strip()
     assert Path(stdlib).is_relative_to(target), stdlib
     (Path(stdlib) / "site-packages").mkdir(exist_ok=True)
-    subprocess.run([str(python), "-m", "ensurepip", "-q"], capture_output=True, check=True)
+    subprocess.run([str(python), "-m", "ensurepip"], capture_output=True, check=True)
     (Path(stdlib) / "EXTERNALLY-MANAGED").write_text(
         "[externally-managed]\nError=This Python is managed by the system: use a virtual environment.\n"
     )
