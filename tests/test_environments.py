@@ -247,6 +247,7 @@ def test_readme_first_command_works_on_a_fresh_externally_managed_laptop_and_lea
     if mirror_path() is not None:
         env["TLCOURSE_MIRROR"] = str(mirror_path())  # a classroom mirror; without it smoke uses generated data
     for name in ("python3", "python"):  # Homebrew has both; Debian's python-is-python3 adds `python`
+        (python.parent / name).unlink(missing_ok=True)
         os.symlink(python, python.parent / name)
 
     # the platform's problem: without a virtual environment pip refuses to install anything here
