@@ -107,7 +107,7 @@ def test_imagenet_names_by_class_counts_the_top1_labels_of_each_class(hierarchy)
 
 
 def test_sample_photos_take_one_validation_photo_per_flower_class(mirror) -> None:
-    photos = zeroshot.sample_photos(mirror=mirror, skimage_names=())
+    photos = zeroshot.sample_photos(mirror=mirror, sample_names=(), skimage_names=())
     classes = sorted(p.name.split("/")[0] for p in photos)
     folder = mirror / "datasets" / "flower_photos_small" / "validation"
     assert classes == sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -116,15 +116,16 @@ def test_sample_photos_take_one_validation_photo_per_flower_class(mirror) -> Non
         assert (folder / photo.name).is_file()
 
 
-def test_sample_photos_without_mirror_or_skimage_is_empty(monkeypatch) -> None:
+def test_sample_photos_without_mirror_network_or_skimage_is_empty(monkeypatch, tmp_path, no_network) -> None:
     monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert zeroshot.sample_photos(skimage_names=()) == []
 
 
 def test_sample_photos_include_scikit_image_samples_when_installed(monkeypatch) -> None:
     pytest.importorskip("skimage.data")
     monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
-    photos = zeroshot.sample_photos(skimage_names=("chelsea", "no_such_sample"))
+    photos = zeroshot.sample_photos(sample_names=(), skimage_names=("chelsea", "no_such_sample"))
     assert [p.name for p in photos] == ["chelsea"]
     assert photos[0].source == "scikit-image" and photos[0].image.shape[2] == 3
 
