@@ -550,16 +550,26 @@ def sample_photo(
 
 def keras_class_index(*, mirror: str | os.PathLike[str] | None = None, download: bool = True) -> Path:
     """Put ``imagenet_class_index.json`` into the Keras cache, so that Keras' own ``decode_predictions``
-    finds it instead of downloading it (lesson 01). Returns the path in the Keras cache."""
+    finds it instead of downloading it (lesson 01). Returns the path in the Keras cache.
+
+    Keras reads ``$KERAS_HOME`` once, when it is first imported; if that folder differs from today's
+    :func:`keras_cache_dir`, the file goes to both.
+    """
     resolved = resolve_file(CLASS_INDEX_FILE, mirror=mirror, download=download)
-    target = keras_cache_dir() / CLASS_INDEX_FILE
     spec = _known_assets()[CLASS_INDEX_FILE]
-    if Path(resolved.path) != target and not (
-        target.is_file() and spec.file_hash and _matches_hash(target, spec.file_hash)
-    ):
+    targets = [keras_cache_dir() / CLASS_INDEX_FILE]
+    keras_config = sys.modules.get("keras.src.backend.config")
+    home = getattr(keras_config, "keras_home", None)
+    if callable(home):
+        targets.insert(0, Path(home()) / "models" / CLASS_INDEX_FILE)
+    for target in dict.fromkeys(targets):
+        if Path(resolved.path) == target or (
+            target.is_file() and spec.file_hash and _matches_hash(target, spec.file_hash)
+        ):
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(resolved.path, target)
-    return target
+    return targets[0]
 
 
 # ----------------------------------------------------------------------------------------------- status
