@@ -174,3 +174,26 @@ def test_classifier_loads_cached_weights_and_rescales_raw_pixels(tmp_path, monke
 
     random = zeroshot.load_imagenet_classifier(0.35, 96, weights="random")
     assert not random.pretrained and "RANDOM" in random.describe()
+
+
+# ------------------------------------------------------------------------------------------------ lesson 01
+
+
+def test_lesson01_shows_the_keras_classifier_calls_in_cells_the_student_reads() -> None:
+    """Issue 12's rule for lesson 01: the plain Keras calls appear in code cells, before any helper."""
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parents[1] / "lessons" / "01_imagenet.ipynb"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for call in (
+        "keras.applications.MobileNetV2(",
+        "include_top=True",
+        "keras.applications.mobilenet_v2.preprocess_input(",
+        "model.predict(",
+        "keras.applications.mobilenet_v2.decode_predictions(",
+    ):
+        assert call in code, call
+    assert code.index("keras.applications.MobileNetV2(") < code.index("zeroshot.load_imagenet_classifier(")
+    assert "skipped" not in code.lower()  # nothing in lesson 01 is skipped any more
