@@ -243,3 +243,19 @@ def test_harness_zero_shot_row_is_measured_offline_by_the_tflite_engine(
     )
     assert accuracy == 1.0  # the owl's "ruffed grouse" is still a bird
     assert note.startswith("no training")
+
+
+def test_without_ai_edge_litert_tf_lite_runs_the_model_and_its_deprecation_warning_stays_silent(
+    mirror_dir: Path, samples, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import warnings
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if the package were not installed
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        classifier = zeroshot.load_imagenet_classifier(engine="tflite", mirror=mirror_dir, verbose=False)
+        probs = classifier.predict(samples["parrot"])
+    assert type(classifier.model.interpreter).__module__.startswith("tensorflow")
+    assert imagenet.labels(simple=False)[int(probs.argmax())] == "macaw"
