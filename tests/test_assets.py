@@ -368,9 +368,81 @@ def test_prepare_builds_a_mirror_that_verifies_and_resolves(
     assert len(list((flowers / "train" / "daisy").iterdir())) == 8
     assert len(list((flowers / "validation" / "roses").iterdir())) == 2
     assert len((flowers / "LICENSE_ATTRIBUTION.txt").read_text().splitlines()) == 21
+    assert (target / "imagenet_classifier" / assets.IMAGENET_TFLITE).is_file()
+    assert sorted(p.name for p in (target / "samples").iterdir()) == sorted(assets.SAMPLE_PHOTOS)
     assert assets.verify_mirror(target).ok
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))
     assert assets.mobilenet_v2_weights(0.35, 160, mirror=target, download=False).origin == "mirror"
+
+
+def test_prepare_fetches_what_it_can_and_lists_the_classifier_files_it_could_not(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_get_file: list[dict],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import keras
+
+    writer = keras.utils.get_file
+
+    def get_file(fname, origin, **kwargs):
+        if fname in (assets.IMAGENET_TFLITE, "owl.jpg"):
+            raise Exception(f"URL fetch failure on {origin}: 404 -- Not Found")
+        return writer(fname, origin, **kwargs)
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setattr(assets, "online", lambda *a, **k: True)
+    target = assets.prepare_mirror(tmp_path / "partial", include_datasets=False)
+    out = capsys.readouterr().out
+    assert "Could not fetch 2 file(s)" in out
+    assert f"imagenet_classifier/{assets.IMAGENET_TFLITE}" in out and "samples/owl.jpg" in out
+    assert (target / "samples" / "parrot.jpg").is_file() and not (target / "samples" / "owl.jpg").exists()
+    assert (target / "imagenet_classifier" / assets.IMAGENET_TFLITE_LABELS).is_file()
+
+
+# ------------------------------------------------------------------------------------------ ImageNet classifier
+
+
+def test_tflite_classifier_and_samples_come_from_the_mirror_else_a_checked_download(
+    places: tuple[Path, Path], fake_get_file: list[dict]
+) -> None:
+    mirror, cache = places
+    downloaded = assets.imagenet_tflite()
+    assert downloaded.origin == "download" and downloaded.path == cache / assets.IMAGENET_TFLITE
+    [call] = fake_get_file
+    assert call["origin"] == assets.CORAL_TEST_DATA + assets.IMAGENET_TFLITE and len(call["file_hash"]) == 64
+    (mirror / "imagenet_classifier").mkdir()
+    (mirror / "imagenet_classifier" / assets.IMAGENET_TFLITE).write_bytes(b"model")
+    (mirror / "samples").mkdir()
+    (mirror / "samples" / "owl.jpg").write_bytes(b"owl")
+    assert assets.imagenet_tflite().origin == "mirror"
+    assert assets.sample_photo("owl.jpg").path == mirror / "samples" / "owl.jpg"
+    with pytest.raises(TLCourseError, match="Unknown sample photo"):
+        assets.sample_photo("eagle.jpg")
+
+
+def test_tflite_classifier_offline_and_missing_is_the_one_line_error_with_both_fixes(
+    places: tuple[Path, Path], no_network: None
+) -> None:
+    with pytest.raises(AssetMissingError) as caught:
+        assets.imagenet_tflite()
+    message = str(caught.value)
+    assert assets.IMAGENET_TFLITE in message and "\n" not in message
+    assert "internet" in message and "TLCOURSE_MIRROR" in message
+
+
+def test_keras_class_index_is_copied_from_the_mirror_into_the_keras_cache(places: tuple[Path, Path]) -> None:
+    mirror, cache = places
+    (mirror / "keras" / "models" / assets.CLASS_INDEX_FILE).write_text('{"0": ["n01440764", "tench"]}')
+    path = assets.keras_class_index(download=False)
+    assert (cache / assets.CLASS_INDEX_FILE).read_text() == '{"0": ["n01440764", "tench"]}'
+    assert path.name == assets.CLASS_INDEX_FILE and path.is_file()
+
+
+def test_status_lists_the_classifier_and_samples_of_the_shared_mirror(mirror: Path, no_network: None) -> None:
+    rows = {row["asset"]: row for row in assets.status_report(mirror)["assets"]}
+    for name in (assets.IMAGENET_TFLITE, assets.IMAGENET_TFLITE_LABELS, *assets.SAMPLE_PHOTOS):
+        assert rows[name]["resolves_from"] == "mirror", name
 
 
 # ------------------------------------------------------------------------------------------------ real weights

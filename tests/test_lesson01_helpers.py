@@ -107,7 +107,7 @@ def test_imagenet_names_by_class_counts_the_top1_labels_of_each_class(hierarchy)
 
 
 def test_sample_photos_take_one_validation_photo_per_flower_class(mirror) -> None:
-    photos = zeroshot.sample_photos(mirror=mirror, skimage_names=())
+    photos = zeroshot.sample_photos(mirror=mirror, sample_names=(), skimage_names=())
     classes = sorted(p.name.split("/")[0] for p in photos)
     folder = mirror / "datasets" / "flower_photos_small" / "validation"
     assert classes == sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -116,15 +116,16 @@ def test_sample_photos_take_one_validation_photo_per_flower_class(mirror) -> Non
         assert (folder / photo.name).is_file()
 
 
-def test_sample_photos_without_mirror_or_skimage_is_empty(monkeypatch) -> None:
+def test_sample_photos_without_mirror_network_or_skimage_is_empty(monkeypatch, tmp_path, no_network) -> None:
     monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert zeroshot.sample_photos(skimage_names=()) == []
 
 
 def test_sample_photos_include_scikit_image_samples_when_installed(monkeypatch) -> None:
     pytest.importorskip("skimage.data")
     monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
-    photos = zeroshot.sample_photos(skimage_names=("chelsea", "no_such_sample"))
+    photos = zeroshot.sample_photos(sample_names=(), skimage_names=("chelsea", "no_such_sample"))
     assert [p.name for p in photos] == ["chelsea"]
     assert photos[0].source == "scikit-image" and photos[0].image.shape[2] == 3
 
@@ -173,3 +174,26 @@ def test_classifier_loads_cached_weights_and_rescales_raw_pixels(tmp_path, monke
 
     random = zeroshot.load_imagenet_classifier(0.35, 96, weights="random")
     assert not random.pretrained and "RANDOM" in random.describe()
+
+
+# ------------------------------------------------------------------------------------------------ lesson 01
+
+
+def test_lesson01_shows_the_keras_classifier_calls_in_cells_the_student_reads() -> None:
+    """Issue 12's rule for lesson 01: the plain Keras calls appear in code cells, before any helper."""
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parents[1] / "lessons" / "01_imagenet.ipynb"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for call in (
+        "keras.applications.MobileNetV2(",
+        "include_top=True",
+        "keras.applications.mobilenet_v2.preprocess_input(",
+        "model.predict(",
+        "keras.applications.mobilenet_v2.decode_predictions(",
+    ):
+        assert call in code, call
+    assert code.index("keras.applications.MobileNetV2(") < code.index("zeroshot.load_imagenet_classifier(")
+    assert "skipped" not in code.lower()  # nothing in lesson 01 is skipped any more

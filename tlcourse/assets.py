@@ -3,9 +3,11 @@
 Every external file the course uses is found by one resolver, in this order:
 
 1. an **offline mirror** folder (the ``mirror=`` argument, else ``$TLCOURSE_MIRROR``) laid out like a classroom
-   mirror: ``keras/models/<Keras cache file name>``, ``weights/``, ``imagenet/`` and ``datasets/<name>/``;
+   mirror: ``keras/models/<Keras cache file name>``, ``weights/``, ``imagenet/``, ``imagenet_classifier/`` (the
+   TFLite ImageNet classifier), ``samples/`` (photos for ImageNet predictions) and ``datasets/<name>/``;
 2. the **Keras cache** (``$KERAS_HOME/models``, else ``~/.keras/models``, read at call time);
-3. the **normal download** with Keras' own URL and checksum (``keras.utils.get_file``), into the Keras cache.
+3. the **normal download** with Keras' own URL and checksum (``keras.utils.get_file``), into the Keras cache
+   (the TFLite classifier and the sample photos come from google-coral/test_data, checked by sha256).
 
 Offline with nothing found, :class:`~tlcourse.errors.AssetMissingError` names the file, every place that was
 searched, and the two fixes: go online, or point ``TLCOURSE_MIRROR`` (or ``mirror=``) at a mirror.
@@ -34,7 +36,7 @@ MIRROR_ENV = "TLCOURSE_MIRROR"
 SUMS_FILE = "SHA256SUMS"
 MANIFEST_FILE = "MANIFEST.sha256"
 DEFAULT_DATASET = "flower_photos_small"
-MIRROR_SUBDIRS = ("keras/models", "weights", "imagenet")
+MIRROR_SUBDIRS = ("keras/models", "weights", "imagenet", "imagenet_classifier", "samples")
 """Where a mirror may hold a single file, searched in this order (datasets live under ``datasets/``)."""
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -43,6 +45,33 @@ MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
 MOBILENET_V2_DERIVED = "mobilenet_v2_1.0_224_no_top.derived.weights.h5"
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 CLASS_INDEX_FILE = "imagenet_class_index.json"
+CORAL_TEST_DATA = "https://github.com/google-coral/test_data/raw/master/"
+IMAGENET_TFLITE = "mobilenet_v2_1.0_224_quant.tflite"
+"""Google's uint8-quantized MobileNetV2 1.0 @224 ImageNet classifier (TFLite), the offline engine of lesson 01."""
+IMAGENET_TFLITE_LABELS = "imagenet_labels.txt"
+"""Its 1001 labels: line 0 "background", line i+1 = Keras class i."""
+_CORAL_SHA256 = {
+    IMAGENET_TFLITE: "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
+    IMAGENET_TFLITE_LABELS: "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
+    "cat_720p.jpg": "cfb1dbdf64b30de79104a47555ff8e9f12737a12c2128ecd0e7f38531a8c13ce",
+    "parrot.jpg": "a8fba9e7e29439fa414c13129aad661f2289ff891231920a7c33641b076f1833",
+    "owl.jpg": "ea9a0e3943bbd0acaeb472a6e66e777d13cf76646f9e42e84cafa931cc8a5bf7",
+    "hot_dog.jpg": "ed6952e022eb71c0d0b1ff068dcee3abed056dfa1852f041c35f138c4ff15b2e",
+    "grace_hopper.bmp": "c43444bf3b1b1e3080551ca194bd231da4b67f20fc91454502915a6b806b614f",
+    "bird.bmp": "3fd22d6ed352b8e721d9982e38ed655f8429e168bb53ad205c6f3cdfa848e994",
+    "dragonfly.bmp": "bb42efbdd3ef1a06cc17cc4db862373be91d74eec2fcdeeb6665247a3ae6ce52",
+}
+"""sha256 of the google-coral/test_data files, as the shared mirror's SHA256SUMS lists them."""
+SAMPLE_PHOTOS: dict[str, str] = {
+    "cat_720p.jpg": "a cat",
+    "parrot.jpg": "a parrot",
+    "owl.jpg": "an owl",
+    "hot_dog.jpg": "a hot dog",
+    "grace_hopper.bmp": "Grace Hopper in uniform",
+    "bird.bmp": "a chickadee",
+    "dragonfly.bmp": "a dragonfly",
+}
+"""The everyday photos lesson 01 classifies (mirror ``samples/``, else google-coral/test_data), with captions."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +178,26 @@ def _known_assets() -> dict[str, AssetSpec]:
             "c2c37ea517e94d9795004a39431a14cb",
             "keras/models",
             "ImageNet class index used by keras decode_predictions",
+        ),
+        AssetSpec(
+            IMAGENET_TFLITE,
+            CORAL_TEST_DATA + IMAGENET_TFLITE,
+            _CORAL_SHA256[IMAGENET_TFLITE],
+            "imagenet_classifier",
+            "MobileNetV2 1.0 224px ImageNet classifier, uint8-quantized TFLite (offline engine)",
+        ),
+        AssetSpec(
+            IMAGENET_TFLITE_LABELS,
+            CORAL_TEST_DATA + IMAGENET_TFLITE_LABELS,
+            _CORAL_SHA256[IMAGENET_TFLITE_LABELS],
+            "imagenet_classifier",
+            "the TFLite classifier's 1001 labels (background + the 1000 Keras classes)",
+        ),
+        *(
+            AssetSpec(
+                name, CORAL_TEST_DATA + name, _CORAL_SHA256[name], "samples", f"sample photo: {caption}"
+            )
+            for name, caption in SAMPLE_PHOTOS.items()
         ),
         # The raw ImageNet/WordNet files behind tlcourse/resources (tools/build_imagenet_resources.py).
         # Their publishers give no checksum, so none is enforced on download.
@@ -477,6 +526,52 @@ def backbone_weights(
     return resolve_file(_BACKBONE_FILES[key], mirror=mirror, download=download)
 
 
+def imagenet_tflite(*, mirror: str | os.PathLike[str] | None = None, download: bool = True) -> ResolvedFile:
+    """The TFLite ImageNet classifier (lesson 01): the mirror's ``imagenet_classifier/``, the Keras cache, then
+    google-coral/test_data (checked against its sha256). Raises :class:`AssetMissingError` when none has it."""
+    return resolve_file(IMAGENET_TFLITE, mirror=mirror, download=download)
+
+
+def imagenet_tflite_labels(
+    *, mirror: str | os.PathLike[str] | None = None, download: bool = True
+) -> ResolvedFile:
+    """The TFLite classifier's 1001 labels (line 0 "background", line i+1 = Keras class i) (lesson 01)."""
+    return resolve_file(IMAGENET_TFLITE_LABELS, mirror=mirror, download=download)
+
+
+def sample_photo(
+    name: str, *, mirror: str | os.PathLike[str] | None = None, download: bool = True
+) -> ResolvedFile:
+    """One of :data:`SAMPLE_PHOTOS` (``"owl.jpg"``...): mirror ``samples/``, Keras cache, then a download (lesson 01)."""
+    if name not in SAMPLE_PHOTOS:
+        raise TLCourseError(f"Unknown sample photo {name!r}: choose one of {', '.join(SAMPLE_PHOTOS)}.")
+    return resolve_file(name, mirror=mirror, download=download)
+
+
+def keras_class_index(*, mirror: str | os.PathLike[str] | None = None, download: bool = True) -> Path:
+    """Put ``imagenet_class_index.json`` into the Keras cache, so that Keras' own ``decode_predictions``
+    finds it instead of downloading it (lesson 01). Returns the path in the Keras cache.
+
+    Keras reads ``$KERAS_HOME`` once, when it is first imported; if that folder differs from today's
+    :func:`keras_cache_dir`, the file goes to both.
+    """
+    resolved = resolve_file(CLASS_INDEX_FILE, mirror=mirror, download=download)
+    spec = _known_assets()[CLASS_INDEX_FILE]
+    targets = [keras_cache_dir() / CLASS_INDEX_FILE]
+    keras_config = sys.modules.get("keras.src.backend.config")
+    home = getattr(keras_config, "keras_home", None)
+    if callable(home):
+        targets.insert(0, Path(home()) / "models" / CLASS_INDEX_FILE)
+    for target in dict.fromkeys(targets):
+        if Path(resolved.path) == target or (
+            target.is_file() and spec.file_hash and _matches_hash(target, spec.file_hash)
+        ):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(resolved.path, target)
+    return targets[0]
+
+
 # ----------------------------------------------------------------------------------------------- status
 
 
@@ -496,6 +591,9 @@ COURSE_WEIGHTS: tuple[tuple[str, float | None, int | None], ...] = (
 COURSE_CLASSIFIERS: tuple[tuple[float, int], ...] = ((0.35, 224), (1.0, 224))
 """MobileNetV2 1000-class classifiers (include_top) for ImageNet predictions and zero-shot (lesson 01)."""
 COURSE_FILES = (CLASS_INDEX_FILE, "wordnet.is_a.txt", "words.txt", "imagenet-simple-labels.json")
+CLASSIFIER_FILES = (IMAGENET_TFLITE, IMAGENET_TFLITE_LABELS, *SAMPLE_PHOTOS)
+"""The TFLite ImageNet classifier, its labels and the sample photos (lesson 01); ``prepare`` fetches them when it
+can and lists the ones it could not, rather than failing."""
 COURSE_DATASETS = (DEFAULT_DATASET,)
 
 
@@ -548,7 +646,7 @@ def status_report(mirror: str | os.PathLike[str] | None = None) -> dict[str, obj
             }
         )
 
-    for name in COURSE_FILES:
+    for name in COURSE_FILES + CLASSIFIER_FILES:
         add(name, name, lambda name=name: resolve_file(name, mirror=root, download=False))
     for backbone, alpha, size in COURSE_WEIGHTS:
         label = backbone + (f" alpha {alpha} {size}px" if backbone == "mobilenet_v2" else "")
@@ -785,7 +883,8 @@ def profile_asset_names(profile_name: str) -> list[str]:
     """The files one profile reads at run time, by Keras cache name (used by ``assets prepare --profile``).
 
     Its MobileNetV2 feature-extractor weights (the exact size when Keras publishes it, and the 224 px file that
-    stands in for other sizes), the ImageNet classifier of lesson 01 and the class index that decodes it.
+    stands in for other sizes), lesson 01's ImageNet classifiers (Keras and TFLite, with the sample photos) and
+    the class index that decodes them.
     """
     from tlcourse.config import get_profile
 
@@ -794,7 +893,7 @@ def profile_asset_names(profile_name: str) -> list[str]:
     names = [mobilenet_v2_file_name(alpha, 224)]
     if profile.image_size in MOBILENET_V2_SIZES and profile.image_size != 224:
         names.insert(0, mobilenet_v2_file_name(alpha, profile.image_size))
-    names += [mobilenet_v2_file_name(1.0, 224, include_top=True), CLASS_INDEX_FILE]
+    names += [mobilenet_v2_file_name(1.0, 224, include_top=True), CLASS_INDEX_FILE, *CLASSIFIER_FILES]
     return names
 
 
@@ -846,12 +945,23 @@ def prepare_mirror(
     if names is None:
         names = [_course_weight_file(*entry) for entry in COURSE_WEIGHTS]
         names += [mobilenet_v2_file_name(alpha, size, include_top=True) for alpha, size in COURSE_CLASSIFIERS]
-        names += list(COURSE_FILES)
-    failures = []
+        names += list(COURSE_FILES) + list(CLASSIFIER_FILES)
+    failures: list[str] = []
+    optional: list[str] = []
     for name in names:
         failure = _fetch_into(root, name)
         if failure is not None:
-            failures.append(f"{name}: {failure}")
+            if name in CLASSIFIER_FILES:
+                optional.append(f"{_known_assets()[name].mirror_subdir}/{name} ({failure})")
+            else:
+                failures.append(f"{name}: {failure}")
+    if optional:
+        print(
+            f"  Could not fetch {len(optional)} file(s); copy them from another mirror if you need them "
+            "(lesson 01 then uses the Keras classifier online only):"
+        )
+        for line in optional:
+            print(f"    {line}")
     if include_datasets:
         target = root / "datasets" / DEFAULT_DATASET
         print(f"  dataset {DEFAULT_DATASET} -> datasets/{DEFAULT_DATASET}/", flush=True)

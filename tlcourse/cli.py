@@ -79,10 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mirror(train)
     train.set_defaults(module="tlcourse.pipeline", function="train_command")
 
-    predict = sub.add_parser("predict", help="classify images with a model saved by 'tlcourse train'")
-    predict.add_argument("model", metavar="MODEL", help="a .keras file written by 'tlcourse train'")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    predict = sub.add_parser(
+        "predict",
+        help="classify images with a model saved by 'tlcourse train', or with ImageNet's classifier (--imagenet)",
+        usage="tlcourse predict MODEL IMAGE... | tlcourse predict --imagenet IMAGE... [--top K] [--json]",
+    )
+    predict.add_argument("model", nargs="?", metavar="MODEL", help="a .keras file written by 'tlcourse train'")
+    predict.add_argument("images", nargs="*", metavar="IMAGE")
+    predict.add_argument(
+        "--imagenet",
+        action="store_true",
+        help="no MODEL: ImageNet's pretrained 1000-class classifier (lesson 01) gives each photo's top 5",
+    )
+    _add_mirror(predict)
+    predict.add_argument("--top", type=int, default=None, help="how many classes to show per image (3; 5 with --imagenet)")
     predict.add_argument("--json", action="store_true", dest="as_json")
     predict.set_defaults(module="tlcourse.pipeline", function="predict_command")
 

@@ -3,26 +3,33 @@
 :mod:`tlcourse.imagenet` maps task classes onto ImageNet outputs through the WordNet hierarchy with NumPy
 only. This module adds the network that produces those outputs and the few steps around it:
 
-- :func:`load_imagenet_classifier` builds MobileNetV2 *with* its 1000-class top, taking raw ``[0, 255]``
-  pixels, and loads its ImageNet weights from the mirror, the Keras cache or a download
-  (:func:`tlcourse.assets.mobilenet_v2_weights` with ``include_top=True``). Offline with nothing cached it
-  raises :class:`~tlcourse.errors.AssetMissingError`; ``weights="random"`` builds the same network untrained
-  so a smoke run can still exercise every step.
+- :func:`load_imagenet_classifier` gives one ImageNet classifier (raw ``[0, 255]`` photos in, 1000
+  probabilities in Keras class order out) with two engines: the **Keras** MobileNetV2 *with* its 1000-class
+  top when its ImageNet weights are in the mirror or the Keras cache or can be downloaded, else the **TFLite**
+  uint8-quantized MobileNetV2 1.0 @224 (:func:`tlcourse.assets.imagenet_tflite`: the mirror's
+  ``imagenet_classifier/``, the cache, or a download). ``classifier.engine`` says which ran. Offline with
+  neither, it raises :class:`~tlcourse.errors.AssetMissingError`; ``weights="random"`` builds the Keras network
+  untrained.
+- :class:`TFLiteImageNet` runs the TFLite file behind a Keras-like ``predict``: it takes what
+  ``keras.applications.mobilenet_v2.preprocess_input`` returns (or raw pixels), handles the model's uint8
+  quantization, drops its extra "background" output and renormalises, so lesson 01's Keras cells serve both.
 - :func:`fit_square` crops and resizes any photo the way ImageNet models are evaluated.
-- :func:`sample_photos` gathers a few real photos: the mirror's flowers and scikit-image's samples when
-  those are installed.
+- :func:`sample_photos` gathers real photos: the mirror's everyday samples (a cat, a parrot, an owl...) and
+  flowers, and scikit-image's samples when that is installed.
 - :func:`evaluate_zero_shot` scores a task from ImageNet probabilities and a mapping, and
   :func:`imagenet_names_by_class` shows what ImageNet calls each task class's photos.
 
-TensorFlow is imported only inside :func:`load_imagenet_classifier` and :meth:`ImageNetClassifier.predict`.
+TensorFlow is imported only when a classifier is built or run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,9 +60,127 @@ class SamplePhoto:
     caption: str = ""
 
 
+ENGINES = ("auto", "keras", "tflite")
+"""``engine=`` choices of :func:`load_imagenet_classifier`: ``"auto"`` takes Keras when its weights are there."""
+TFLITE_IMAGE_SIZE = 224
+NUM_CLASSES = 1000
+NUM_OUTPUTS_WITH_BACKGROUND = 1001
+"""The TFLite classifier's outputs: "background" first, then the 1000 ImageNet classes in Keras order."""
+
+
+def _tflite_interpreter(path: Path, num_threads: int | None) -> Any:
+    """A TFLite interpreter for ``path``: the maintained ``ai_edge_litert`` package when installed, else
+    TensorFlow's ``tf.lite.Interpreter``, whose deprecation warning (the one thing it says) is silenced here."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        from tlcourse.config import quiet_tensorflow
+
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning
+            )
+            return tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+    return Interpreter(model_path=str(path), num_threads=num_threads)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send the process's file descriptor 2 to /dev/null for a moment (C++ log lines bypass Python)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable descriptor 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class TFLiteImageNet:
+    """The TFLite ImageNet classifier behind a Keras-like ``predict`` (lesson 01).
+
+    ``predict(x)`` takes ``[N, 224, 224, 3]`` floats as ``keras.applications.mobilenet_v2.preprocess_input``
+    returns them (``[-1, 1]``), or raw ``[0, 255]`` pixels when built with ``pixels=True``, and returns
+    ``[N, 1000]`` probabilities in Keras class order, like ``keras.applications.MobileNetV2(include_top=True)``.
+    Inside: the inputs are quantized with the model's own uint8 parameters (scale 1/128, zero point 128), its
+    1001 uint8 scores (scale 1/256) are dequantized, output 0 ("background", not an ImageNet class) is dropped
+    and each row is renormalised to sum to 1.
+    """
+
+    image_size = TFLITE_IMAGE_SIZE
+
+    def __init__(self, path: str | os.PathLike[str], *, pixels: bool = False, num_threads: int | None = None):
+        self.path = Path(path)
+        self.pixels = bool(pixels)
+        self.interpreter = _tflite_interpreter(self.path, num_threads)
+        with _stderr_silenced():  # TFLite's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        shape = tuple(int(d) for d in self._input["shape"])
+        outputs = int(self._output["shape"][-1])
+        if shape[1:] != (self.image_size, self.image_size, 3) or outputs != NUM_OUTPUTS_WITH_BACKGROUND:
+            raise TLCourseError(
+                f"{self.path.name} is not the expected ImageNet classifier: input {shape}, {outputs} outputs "
+                f"(expected [1, {self.image_size}, {self.image_size}, 3] and {NUM_OUTPUTS_WITH_BACKGROUND})."
+            )
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        values = batch / 127.5 - 1.0 if self.pixels else batch
+        scale, zero_point = self._input["quantization"]
+        if self._input["dtype"] != np.uint8 or not scale:
+            return values.astype(self._input["dtype"])
+        return np.clip(np.rint(values / scale + zero_point), 0, 255).astype(np.uint8)
+
+    def _scores(self, raw: np.ndarray) -> np.ndarray:
+        scale, zero_point = self._output["quantization"]
+        scores = (raw.astype(np.float64) - zero_point) * scale if scale else raw.astype(np.float64)
+        scores = np.clip(scores[..., 1:], 0.0, None)  # drop "background", which no Keras class matches
+        totals = scores.sum(axis=-1, keepdims=True)
+        uniform = np.full_like(scores, 1.0 / scores.shape[-1])
+        return np.where(totals > 0, scores / np.where(totals > 0, totals, 1.0), uniform).astype(np.float32)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """``[N, 1000]`` probabilities for one batch (see the class docstring for the inputs)."""
+        batch = np.asarray(x, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (self.image_size, self.image_size, 3):
+            raise TLCourseError(
+                f"The TFLite ImageNet classifier takes images of {self.image_size}x{self.image_size}x3, "
+                f"got an array of shape {batch.shape}. Resize them first (zeroshot.fit_square)."
+            )
+        rows = []
+        for image in self._quantize(batch):  # the model's input holds one image
+            self.interpreter.set_tensor(self._input["index"], image[None])
+            self.interpreter.invoke()
+            rows.append(self.interpreter.get_tensor(self._output["index"])[0])
+        if not rows:
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        return self._scores(np.stack(rows))
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> np.ndarray:
+        """Like ``keras.Model.predict``: ``[N, 1000]`` probabilities (``batch_size``, ``verbose`` ignored)."""
+        return self.predict_on_batch(x)
+
+
 @dataclass
 class ImageNetClassifier:
-    """MobileNetV2 with its ImageNet top: raw ``[0, 255]`` pixels in, 1000 probabilities out (lesson 01)."""
+    """An ImageNet classifier: raw ``[0, 255]`` photos in, 1000 probabilities in Keras order out (lesson 01).
+
+    ``engine`` is ``"keras"`` (``keras.applications.MobileNetV2`` with its ImageNet top) or ``"tflite"``
+    (:class:`TFLiteImageNet`, Google's uint8-quantized MobileNetV2 1.0 @224).
+    """
 
     model: Any
     alpha: float
@@ -65,6 +190,7 @@ class ImageNetClassifier:
     path: Path | None = None
     notice: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    engine: str = "keras"
 
     @property
     def pretrained(self) -> bool:
@@ -72,8 +198,16 @@ class ImageNetClassifier:
         return self.source != "random"
 
     def describe(self) -> str:
-        """One line naming the network and where its weights came from (lesson 01)."""
-        what = f"MobileNetV2 alpha {self.alpha} at {self.image_size}px with its 1000-class ImageNet top"
+        """One line naming the engine, the network and where its weights came from (lesson 01)."""
+        if self.engine == "tflite":
+            what = (
+                "TFLite engine: MobileNetV2 1.0 at 224px, uint8-quantized, with its 1000-class ImageNet top"
+            )
+        else:
+            what = (
+                f"Keras engine: MobileNetV2 alpha {self.alpha} at {self.image_size}px with its 1000-class "
+                "ImageNet top"
+            )
         if not self.pretrained:
             return f"{what}: RANDOM weights (stand-in; its predictions are meaningless)"
         where = f" ({self.path})" if self.path else ""
@@ -87,7 +221,7 @@ class ImageNetClassifier:
         """
         batch = _as_batch(images, self.image_size)
         if len(batch) == 0:
-            return np.zeros((0, 1000), np.float32)
+            return np.zeros((0, NUM_CLASSES), np.float32)
         outputs = [
             np.asarray(self.model.predict_on_batch(batch[start : start + batch_size]))
             for start in range(0, len(batch), batch_size)
@@ -155,6 +289,48 @@ def _keras() -> Any:
     return keras
 
 
+def load_tflite_classifier(
+    *, mirror: str | os.PathLike[str] | None = None, download: bool = True, pixels: bool = True
+) -> TFLiteImageNet:
+    """The TFLite ImageNet classifier as a :class:`TFLiteImageNet` (lesson 01).
+
+    Found by :func:`tlcourse.assets.imagenet_tflite` (mirror, Keras cache, then a download). ``pixels=True``
+    takes raw ``[0, 255]`` pixels; ``pixels=False`` takes ``mobilenet_v2.preprocess_input``'s output, as the
+    Keras classifier does.
+    """
+    from tlcourse import assets
+
+    resolved = assets.imagenet_tflite(mirror=mirror, download=download)
+    return TFLiteImageNet(resolved.path, pixels=pixels)
+
+
+def keras_classifier_weights(
+    alpha: float = 1.0,
+    image_size: int = 224,
+    *,
+    mirror: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> Any:
+    """The Keras MobileNetV2 include_top ImageNet weights, or None when they are not available (lesson 01).
+
+    A :class:`~tlcourse.assets.ResolvedFile` from the mirror or the Keras cache; else, when ``download`` is on
+    and the machine is online, Keras' own download. None otherwise: offline, the TFLite engine stands in.
+    """
+    from tlcourse import assets
+    from tlcourse.errors import AssetMissingError
+
+    try:
+        return assets.mobilenet_v2_weights(alpha, image_size, include_top=True, mirror=mirror, download=False)
+    except AssetMissingError:
+        pass
+    if download and assets.online():
+        try:
+            return assets.mobilenet_v2_weights(alpha, image_size, include_top=True, mirror=mirror)
+        except AssetMissingError:
+            return None
+    return None
+
+
 def load_imagenet_classifier(
     alpha: float = 1.0,
     image_size: int = 224,
@@ -163,43 +339,116 @@ def load_imagenet_classifier(
     mirror: str | os.PathLike[str] | None = None,
     download: bool = True,
     seed: int = 42,
+    engine: str = "auto",
+    verbose: bool = True,
 ) -> ImageNetClassifier:
-    """MobileNetV2 with its 1000-class ImageNet classifier, ready for raw ``[0, 255]`` pixels (lesson 01).
+    """An ImageNet classifier for raw ``[0, 255]`` photos, 1000 probabilities in Keras order (lesson 01).
 
-    ``weights``:
+    Lesson 01 step 6 builds the same thing in plain Keras (``keras.applications.MobileNetV2(include_top=True,
+    weights=...)``, ``preprocess_input``, ``predict``, ``decode_predictions``). ``engine``:
 
-    - ``"imagenet"``: the ``include_top`` weights found by :func:`tlcourse.assets.mobilenet_v2_weights`
-      (mirror, Keras cache, then a download). Raises :class:`~tlcourse.errors.AssetMissingError` when offline
-      with nothing cached; the message names the file and the two fixes.
-    - ``"random"``: the same network, untrained (seeded). Only for exercising the code offline.
-    - a path to a weights file for this network (a Keras ``.h5`` or ``.weights.h5``).
+    - ``"auto"`` (default): the Keras engine when the include_top weights for (``alpha``, ``image_size``) are in
+      the mirror or the Keras cache, or can be downloaded (online, ``download=True``); otherwise the **TFLite**
+      engine (MobileNetV2 1.0 @224, whatever ``alpha`` and ``image_size`` say; ``notice`` says so).
+    - ``"keras"``: only the Keras engine. ``"tflite"``: only the TFLite engine.
 
-    The model rescales pixels to [-1, 1] itself, so feed it photos as they are.
+    ``weights`` (Keras engine): ``"imagenet"``; ``"random"``: the same network untrained (seeded), only for
+    exercising code; or a path to an include_top weights file. Raises :class:`~tlcourse.errors.AssetMissingError`
+    when no engine's file can be found or downloaded; the message names the files and the two fixes. With
+    ``verbose`` (default) prints one line saying which engine runs and where its weights came from.
     """
-    from tlcourse import assets, models
+    if engine not in ENGINES:
+        raise TLCourseError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}.")
+    choice = os.fspath(weights)
+    if engine == "tflite" or (engine == "auto" and choice == "imagenet"):
+        resolved = (
+            None
+            if engine == "tflite"
+            else keras_classifier_weights(alpha, image_size, mirror=mirror, download=download)
+        )
+        if resolved is None:
+            classifier = _load_tflite(
+                alpha, image_size, mirror=mirror, download=download, tflite_only=engine == "tflite"
+            )
+        else:
+            classifier = _load_keras(alpha, image_size, resolved.path, resolved.origin, resolved.notice, seed)
+    else:
+        classifier = _load_keras_choice(
+            alpha, image_size, choice, mirror=mirror, download=download, seed=seed
+        )
+    if verbose:
+        print(classifier.describe())
+    return classifier
+
+
+def _load_tflite(
+    alpha: float, image_size: int, *, mirror: Any, download: bool, tflite_only: bool
+) -> ImageNetClassifier:
+    from tlcourse import assets
+    from tlcourse.errors import AssetMissingError
+
+    try:
+        resolved = assets.imagenet_tflite(mirror=mirror, download=download)
+    except AssetMissingError as error:
+        if tflite_only:
+            raise
+        keras_file = assets.mobilenet_v2_file_name(float(alpha), int(image_size), include_top=True)
+        how = (
+            "downloading was turned off" if not download else "this machine is offline or the download failed"
+        )
+        raise AssetMissingError(
+            f"No ImageNet classifier here: neither the Keras weights {keras_file} nor the TFLite classifier "
+            f"{assets.IMAGENET_TFLITE} is in the mirror or the Keras cache, and {how}. {assets._fix_hint()}"
+        ) from error
+    notice = None
+    if not tflite_only and (float(alpha), int(image_size)) != (1.0, TFLITE_IMAGE_SIZE):
+        notice = (
+            f"Note: no Keras MobileNetV2 alpha {float(alpha)} {int(image_size)}px classifier here; the TFLite "
+            f"MobileNetV2 1.0 {TFLITE_IMAGE_SIZE}px classifier stands in."
+        )
+    return ImageNetClassifier(
+        model=TFLiteImageNet(resolved.path, pixels=True),
+        alpha=1.0,
+        image_size=TFLITE_IMAGE_SIZE,
+        source=resolved.origin,
+        path=Path(resolved.path),
+        notice=notice,
+        engine="tflite",
+    )
+
+
+def _load_keras_choice(
+    alpha: float, image_size: int, choice: str, *, mirror: Any, download: bool, seed: int
+) -> ImageNetClassifier:
+    from tlcourse import assets
+
+    if choice == "imagenet":
+        # Resolve first, so a missing file raises before any network is built.
+        resolved = assets.mobilenet_v2_weights(
+            alpha, image_size, include_top=True, mirror=mirror, download=download
+        )
+        return _load_keras(alpha, image_size, resolved.path, resolved.origin, resolved.notice, seed)
+    if choice == "random":
+        return _load_keras(alpha, image_size, None, "random", None, seed)
+    path = Path(choice)
+    if not path.is_file():
+        raise TLCourseError(
+            f"Weights file {path} does not exist. Pass weights='imagenet', 'random', or the path of a "
+            "MobileNetV2 include_top weights file."
+        )
+    return _load_keras(alpha, image_size, path, "file", None, seed)
+
+
+def _load_keras(
+    alpha: float, image_size: int, path: Any, source: str, notice: str | None, seed: int
+) -> ImageNetClassifier:
+    from tlcourse import models
 
     alpha = float(alpha)
     size = int(image_size)
     if size < 32:
         raise TLCourseError(f"MobileNetV2 needs images of at least 32 px; got image_size={image_size}.")
-    resolved = None
-    choice = os.fspath(weights)
-    if choice == "imagenet":
-        # Resolve first, so a missing file raises before any network is built.
-        resolved = assets.mobilenet_v2_weights(
-            alpha, size, include_top=True, mirror=mirror, download=download
-        )
-        path: Path | None = Path(resolved.path)
-        source = resolved.origin
-    elif choice == "random":
-        path, source = None, "random"
-    else:
-        path, source = Path(choice), "file"
-        if not path.is_file():
-            raise TLCourseError(
-                f"Weights file {path} does not exist. Pass weights='imagenet', 'random', or the path of a "
-                "MobileNetV2 include_top weights file."
-            )
+    path = Path(path) if path is not None else None
     keras = _keras()
     keras.utils.set_random_seed(int(seed))
     net = keras.applications.MobileNetV2(
@@ -222,12 +471,7 @@ def load_imagenet_classifier(
     outputs = net(x, training=False)
     model = keras.Model(inputs, outputs, name=f"mobilenet_v2_{alpha}_{size}_imagenet")
     return ImageNetClassifier(
-        model=model,
-        alpha=alpha,
-        image_size=size,
-        source=source,
-        path=path,
-        notice=resolved.notice if resolved is not None else None,
+        model=model, alpha=alpha, image_size=size, source=source, path=path, notice=notice, engine="keras"
     )
 
 
@@ -235,17 +479,37 @@ def sample_photos(
     *,
     mirror: str | os.PathLike[str] | None = None,
     per_class: int = 1,
+    sample_names: Iterable[str] | None = None,
     skimage_names: Iterable[str] = tuple(SKIMAGE_SAMPLES),
+    download: bool = True,
 ) -> list[SamplePhoto]:
     """A few real photos to classify (lesson 01).
 
-    First ``per_class`` validation photos of each flower class from the mirror's ``flower_photos_small`` (when
-    a mirror is configured), then scikit-image's sample photos (when scikit-image is installed; it is a
-    development extra, not a student requirement). Either source may be missing; the list can be empty.
+    First the everyday photos of :data:`tlcourse.assets.SAMPLE_PHOTOS` (``sample_names``, default all: a cat,
+    a parrot, an owl, a hot dog, Grace Hopper, a chickadee, a dragonfly) from the mirror's ``samples/``, the
+    Keras cache or a download; then ``per_class`` validation photos of each flower class from the mirror's
+    ``flower_photos_small``; then scikit-image's sample photos (when scikit-image is installed; it is a
+    development extra, not a student requirement). A photo that cannot be found is left out: the list can be
+    empty.
     """
     from tlcourse import assets, imageio
+    from tlcourse.errors import AssetMissingError
 
     photos: list[SamplePhoto] = []
+    for name in assets.SAMPLE_PHOTOS if sample_names is None else sample_names:
+        try:
+            resolved = assets.sample_photo(name, mirror=mirror, download=download)
+            image = imageio.load_image(resolved.path)
+        except (AssetMissingError, imageio.ImageDecodeError):
+            continue
+        photos.append(
+            SamplePhoto(
+                name=Path(name).stem,
+                image=image,
+                source=f"{resolved.origin}:samples",
+                caption=assets.SAMPLE_PHOTOS[name],
+            )
+        )
     folder = assets.dataset_dir(_FLOWERS, mirror=mirror)
     if folder is not None and per_class > 0:
         root = folder / "validation" if (folder / "validation").is_dir() else folder
