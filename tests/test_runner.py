@@ -198,14 +198,14 @@ def test_executed_notebooks_mirror_relative_paths_in_the_out_folder(batch):
         assert result.output.parent.name == "lessons"
 
 
-def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_totals(batch):
+def test_markdown_report_has_one_row_per_notebook_totals_and_figures_grouped_per_notebook(batch):
     text = (batch["out"] / "report.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| notebook"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns[:4] == ["notebook", "status", "time", "peak memory"]
-    assert "val_accuracy" in columns and "epochs_run" in columns
+    assert columns == runner.REPORT_HEADER, "recorded figures are not columns: the table stays 7 wide"
+    table, _, figures = text.partition("**Total:**")
     rows = {}
-    for line in text.splitlines():
+    for line in table.splitlines():
         if line.startswith("| ") and ".ipynb" in line:
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             rows[Path(cells[0]).name] = dict(zip(columns, cells, strict=True))
@@ -215,9 +215,9 @@ def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_total
         "03_sleeps.ipynb": "timeout",
         "04_dies.ipynb": "dead kernel",
     }
-    assert (
-        rows["02_records.ipynb"]["val_accuracy"] == "0.8125" and rows["02_records.ipynb"]["epochs_run"] == "6"
-    )
+    section = figures.split("## ")[1]
+    assert section.splitlines()[0].endswith("02_records.ipynb") and figures.count("## ") == 1
+    assert "| val_accuracy | 0.8125 |" in section and "| epochs_run | 6 |" in section
     assert rows["01_raises.ipynb"]["failing cell"] == "4"
     assert "ValueError: the data folder is empty" in rows["01_raises.ipynb"]["error / notes"]
     for row in rows.values():
@@ -229,8 +229,10 @@ def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_total
 
 def test_html_and_json_reports_hold_the_same_rows(batch):
     page = (batch["out"] / "report.html").read_text()
-    assert page.count("<tr>") == 5  # header + 4 notebooks
-    assert 'href="lessons/02_records.ipynb"' in page
+    table = page.split("<h2")[0]
+    assert table.count("<tr>") == 5  # header + 4 notebooks
+    assert 'href="lessons/02_records.html"' in page, "executed notebooks are linked as HTML"
+    assert (batch["out"] / "lessons" / "02_records.html").read_text().count("recorded val_accuracy") == 1
     assert "dead kernel" in page and "0.8125" in page
     data = json.loads((batch["out"] / "report.json").read_text())
     assert data["summary"]["failed"] == 3 and data["summary"]["notebooks"] == 4
@@ -291,7 +293,7 @@ def fake_execute(monkeypatch):
     calls: list[str] = []
     statuses: dict[str, str] = {}
 
-    def execute(*, source, output, display, parameters, kernel, timeout, digest, notes):
+    def execute(*, source, output, display, parameters, kernel, timeout, digest, notes, **_):
         calls.append(source.name)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(source.read_text())
