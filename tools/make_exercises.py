@@ -40,6 +40,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # this checkout's tlcourse, even when another copy is installed
 
 from tlcourse.grade import check_cell_metadata, grade_ids  # noqa: E402
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_TAG = "solution"
