@@ -501,14 +501,16 @@ def output_parameters(
 
 @contextlib.contextmanager
 def _quiet_papermill() -> Iterator[None]:
-    """Hide papermill/nbclient log lines during a batch: every failure is reported in the results instead."""
-    logger = logging.getLogger("papermill")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Hide papermill/jupyter_client log lines during a batch: every failure is reported in the results instead."""
+    loggers = [logging.getLogger(name) for name in ("papermill", "traitlets")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
 
 
 def _cancel_leftover_tasks() -> None:
