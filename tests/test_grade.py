@@ -89,6 +89,7 @@ def graded(tmp_path_factory):
     return {"status": status, "out": out, "console": console.getvalue(), "unchanged": before == after}
 
 
+@pytest.mark.slow
 def test_the_class_gets_the_exact_per_check_matrix_totals_and_exit_status_0(graded):
     assert graded["status"] == 0, graded["console"]
     table = pd.read_csv(graded["out"] / "grades.csv", index_col="student")
@@ -106,6 +107,7 @@ def test_the_class_gets_the_exact_per_check_matrix_totals_and_exit_status_0(grad
     assert graded["unchanged"], "grading writes nothing into the submissions folder"
 
 
+@pytest.mark.slow
 def test_each_zero_says_why_missing_edited_raised_or_not_yet(graded):
     rows = {row["student"]: row for row in json.loads((graded["out"] / "grades.json").read_text())}
     status = {name: [c["status"] for c in row["checks"]] for name, row in rows.items()}
@@ -121,6 +123,7 @@ def test_each_zero_says_why_missing_edited_raised_or_not_yet(graded):
     assert all(row["problem"] is None for row in rows.values())
 
 
+@pytest.mark.slow
 def test_the_html_gradebook_has_one_row_per_student_with_hints_and_links_to_html_notebooks(graded):
     page = (graded["out"] / "gradebook.html").read_text()
     assert page.count('<tr class="student">') == 6
@@ -133,6 +136,7 @@ def test_the_html_gradebook_has_one_row_per_student_with_hints_and_links_to_html
     assert [item["check"] for item in record.read_checks(alice)] == CHECKS
 
 
+@pytest.mark.slow
 def test_console_has_one_line_per_student_with_the_score(graded):
     lines = [line for line in graded["console"].splitlines() if line.split("  ")[0] in {"alice", "dave"}]
     assert lines == ["alice  03_pretrained_models.ipynb  4/4", "dave  03_pretrained_models.ipynb  0/4"]

@@ -578,6 +578,7 @@ def capstone_batch(python3_kernel, tmp_path_factory):
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_each_copy_of_lesson_08_writes_under_its_own_run_folder_and_the_sources_stay_unchanged(
     capstone_batch,
 ):
@@ -599,6 +600,7 @@ def test_each_copy_of_lesson_08_writes_under_its_own_run_folder_and_the_sources_
     )
 
 
+@pytest.mark.slow
 def test_running_the_checkouts_lessons_leaves_git_status_clean(capstone_batch):
     assert capstone_batch["git_after"] == capstone_batch["git_before"], capstone_batch["git_after"]
     assert not (REPO_ROOT / "lessons" / "capstone_output").exists()
