@@ -364,7 +364,11 @@ def grade_submissions(
     progress: bool = False,
     verbose: bool = True,
 ) -> list[Submission]:
-    """Execute and score every submission; write ``grades.csv``, ``gradebook.html`` and ``grades.json``."""
+    """Execute and score every submission; write ``grades.csv``, ``gradebook.html`` and ``grades.json``.
+
+    After Ctrl-C the gradebook holds what finished (the rest "not run") and :class:`KeyboardInterrupt` is
+    raised again.
+    """
     import nbformat
 
     from tlcourse import runner
@@ -398,19 +402,26 @@ def grade_submissions(
             submission.status, submission.problem = "unreadable", f"not a readable notebook: {error}"
             continue
         runnable.append(path)
-    results = {}
+    results: dict[Path, Any] = {}
+    interrupted = False
     if runnable:
-        for result in runner.run_notebooks(
-            runnable, profile=profile, out_dir=out, jobs=jobs, timeout=timeout, parameters=parameters,
-            force=force, kernel_name=kernel_name, progress=progress, verbose=verbose,
-            outputs={path: outputs[path] for path in runnable}, allow_errors=True,
-        ):  # fmt: skip
-            results[result.source] = result
+        try:
+            runner.run_notebooks(
+                runnable, profile=profile, out_dir=out, jobs=jobs, timeout=timeout, parameters=parameters,
+                force=force, kernel_name=kernel_name, progress=progress, verbose=verbose,
+                outputs={path: outputs[path] for path in runnable}, allow_errors=True,
+                on_result=lambda result: results.__setitem__(result.source, result),
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True  # grade what finished, then stop with status 130
     for path in runnable:
         submission, result = submissions[path], results.get(path)
         checks = template_checks(nbformat.read(submission.template, as_version=4))
         if result is None:
-            submission.status, submission.problem = "not run", "the batch stopped before this notebook ran"
+            submission.status, submission.problem = (
+                "not run",
+                "the batch was stopped before this notebook ran",
+            )
             submission.outcomes = [
                 CheckOutcome(c.grade_id, "not run", submission.problem, c.points) for c in checks
             ]
@@ -422,6 +433,8 @@ def grade_submissions(
         submission.outcomes = score_notebook(executed, checks, submission.template.name)
     graded = list(submissions.values())
     write_gradebook(graded, out)
+    if interrupted:
+        raise KeyboardInterrupt
     return graded
 
 
