@@ -710,9 +710,12 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    except OSError as error:
+        raise TLCourseError(f"cannot write to --out {out}: {error.strerror or error}. Choose another folder.") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
