@@ -11,6 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tlcourse import grade
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / "tools" / "make_exercises.py"
 
@@ -197,3 +199,23 @@ def test_generated_exercises_keep_their_solution_structure():
         stubs = [cell for cell in exercise.cells if "raise NotImplementedError()" in cell.source]
         assert len(stubs) >= 3, f"{solution_path.name}: at least three exercises"
         assert not any("### BEGIN SOLUTION" in cell.source for cell in exercise.cells)
+
+
+def test_check_cells_get_locked_nbgrader_metadata_and_no_other_cell_does():
+    check = nbformat.v4.new_code_cell("checks.check_demo(answer).assert_passed()")
+    answer = nbformat.v4.new_code_cell("### BEGIN SOLUTION\nanswer = 1\n### END SOLUTION")
+    stale = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "grade_id": "old"}})
+    nb = tool.make_exercise(_notebook(_title_cell(), answer, check, stale), name="01_demo.ipynb")
+    meta = nb.cells[2].metadata["nbgrader"]
+    assert meta["grade"] and meta["locked"] and not meta["solution"] and meta["grade_id"] == "check_demo"
+    assert meta["points"] == 1 and meta["checksum"] == grade.nbgrader_checksum(nb.cells[2])
+    assert "nbgrader" not in nb.cells[1].metadata and "nbgrader" not in nb.cells[3].metadata
+
+
+def test_every_check_cell_of_the_repository_exercises_is_marked_for_grading():
+    for path in sorted((REPO_ROOT / "exercises").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        calls = [cell for cell in nb.cells if cell.cell_type == "code" and grade.grader_calls(cell.source)]
+        marked = [cell for cell in nb.cells if "nbgrader" in cell.metadata]
+        assert calls and marked == calls, path.name
+        assert all(cell.metadata.nbgrader.checksum == grade.nbgrader_checksum(cell) for cell in marked)

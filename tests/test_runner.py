@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -113,7 +114,12 @@ def batch(python3_kernel, tmp_path_factory):
     start = time.perf_counter()
     with contextlib.redirect_stdout(console):
         results = runner.run_notebooks(
-            [folder], profile="smoke", out_dir=out, timeout=CELL_TIMEOUT, parameters=parameters, progress=False
+            [folder],
+            profile="smoke",
+            out_dir=out,
+            timeout=CELL_TIMEOUT,
+            parameters=parameters,
+            progress=False,
         )
     seconds = time.perf_counter() - start
     by_name = {Path(result.path).name: result for result in results}
@@ -198,14 +204,14 @@ def test_executed_notebooks_mirror_relative_paths_in_the_out_folder(batch):
         assert result.output.parent.name == "lessons"
 
 
-def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_totals(batch):
+def test_markdown_report_has_one_row_per_notebook_totals_and_figures_grouped_per_notebook(batch):
     text = (batch["out"] / "report.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| notebook"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns[:4] == ["notebook", "status", "time", "peak memory"]
-    assert "val_accuracy" in columns and "epochs_run" in columns
+    assert columns == runner.REPORT_HEADER, "recorded figures are not columns: the table stays 7 wide"
+    table, _, figures = text.partition("**Total:**")
     rows = {}
-    for line in text.splitlines():
+    for line in table.splitlines():
         if line.startswith("| ") and ".ipynb" in line:
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             rows[Path(cells[0]).name] = dict(zip(columns, cells, strict=True))
@@ -215,9 +221,9 @@ def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_total
         "03_sleeps.ipynb": "timeout",
         "04_dies.ipynb": "dead kernel",
     }
-    assert (
-        rows["02_records.ipynb"]["val_accuracy"] == "0.8125" and rows["02_records.ipynb"]["epochs_run"] == "6"
-    )
+    section = figures.split("## ")[1]
+    assert section.splitlines()[0].endswith("02_records.ipynb") and figures.count("## ") == 1
+    assert "| val_accuracy | 0.8125 |" in section and "| epochs_run | 6 |" in section
     assert rows["01_raises.ipynb"]["failing cell"] == "4"
     assert "ValueError: the data folder is empty" in rows["01_raises.ipynb"]["error / notes"]
     for row in rows.values():
@@ -229,8 +235,10 @@ def test_markdown_report_has_one_row_per_notebook_with_metrics_columns_and_total
 
 def test_html_and_json_reports_hold_the_same_rows(batch):
     page = (batch["out"] / "report.html").read_text()
-    assert page.count("<tr>") == 5  # header + 4 notebooks
-    assert 'href="lessons/02_records.ipynb"' in page
+    table = page.split("<h2")[0]
+    assert table.count("<tr>") == 5  # header + 4 notebooks
+    assert 'href="lessons/02_records.html"' in page, "executed notebooks are linked as HTML"
+    assert (batch["out"] / "lessons" / "02_records.html").read_text().count("recorded val_accuracy") == 1
     assert "dead kernel" in page and "0.8125" in page
     data = json.loads((batch["out"] / "report.json").read_text())
     assert data["summary"]["failed"] == 3 and data["summary"]["notebooks"] == 4
@@ -291,7 +299,7 @@ def fake_execute(monkeypatch):
     calls: list[str] = []
     statuses: dict[str, str] = {}
 
-    def execute(*, source, output, display, parameters, kernel, timeout, digest, notes):
+    def execute(*, source, output, display, parameters, kernel, timeout, digest, notes, **_):
         calls.append(source.name)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(source.read_text())
@@ -529,3 +537,167 @@ def test_nbval_sanitizer_removes_paths_timings_addresses_and_dates():
     assert clean("File /work/main/tlcourse/data.py:12") == "File REPO/tlcourse/data.py:12"
     assert clean("saved at 2026-11-23 12:27:04") == "saved at DATE"
     assert clean("accuracy: 0.875 on 16 samples") == "accuracy: 0.875 on 16 samples"  # figures stay compared
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Isolated outputs: lesson 08 writes only under --out, never into its folder or the checkout
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _git_status(*paths: str) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--", *paths],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def capstone_batch(python3_kernel, tmp_path_factory):
+    """Lesson 08 three times at once-ish (--jobs 2): two differently-named copies in one flat folder, and the
+    checkout's own lessons/08 run from the repository root (as the README's first command does)."""
+    flat = tmp_path_factory.mktemp("submissions")
+    lesson = REPO_ROOT / "lessons" / "08_creative_brief.ipynb"
+    for name in ("alice.ipynb", "bob.ipynb"):
+        (flat / name).write_bytes(lesson.read_bytes())
+    before, git_before = _snapshot(flat), _git_status("lessons", "solutions", "exercises")
+    out = tmp_path_factory.mktemp("runs") / "class"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO_ROOT)
+        results = runner.run_notebooks(
+            [flat, "lessons/08_creative_brief.ipynb"], profile="smoke", out_dir=out, jobs=2, progress=False,
+            verbose=False,
+        )  # fmt: skip
+    return {
+        "flat": flat, "out": out, "results": {r.source.name: r for r in results}, "before": before,
+        "git_before": git_before, "git_after": _git_status("lessons", "solutions", "exercises"),
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_each_copy_of_lesson_08_writes_under_its_own_run_folder_and_the_sources_stay_unchanged(
+    capstone_batch,
+):
+    results = capstone_batch["results"]
+    assert {name: r.status for name, r in results.items()} == dict.fromkeys(
+        ["alice.ipynb", "bob.ipynb", "08_creative_brief.ipynb"], "ok"
+    ), [r.error for r in results.values()]
+    folders = []
+    for result in results.values():
+        injected = Path(result.parameters["OUTPUT_DIR"])
+        assert injected == result.work_dir / "capstone_output" and injected.is_relative_to(
+            capstone_batch["out"]
+        )
+        assert (injected / "model.keras").is_file() and (injected / "MODEL_CARD.md").is_file()
+        folders.append(injected)
+    assert len(set(folders)) == 3, "no two notebooks share an output folder"
+    assert _snapshot(capstone_batch["flat"]) == capstone_batch["before"], (
+        "the submissions folder is untouched"
+    )
+
+
+@pytest.mark.slow
+def test_running_the_checkouts_lessons_leaves_git_status_clean(capstone_batch):
+    assert capstone_batch["git_after"] == capstone_batch["git_before"], capstone_batch["git_after"]
+    assert not (REPO_ROOT / "lessons" / "capstone_output").exists()
+
+
+def test_output_parameters_are_re_rooted_only_when_relative_declared_and_not_given(tmp_path):
+    declared = {"OUTPUT_DIR": "capstone_output", "CACHE_DIR": None, "UPLOAD_DIR": "/abs/uploads", "SEED": 1}
+    assert runner.output_parameters(declared, tmp_path, {}) == {
+        "OUTPUT_DIR": str(tmp_path / "capstone_output")
+    }
+    assert runner.output_parameters(declared, tmp_path, {"OUTPUT_DIR": "mine"}) == {}
+    assert runner.output_parameters({"CACHE_DIR": "cache"}, tmp_path, {}) == {
+        "CACHE_DIR": str(tmp_path / "cache")
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Ctrl-C, the lock per --out, and stale figures
+
+
+def test_ctrl_c_stops_the_batch_records_what_finished_leaves_no_kernels_and_exits_130(
+    python3_kernel, tmp_path
+):
+    import psutil
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    start = f"import os, time\nopen({str(pids)!r} + '/' + NAME, 'w').write(str(os.getpid()))"
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "a_quick.ipynb", start, parameters="NAME = 'a'")
+    write_notebook(folder / "b_sleeps.ipynb", start, "time.sleep(120)", parameters="NAME = 'b'")
+    write_notebook(folder / "c_sleeps.ipynb", start, "time.sleep(120)", parameters="NAME = 'c'")
+    write_notebook(folder / "d_queued.ipynb", start, parameters="NAME = 'd'")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlcourse", "run", str(folder), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ((pids / "b").is_file() and (pids / "c").is_file()) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)  # both sleeping cells are running
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, (stdout, stderr)
+    assert time.monotonic() - sent < 20, "stops within the interrupt grace, not after the sleeping cells"
+    manifest = json.loads((out / runner.MANIFEST_NAME).read_text())["notebooks"]
+    assert {Path(k).name: v["status"] for k, v in manifest.items()} == {
+        "a_quick.ipynb": "ok", "b_sleeps.ipynb": "interrupted", "c_sleeps.ipynb": "interrupted",
+    }  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert [Path(item["path"]).name for item in report["notebooks"]] == [
+        "a_quick.ipynb", "b_sleeps.ipynb", "c_sleeps.ipynb",
+    ]  # fmt: skip
+    assert not (pids / "d").exists(), "a queued notebook never starts after Ctrl-C"
+    kernels = {name: int((pids / name).read_text()) for name in "abc"}
+    time.sleep(0.5)
+    alive = {name: pid for name, pid in kernels.items() if psutil.pid_exists(pid)}
+    alive = {n: p for n, p in alive.items() if psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+    assert not alive, f"kernels left running: {alive}"
+    assert "interrupted" in stderr
+
+
+def test_a_second_run_into_the_same_out_refuses_with_one_line_and_touches_nothing(tmp_path, capsys):
+    write_notebook(tmp_path / "nbs" / "a.ipynb", "x = 1")
+    out = tmp_path / "out"
+    with runner.out_dir_lock(out.resolve()):
+        status = cli.main(["run", str(tmp_path / "nbs"), "--out", str(out)])
+        assert not (out / runner.MANIFEST_NAME).exists() and not (out / "report.md").exists()
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert f"pid {os.getpid()}" in err and "another tlcourse run" in err and "--out" in err
+    with runner.out_dir_lock(out.resolve()):  # released when the first run ends
+        pass
+
+
+def test_a_failed_notebooks_row_never_shows_the_previous_runs_figures(python3_kernel, tmp_path):
+    notebook = write_notebook(
+        tmp_path / "nbs" / "a.ipynb", "from tlcourse.record import record\nrecord('acc', 0.9)"
+    )
+    out = tmp_path / "out"
+    first = runner.run_notebooks([notebook], out_dir=out, progress=False, verbose=False)
+    assert first[0].metrics == {"acc": 0.9}
+    again = runner.run_notebooks(
+        [notebook], out_dir=out, progress=False, verbose=False, kernel_name="no-such-kernel", force=True
+    )
+    assert again[0].status == "failed" and again[0].metrics == {}
+    assert "acc" not in (out / "report.md").read_text() and "0.9" not in (out / "report.html").read_text()
+    assert record.read_records(again[0].output) == {}, "the previous executed copy is gone"
+
+
+def test_running_notebook_and_cell_show_with_elapsed_time():
+    control = runner._Control()
+    control.cell_started("lessons/08_creative_brief.ipynb", 3, 40)
+    assert re.fullmatch(r"08_creative_brief\.ipynb cell 3/40 \(0:00, this cell 0:00\)", control.status_text())
+    control.notebook_done("lessons/08_creative_brief.ipynb")
+    assert control.status_text() == ""

@@ -18,7 +18,7 @@ from tlcourse.errors import TLCourseError
 PROFILE_CHOICES = ["auto", "smoke", "cpu", "gpu"]
 
 
-RUN_EXTRA_MODULES = frozenset({"papermill", "nbclient", "ipykernel"})
+RUN_EXTRA_MODULES = frozenset({"papermill", "nbclient", "ipykernel", "nbconvert"})
 """What ``tlcourse run`` needs beyond the student install (pyproject's ``run`` extra; Colab has none of it)."""
 
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every sub-command."""
     parser = argparse.ArgumentParser(
         prog="tlcourse",
-        description="Transfer-learning course helpers: run notebooks, audit image folders, train, predict.",
+        description="Transfer-learning course helpers: run and grade notebooks, audit image folders, train, predict.",
     )
     parser.add_argument("--version", action="version", version=f"tlcourse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -58,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run notebooks even when nothing changed")
     run.add_argument("--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)")
     run.set_defaults(module="tlcourse.runner", function="run_command")
+
+    grade = sub.add_parser("grade", help="run and score students' exercise notebooks; write a gradebook")
+    grade.add_argument("paths", nargs="+", metavar="SUBMISSION", help="submitted notebooks, folders or globs")
+    grade.add_argument("--out", metavar="DIR", required=True, help="where grades.csv, gradebook.html and the executed notebooks go")
+    grade.add_argument("--templates", metavar="DIR", default="exercises", help="exercise templates (default: exercises/)")
+    grade.add_argument("--profile", choices=PROFILE_CHOICES, default=None, help="PROFILE parameter to inject")
+    grade.add_argument("--jobs", type=int, default=1, metavar="N", help="kernels to run at once")
+    grade.add_argument("--timeout", type=float, default=1800, metavar="S", help="per-cell timeout in seconds")
+    grade.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="inject a parameter into every submission",
+    )  # fmt: skip
+    grade.add_argument("--force", action="store_true", help="re-run submissions even when nothing changed")
+    grade.add_argument("--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)")
+    grade.set_defaults(module="tlcourse.grade", function="grade_command")
 
     check = sub.add_parser("check-data", help="audit an image folder before training on it")
     check.add_argument("directory", metavar="DIR")

@@ -497,6 +497,7 @@ def model_card(
     model_name: str | None = None,
     data_source: str | None = None,
     model_file: str = FILE_NAMES["keras"],
+    figures: Mapping[str, str] | None = None,
 ) -> str:
     """A Markdown model card: what the model is, what it was trained on, how good it is, where it fails.
 
@@ -506,7 +507,8 @@ def model_card(
     ``metrics["export"]`` when not given). ``model_name`` and ``data_source`` are accepted as other names for
     ``name`` and ``data_provenance``. Sections: Model, Intended use, Data, Metrics (with bootstrap
     intervals), Per-class results, Limitations and ethical considerations, How to use, Exports, Settings
-    (lesson 08).
+    (lesson 08). ``figures`` maps a caption to an image file beside the card (``tlcourse train`` saves
+    ``learning_curves.png`` and ``confusion_matrix.png``); they are shown under Figures.
     """
     title = name or model_name or "image classifier"
     provenance = data_provenance or data_source
@@ -598,6 +600,10 @@ def model_card(
     else:
         lines.append("Not computed.")
     lines.append("")
+
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"**{caption}**\n\n![{caption}]({file})\n" for caption, file in figures.items()]
 
     lines += ["## Limitations and ethical considerations", ""]
     notes: list[str] = [limitations] if isinstance(limitations, str) else list(limitations or [])

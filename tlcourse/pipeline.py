@@ -9,7 +9,9 @@
 5. evaluation on the validation set with bootstrap intervals (:mod:`tlcourse.evaluate`);
 6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite, each checked by a round trip.
 
-It writes ``OUT/model.keras``, ``OUT/class_names.json``, ``OUT/metrics.json`` and ``OUT/model_card.md``.
+Each training phase prints one line per epoch (loss, accuracy, validation accuracy, seconds). It writes
+``OUT/model.keras``, ``OUT/class_names.json``, ``OUT/metrics.json``, ``OUT/model_card.md`` and, beside them,
+``OUT/learning_curves.png`` and ``OUT/confusion_matrix.png``, which the card shows.
 ``tlcourse predict OUT/model.keras IMAGE...`` loads the model in safe mode, prepares each image exactly as
 training did (:func:`tlcourse.imageio.load_image` at the model's input size) and prints the top classes.
 """
@@ -36,10 +38,65 @@ CLASS_NAMES_FILE = "class_names.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.md"
+CURVES_FILE = "learning_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
+
+
+def epoch_lines(phase: str, say: Any = _say) -> Any:
+    """A Keras callback that prints one line per epoch, e.g. ``head epoch 2/5: loss 0.41, accuracy 0.88,
+    val_loss 0.45, val_accuracy 0.86 (3.1 s)`` (lesson 08: ``tlcourse train``).
+
+    One line per epoch rather than Keras' per-batch progress bar, so logs (CI, ``nohup``) stay short.
+    """
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.epochs = int(self.params.get("epochs") or 0)
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            values = ", ".join(f"{name} {float(value):.3g}" for name, value in (logs or {}).items())
+            seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
+            say(f"      {phase} epoch {epoch + 1}/{self.epochs}: {values} ({seconds:.1f} s)")
+
+    return EpochLines()
+
+
+def _progress_kwargs(function: Any, phase: str) -> dict[str, Any]:
+    """Per-epoch lines for a training function: through its ``callbacks`` argument when it has one, else
+    Keras' own one-line-per-epoch mode (``verbose=2``)."""
+    import inspect
+
+    if "callbacks" in inspect.signature(function).parameters:
+        return {"callbacks": [epoch_lines(phase)]}
+    return {"verbose": 2}
+
+
+def _save_figures(out: Path, history: Any, summary: Any, class_names: Sequence[str]) -> dict[str, str]:
+    """Learning curves and confusion matrix as PNG beside the model; returns {title: file name} for the card."""
+    from tlcourse import plots
+
+    saved: dict[str, str] = {}
+    try:
+        plots.save_figure(plots.learning_curves(history), out / CURVES_FILE)
+        saved["Learning curves"] = CURVES_FILE
+    except (ValueError, OSError) as error:
+        _say(f"      could not draw the learning curves: {error}")
+    matrix = (summary or {}).get("confusion_matrix")
+    if matrix:
+        try:
+            plots.save_figure(plots.confusion_matrix(matrix, list(class_names)), out / CONFUSION_FILE)
+            saved["Confusion matrix (validation set)"] = CONFUSION_FILE
+        except (ValueError, OSError) as error:
+            _say(f"      could not draw the confusion matrix: {error}")
+    return saved
 
 
 def _jsonable(value: Any) -> Any:
@@ -148,6 +205,7 @@ def _train(args: Any) -> int:
         seed=seed,
         run_dir=run_dir / "head",
         boundary=fine_tune_from,  # keep the boundary tensors from the same run: fine-tuning reuses them
+        **_progress_kwargs(train.fit_head, "head"),
     )
     timings["head"] = time.perf_counter() - t
     _say(
@@ -165,6 +223,7 @@ def _train(args: Any) -> int:
         profile=profile,
         seed=seed,
         run_dir=run_dir / "fine_tune",
+        **_progress_kwargs(train.fine_tune, "fine-tune"),
     )
     timings["fine_tune"] = time.perf_counter() - t
     _say(
@@ -236,6 +295,8 @@ def _train(args: Any) -> int:
         "notes": [*head.notes, *tuned.notes],
         "environment": {"python": platform.python_version(), "platform": platform.platform()},
     }
+    figures = _save_figures(out, history, summary, splits.class_names)
+    metrics["figures"] = figures
     (out / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
     card = export.model_card(
         model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
@@ -244,6 +305,7 @@ def _train(args: Any) -> int:
         data_source=splits.source,
         class_counts=dict(report.classes),
         settings=settings,
+        figures=figures,
     )
     (out / CARD_FILE).write_text(card)
     _say(

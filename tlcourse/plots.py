@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "learning_curves",
     "prediction_grid",
     "reliability_diagram",
+    "save_figure",
     "top_losses",
     "top_losses_gallery",
 ]
@@ -40,6 +42,17 @@ def _figure(figsize: tuple[float, float]) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, layout="constrained")
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 100) -> Path:
+    """Write a figure from this module as a PNG (or any format matplotlib knows from the suffix); return the path.
+
+    ``tlcourse train`` saves its learning curves and confusion matrix this way (lesson 08).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi)
+    return target
 
 
 def _axis(ax: Any | None, figsize: tuple[float, float]) -> tuple[Any, Any]:

@@ -6,9 +6,16 @@ the per-cell timeout or whose kernel dies is recorded (status, cell number, erro
 For every notebook the runner measures the wall time and the peak memory of the *kernel's* process tree,
 and collects the figures the notebook recorded with :func:`tlcourse.record.record`.
 
-The output folder receives the executed notebooks (mirroring their relative paths), ``report.md``,
-``report.html``, ``report.json`` and a manifest used to skip, on the next run, notebooks that succeeded
-with the same content, parameters, profile, kernel and ``tlcourse`` version.
+The output folder receives the executed notebooks (mirroring their relative paths) and each one rendered as
+HTML, ``report.md``, ``report.html``, ``report.json`` and a manifest used to skip, on the next run, notebooks
+that succeeded with the same content, parameters, profile, kernel and ``tlcourse`` version.
+
+Everything a notebook writes goes under the output folder too: when its ``parameters`` cell declares one of
+:data:`OUTPUT_PARAMETERS` (lesson 08's ``OUTPUT_DIR = "capstone_output"``) with a relative path, the runner
+injects that path re-rooted in the notebook's own work folder, ``OUT/<path>/<stem>_files/``, so a batch never
+writes into the source tree and two notebooks never share an output folder. One run at a time owns an output
+folder (a lock file); Ctrl-C stops the batch at once (queued notebooks are cancelled, running kernels
+interrupted, then killed), records what finished and exits with status 130.
 """
 
 from __future__ import annotations
@@ -24,24 +31,33 @@ import logging
 import math
 import os
 import re
+import shutil
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tlcourse import __version__
 from tlcourse.errors import TLCourseError
-from tlcourse.record import format_value, read_records
+from tlcourse.record import format_value, read_checks, read_records
 
 DEFAULT_FOLDER = "lessons"
 MANIFEST_NAME = ".tlcourse-run-manifest.json"
+LOCK_NAME = ".tlcourse-run.lock"
 DEFAULT_KERNEL = "python3"
 SKIPPED = "skipped (unchanged)"
-FAILED_STATUSES = frozenset({"failed", "timeout", "dead kernel"})
+INTERRUPTED = "interrupted"
+FAILED_STATUSES = frozenset({"failed", "timeout", "dead kernel", INTERRUPTED})
+OUTPUT_PARAMETERS = ("OUTPUT_DIR", "CACHE_DIR", "UPLOAD_DIR")
+"""Parameters that name a folder a notebook writes to; a relative default is re-rooted in its work folder."""
+WORK_SUFFIX = "_files"
+INTERRUPT_GRACE_S = 5.0
+"""After Ctrl-C, how long running kernels get to stop on an interrupt before they are killed."""
 _GLOB_CHARS = frozenset("*?[")
 _MIB = 1024 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -67,6 +83,12 @@ class NotebookResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     digest: str = ""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """Grader outcomes the notebook recorded (:func:`tlcourse.record.read_checks`)."""
+    html: Path | None = None
+    """The executed notebook rendered as HTML, when nbconvert could render it."""
+    work_dir: Path | None = None
+    """The folder that received what the notebook wrote (its injected output parameters)."""
 
     @property
     def ok(self) -> bool:
@@ -79,6 +101,8 @@ class NotebookResult:
             return f"{SKIPPED[:-1]}; use --force to re-run)  {self.path}"
         parts = [self.status, self.path, f"{self.seconds:.1f} s", _mib_text(self.peak_mib)]
         parts += [f"{name}={format_value(value)}" for name, value in self.metrics.items()]
+        if self.checks:
+            parts.append(f"checks {checks_text(self.checks)}")
         if self.error:
             where = f"cell [{self.error_cell}] " if self.error_cell is not None else ""
             parts.append(f"{where}{self.error}")
@@ -87,9 +111,14 @@ class NotebookResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (paths as strings)."""
         data = asdict(self)
-        data["source"] = str(self.source)
-        data["output"] = str(self.output)
+        for key in ("source", "output", "html", "work_dir"):
+            data[key] = None if data[key] is None else str(data[key])
         return data
+
+
+def checks_text(checks: Sequence[Mapping[str, Any]]) -> str:
+    """``3/4 passed`` for a notebook's recorded grader outcomes (lesson 00)."""
+    return f"{sum(1 for check in checks if check.get('passed'))}/{len(checks)} passed"
 
 
 def _mib_text(value: float | None) -> str:
@@ -341,8 +370,77 @@ def _high_water_mark(pid: int) -> int:
     return 0
 
 
-def _watched_kernel_manager(memory: _KernelMemory) -> type:
-    """A kernel-manager class that tells ``memory`` the kernel's pid right after starting it."""
+class _Control:
+    """What the threads of one batch share: the running kernels, the progress display and the stop flag."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.kernels: dict[int, str] = {}
+        """pid -> notebook, for the kernels running now."""
+        self.cells: dict[str, tuple[int, int, float, float]] = {}
+        """notebook -> (cell number, code cells, notebook start, cell start), for the progress display."""
+
+    def kernel_started(self, pid: int | None, display: str) -> None:
+        if not pid:
+            return
+        with self.lock:
+            self.kernels[pid] = display
+        if self.stopping.is_set():  # started after Ctrl-C was handled: stop it at once
+            _signal_tree(pid, signal.SIGKILL)
+
+    def kernel_stopped(self, pid: int | None) -> None:
+        with self.lock:
+            self.kernels.pop(pid or 0, None)
+
+    def cell_started(self, display: str, number: int, total: int) -> None:
+        now = time.monotonic()
+        with self.lock:
+            previous = self.cells.get(display)
+            self.cells[display] = (number, total, previous[2] if previous else now, now)
+
+    def notebook_done(self, display: str) -> None:
+        with self.lock:
+            self.cells.pop(display, None)
+
+    def status_text(self) -> str:
+        """``03_x.ipynb cell 4/12 (1:05, this cell 0:12)`` for each running notebook."""
+        now = time.monotonic()
+        with self.lock:
+            running = list(self.cells.items())
+        return " | ".join(
+            f"{Path(name).name} cell {number}/{total} ({_clock(now - began)}, this cell {_clock(now - cell)})"
+            for name, (number, total, began, cell) in running
+        )
+
+    def signal_kernels(self, signum: int) -> None:
+        with self.lock:
+            pids = list(self.kernels)
+        for pid in pids:
+            _signal_tree(pid, signum)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _signal_tree(pid: int, signum: int) -> None:
+    """Send ``signum`` to a kernel; SIGKILL also goes to every process the kernel started."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        targets = [*process.children(recursive=True), process] if signum == signal.SIGKILL else [process]
+    except psutil.Error:
+        return
+    for target in targets:
+        with contextlib.suppress(psutil.Error, OSError):
+            target.send_signal(signum)
+
+
+def _watched_kernel_manager(memory: _KernelMemory, control: _Control | None = None, display: str = "") -> type:
+    """A kernel-manager class that tells ``memory`` (and the batch's ``control``) the kernel's pid on start."""
     from jupyter_client.manager import AsyncKernelManager
 
     class WatchedKernelManager(AsyncKernelManager):
@@ -355,34 +453,64 @@ def _watched_kernel_manager(memory: _KernelMemory) -> type:
             env.setdefault("MALLOC_ARENA_MAX", "2")
             kw["env"] = env
             await super().start_kernel(**kw)
-            memory.attach(getattr(self.provisioner, "pid", None))
+            pid = getattr(self.provisioner, "pid", None)
+            memory.attach(pid)
+            if control is not None:
+                control.kernel_started(pid, display)
 
     return WatchedKernelManager
 
 
-def _unknown_parameters(source: Path, parameters: Mapping[str, Any]) -> list[str]:
-    """Names in ``parameters`` that the notebook's ``parameters`` cell does not define (likely typos)."""
-    if not parameters:
-        return []
+def declared_parameters(source: Path) -> dict[str, Any]:
+    """Names and default values (Python literals, else their source text) of a notebook's ``parameters`` cell."""
     try:
         import papermill
 
         known = papermill.inspect_notebook(str(source))
-    except Exception:  # noqa: BLE001 - inspection is only a hint
-        return []
-    return [name for name in parameters if name not in known] if known else []
+    except Exception:  # noqa: BLE001 - a notebook papermill cannot inspect just declares nothing
+        return {}
+    declared: dict[str, Any] = {}
+    for name, info in (known or {}).items():
+        text = str((info or {}).get("default", ""))
+        try:
+            declared[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            declared[name] = text
+    return declared
+
+
+def work_dir_for(output: Path) -> Path:
+    """The folder beside an executed notebook that receives what it writes: ``OUT/.../<stem>_files``."""
+    return output.with_name(output.stem + WORK_SUFFIX)
+
+
+def output_parameters(
+    declared: Mapping[str, Any], work_dir: Path, given: Mapping[str, Any]
+) -> dict[str, str]:
+    """The output folders to inject: each of :data:`OUTPUT_PARAMETERS` the notebook declares with a relative
+    path (and the user did not set with ``-p``), re-rooted in ``work_dir`` (lesson 00)."""
+    injected = {}
+    for name in OUTPUT_PARAMETERS:
+        default = declared.get(name)
+        if name in given or not isinstance(default, str) or not default.strip():
+            continue
+        if not Path(default).expanduser().is_absolute():
+            injected[name] = str(work_dir / default)
+    return injected
 
 
 @contextlib.contextmanager
 def _quiet_papermill() -> Iterator[None]:
-    """Hide papermill/nbclient log lines during a batch: every failure is reported in the results instead."""
-    logger = logging.getLogger("papermill")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Hide papermill/jupyter_client log lines during a batch: every failure is reported in the results instead."""
+    loggers = [logging.getLogger(name) for name in ("papermill", "traitlets")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
 
 
 def _cancel_leftover_tasks() -> None:
@@ -409,6 +537,43 @@ def _one_line(text: str, limit: int = 240) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
+class _StopBatch(Exception):
+    """Raised from the cell hook after Ctrl-C so that no further cell of a running notebook starts."""
+
+
+def _clear_previous(output: Path, work_dir: Path) -> None:
+    """Remove what a previous run left for this notebook, so nothing stale is read back or reported."""
+    for path in (output, output.with_suffix(".html")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if work_dir.is_dir() and not work_dir.is_symlink():
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def render_notebook_html(notebook: Path) -> Path | None:
+    """Render an executed notebook as ``<name>.html`` beside it with nbconvert; None when that is impossible."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+    except ImportError:
+        return None
+    target = notebook.with_suffix(".html")
+    try:
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(notebook, as_version=4))
+        target.write_text(body, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - the .ipynb stays the reference; HTML is a convenience
+        return None
+    return target
+
+
+def _code_cells(source: Path) -> int:
+    try:
+        node = json.loads(source.read_bytes())
+        return sum(1 for cell in node.get("cells", []) if cell.get("cell_type") == "code")
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def _execute(
     source: Path,
     output: Path,
@@ -419,24 +584,43 @@ def _execute(
     timeout: float | None,
     digest: str,
     notes: list[str],
+    declared: Mapping[str, Any] | None = None,
+    work_dir: Path | None = None,
+    allow_errors: bool = False,
+    control: _Control | None = None,
     start_timeout: int = 120,
-) -> NotebookResult:
-    """Execute one notebook with papermill and classify what happened; never raises for notebook errors."""
+) -> NotebookResult | None:
+    """Execute one notebook with papermill and classify what happened; never raises for notebook errors.
+
+    With ``allow_errors`` every cell runs even after one raises (for grading); the errors stay in the cells'
+    outputs and the status is ``ok`` when the notebook ran to its end. Returns None when the batch was
+    stopped (Ctrl-C) before this notebook started.
+    """
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    control = control or _Control()
+    if control.stopping.is_set():
+        return None
+    work_dir = work_dir or work_dir_for(output)
+    _clear_previous(output, work_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
     result = NotebookResult(
         path=display, source=source, output=output, status="ok", kernel=kernel, parameters=parameters,
-        notes=notes, digest=digest,
+        notes=notes, digest=digest, work_dir=work_dir,
     )  # fmt: skip
     started_cells: list[int] = []
+    total = _code_cells(source)
 
     def on_cell_execute(cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
+        if control.stopping.is_set():
+            raise _StopBatch("stopped by Ctrl-C")
         started_cells.append(cell_index if cell_index is not None else -1)
+        control.cell_started(display, len(started_cells), total)
 
-    unknown = _unknown_parameters(source, parameters)
+    declared = declared_parameters(source) if declared is None else declared
+    unknown = [name for name in parameters if declared and name not in declared]
     if unknown:
         result.notes.append(f"not in the notebook's parameters cell (injected anyway): {', '.join(unknown)}")
     memory = _KernelMemory()
@@ -454,15 +638,17 @@ def _execute(
                 execution_timeout=int(math.ceil(timeout)) if timeout else None,
                 start_timeout=start_timeout,
                 resources={"metadata": {"path": str(source.parent)}},
-                kernel_manager_class=_watched_kernel_manager(memory),
+                kernel_manager_class=_watched_kernel_manager(memory, control, display),
                 on_cell_execute=on_cell_execute,
                 on_cell_executed=lambda **_: memory.sample(),  # the kernel's high-water mark after each cell
                 shutdown_kernel="immediate",
+                allow_errors=allow_errors,
             )
         except PapermillExecutionError as error:
-            result.status = "failed"
-            result.error_cell = error.exec_count
-            result.error = _one_line(f"{error.ename}: {error.evalue}" if error.evalue else error.ename)
+            if not allow_errors or error.ename == "KeyboardInterrupt":
+                result.status = "failed"
+                result.error_cell = error.exec_count
+                result.error = _one_line(f"{error.ename}: {error.evalue}" if error.evalue else error.ename)
         except CellTimeoutError:
             result.status = "timeout"
             result.error_cell = len(started_cells) or None
@@ -479,18 +665,85 @@ def _execute(
             result.error = _one_line(f"{type(error).__name__}: {error}")
         finally:
             result.seconds = time.perf_counter() - start
+            control.kernel_stopped(memory.pid)
+            control.notebook_done(display)
             _cancel_leftover_tasks()
+    if control.stopping.is_set() and result.status != "ok":
+        result.status = INTERRUPTED
+        result.error = "stopped by Ctrl-C" + (f" ({result.error})" if result.error else "")
     result.peak_mib = memory.peak_mib
     if output.is_file():
         try:
-            result.metrics = read_records(output)
+            executed = nbformat_read(output)
+            result.metrics = read_records(executed)
+            result.checks = read_checks(executed)
         except Exception as error:  # noqa: BLE001 - an unreadable output only loses the metrics
             result.notes.append(f"could not read recorded metrics: {error}")
+        if result.status != INTERRUPTED:
+            result.html = render_notebook_html(output)
+    if work_dir.is_dir() and any(work_dir.iterdir()):
+        result.notes.append(f"wrote into {work_dir}")
     return result
+
+
+def nbformat_read(path: Path) -> Any:
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # The batch
+
+
+@contextlib.contextmanager
+def out_dir_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.tlcourse-run.lock`` for one run; a second run into the same folder is refused (lesson 00).
+
+    Two runs into one folder would overwrite each other's executed notebooks, manifest and report, so the
+    second one stops at once with a one-line message naming the first one's process. The lock is an
+    ``fcntl`` lock, released by the system even when the first run is killed; where ``fcntl`` does not exist
+    (Windows) runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = out / LOCK_NAME
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    except OSError as error:
+        raise TLCourseError(f"cannot write to --out {out}: {error.strerror or error}. Choose another folder.") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise TLCourseError(
+                f"another tlcourse run ({holder}) is writing to {out}; wait for it to end, or use another --out."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _progress_ticker(bar: Any, control: _Control, stop: threading.Event) -> threading.Thread:
+    """Refresh the progress bar's text (current notebook, cell, elapsed time) once a second."""
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            bar.set_postfix_str(control.status_text(), refresh=True)
+
+    thread = threading.Thread(target=tick, name="tlcourse-progress", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_notebooks(
@@ -506,56 +759,100 @@ def run_notebooks(
     progress: bool = True,
     verbose: bool = True,
     on_result: Callable[[NotebookResult], None] | None = None,
+    outputs: Mapping[Path, Path] | None = None,
+    allow_errors: bool = False,
 ) -> list[NotebookResult]:
     """Execute notebooks headless and write the executed copies and a report to ``out_dir`` (lesson 00).
 
     ``paths`` are notebooks, folders or globs (default ``lessons/``). ``profile`` is injected as ``PROFILE``,
-    ``parameters`` as further papermill parameters. ``jobs`` kernels run at once; ``timeout`` is per cell
-    (None or 0: no limit). Notebooks that succeeded before with the same inputs are skipped unless ``force``.
+    ``parameters`` as further papermill parameters, and each notebook's output folders
+    (:func:`output_parameters`) point into its work folder under ``out_dir``. ``jobs`` kernels run at once;
+    ``timeout`` is per cell (None or 0: no limit). Notebooks that succeeded before with the same inputs are
+    skipped unless ``force``. ``outputs`` maps resolved notebooks to their executed copies (default: their
+    paths relative to the current folder, inside ``out_dir``); ``allow_errors`` runs every cell even after
+    one raised (``tlcourse grade``). ``progress`` shows the running notebooks, cells and elapsed time.
     Returns one :class:`NotebookResult` per notebook, in input order; failures are results, not exceptions.
+    Ctrl-C cancels what is queued, stops the running kernels, writes the report of what finished and
+    re-raises :class:`KeyboardInterrupt`.
     """
     if jobs < 1:
         raise TLCourseError(f"--jobs must be 1 or more, got {jobs}.")
     out = Path(out_dir).resolve()
     notebooks = find_notebooks(paths, out_dir=out)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = _output_paths(notebooks, out)
+    with out_dir_lock(out):
+        return _run_locked(
+            notebooks, out, profile=profile, jobs=jobs, timeout=timeout, parameters=parameters, force=force,
+            kernel_name=kernel_name, progress=progress, verbose=verbose, on_result=on_result,
+            outputs=outputs, allow_errors=allow_errors,
+        )  # fmt: skip
+
+
+def _run_locked(
+    notebooks: Sequence[Path],
+    out: Path,
+    *,
+    profile: str | None,
+    jobs: int,
+    timeout: float | None,
+    parameters: Mapping[str, Any] | None,
+    force: bool,
+    kernel_name: str | None,
+    progress: bool,
+    verbose: bool,
+    on_result: Callable[[NotebookResult], None] | None,
+    outputs: Mapping[Path, Path] | None,
+    allow_errors: bool,
+) -> list[NotebookResult]:
+    mapped = dict(outputs) if outputs is not None else _output_paths(notebooks, out)
     manifest = _Manifest(out)
     installed = _installed_kernels()
     injected: dict[str, Any] = {}
     if profile:
         injected["PROFILE"] = profile
     injected.update(parameters or {})
+    control = _Control()
 
     results: dict[Path, NotebookResult] = {}
     tasks: list[dict[str, Any]] = []
     for notebook in notebooks:
         source = notebook.resolve()
+        output = mapped[source]
         content = source.read_bytes()
         try:
             node = json.loads(content)
         except ValueError:
             node = {}
         kernel, note = _choose_kernel(node if isinstance(node, dict) else {}, kernel_name, installed)
-        digest = input_digest(content, injected, kernel)
+        declared = declared_parameters(source)
+        work_dir = work_dir_for(output)
+        given = dict(injected)
+        given.update(output_parameters(declared, work_dir, injected))
+        digest = input_digest(content, {**given, "allow_errors": allow_errors}, kernel)
         task = {
             "source": source,
-            "output": outputs[source],
+            "output": output,
             "display": _display_path(notebook),
-            "parameters": dict(injected),
+            "parameters": given,
             "kernel": kernel,
             "timeout": timeout,
             "digest": digest,
             "notes": [note] if note else [],
+            "declared": declared,
+            "work_dir": work_dir,
+            "allow_errors": allow_errors,
+            "control": control,
         }
-        previous = None if force else manifest.unchanged(source, digest, outputs[source])
+        previous = None if force else manifest.unchanged(source, digest, output)
         if previous is not None:
+            executed = nbformat_read(output) if output.is_file() else {}
+            html_copy = output.with_suffix(".html")
             results[source] = NotebookResult(
-                path=task["display"], source=source, output=outputs[source], status=SKIPPED,
+                path=task["display"], source=source, output=output, status=SKIPPED,
                 seconds=float(previous.get("seconds") or 0.0), peak_mib=previous.get("peak_mib"),
-                metrics=dict(previous.get("metrics") or {}), kernel=kernel, parameters=dict(injected),
+                metrics=dict(previous.get("metrics") or {}), kernel=kernel, parameters=given,
                 notes=["unchanged since the last successful run (time and memory are from that run)"],
-                digest=digest,
+                digest=digest, checks=read_checks(executed) if executed else [],
+                html=html_copy if html_copy.is_file() else None, work_dir=work_dir,
             )  # fmt: skip
         else:
             tasks.append(task)
@@ -563,34 +860,47 @@ def run_notebooks(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(notebooks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+    ticker_stop = threading.Event()
+    if progress:
+        _progress_ticker(bar, control, ticker_stop)
 
     def finished(result: NotebookResult) -> None:
         if result.status != SKIPPED:
             manifest.store(result)
         if verbose:
             bar.write(result.line(), file=sys.stdout)
+            sys.stdout.flush()  # one line per notebook as it ends, also when the output is a pipe or a log
         bar.update(1)
         if on_result is not None:
             on_result(result)
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="tlcourse-run")
+    futures: dict[Future, dict[str, Any]] = {}
+
+    def collect(done: Iterable[Future]) -> None:
+        for future in done:
+            task = futures.pop(future)
+            if future.cancelled():
+                continue
+            result = future.result()
+            if result is not None:
+                results[task["source"]] = result
+                finished(result)
 
     with _quiet_papermill():
         try:
             for result in list(results.values()):
                 finished(result)
-            if jobs == 1 or len(tasks) <= 1:
-                for task in tasks:
-                    bar.set_postfix_str(task["display"], refresh=True)
-                    result = _execute(**task)
-                    results[task["source"]] = result
-                    finished(result)
-            else:
-                with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="tlcourse-run") as pool:
-                    futures = {pool.submit(_execute, **task): task for task in tasks}
-                    for future in as_completed(futures):
-                        result = future.result()
-                        results[futures[future]["source"]] = result
-                        finished(result)
+            futures.update({pool.submit(_execute, **task): task for task in tasks})
+            while futures:
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                collect(done)
+        except KeyboardInterrupt:
+            _stop_batch(pool, futures, control, collect)
+            raise
         finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            ticker_stop.set()
             bar.close()
             # Also after Ctrl-C: the report then lists what finished (the manifest already holds it).
             ordered = [results[nb.resolve()] for nb in notebooks if nb.resolve() in results]
@@ -598,15 +908,32 @@ def run_notebooks(
     return ordered
 
 
+def _stop_batch(
+    pool: ThreadPoolExecutor,
+    futures: dict[Future, dict[str, Any]],
+    control: _Control,
+    collect: Callable[[Iterable[Future]], None],
+) -> None:
+    """Ctrl-C: cancel queued notebooks, interrupt the running kernels, kill those that do not stop."""
+    control.stopping.set()
+    pool.shutdown(wait=False, cancel_futures=True)
+    print("\ninterrupted: stopping the running notebooks ...", file=sys.stderr, flush=True)
+    control.signal_kernels(signal.SIGINT)
+    for grace, signum in ((INTERRUPT_GRACE_S, signal.SIGKILL), (INTERRUPT_GRACE_S, None)):
+        deadline = time.monotonic() + grace
+        while futures and time.monotonic() < deadline:
+            try:
+                done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting politely
+                break
+            collect(done)
+        if not futures or signum is None:
+            break
+        control.signal_kernels(signum)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reports
-
-
-def _metric_names(results: Sequence[NotebookResult]) -> list[str]:
-    names: dict[str, None] = {}
-    for result in results:
-        names.update(dict.fromkeys(result.metrics))
-    return list(names)
 
 
 def summarize(results: Sequence[NotebookResult]) -> dict[str, Any]:
@@ -634,19 +961,24 @@ def summary_line(results: Sequence[NotebookResult]) -> str:
     return f"{summary['notebooks']} notebook{plural}: {counts}; {summary['seconds']:.1f} s executing; largest peak {peak}"
 
 
-def _row(result: NotebookResult, metric_names: Sequence[str]) -> list[str]:
+REPORT_HEADER = ["notebook", "status", "time", "peak memory", "checks", "failing cell", "error / notes"]
+
+
+def _row(result: NotebookResult) -> list[str]:
     time_text = f"{result.seconds:.1f} s" + (" (previous run)" if result.status == SKIPPED else "")
     cells = [result.path, result.status, time_text, _mib_text(result.peak_mib)]
-    cells += [format_value(result.metrics[name]) if name in result.metrics else "" for name in metric_names]
+    cells.append(checks_text(result.checks) if result.checks else "")
     cells.append("" if result.error_cell is None else str(result.error_cell))
     cells.append(result.error or "; ".join(result.notes if result.status != SKIPPED else []))
     return cells
 
 
 def render_markdown(results: Sequence[NotebookResult], *, profile: str | None = None, parameters=None) -> str:
-    """The Markdown report: one table row per notebook, recorded metrics as columns, then totals (lesson 00)."""
-    names = _metric_names(results)
-    header = ["notebook", "status", "time", "peak memory", *names, "failing cell", "error / notes"]
+    """The Markdown report: one row per notebook, totals, then each notebook's recorded figures (lesson 00).
+
+    The figures are listed per notebook (name, value) rather than as one column each, so the table stays
+    readable however many figures the notebooks record.
+    """
 
     def escape(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -658,47 +990,77 @@ def render_markdown(results: Sequence[NotebookResult], *, profile: str | None = 
         f"- profile: {profile or '(notebook default)'}",
         f"- parameters: {json.dumps(dict(parameters or {}), default=repr) if parameters else '(none)'}",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * len(header)) + "|",
+        "| " + " | ".join(REPORT_HEADER) + " |",
+        "|" + "|".join(["---"] * len(REPORT_HEADER)) + "|",
     ]
-    lines += ["| " + " | ".join(escape(c) for c in _row(r, names)) + " |" for r in results]
+    lines += ["| " + " | ".join(escape(c) for c in _row(r)) + " |" for r in results]
     lines += ["", f"**Total:** {summary_line(results)}", ""]
+    for result in results:
+        if not (result.metrics or result.checks):
+            continue
+        lines += [f"## {escape(result.path)}", ""]
+        if result.metrics:
+            lines += ["| figure | value |", "|---|---|"]
+            lines += [f"| {escape(k)} | {escape(format_value(v))} |" for k, v in result.metrics.items()]
+            lines.append("")
+        for check in result.checks:
+            mark = "passed" if check["passed"] else "not yet"
+            lines.append(f"- {escape(check['check'] or 'check')}: {mark}: {escape(check['message'])}")
+        lines.append("")
     return "\n".join(lines)
 
 
-_STATUS_COLOURS = {"ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bc4c00", "dead kernel": "#8250df"}
+_STATUS_COLOURS = {
+    "ok": "#1a7f37", "failed": "#cf222e", "timeout": "#bc4c00", "dead kernel": "#8250df", INTERRUPTED: "#bc4c00",
+}  # fmt: skip
 
 
 def render_html(
     results: Sequence[NotebookResult], *, profile: str | None = None, parameters=None, out_dir=None
 ) -> str:
-    """The same report as a self-contained HTML page, linking each executed notebook (lesson 00)."""
-    names = _metric_names(results)
-    header = ["notebook", "status", "time", "peak memory", *names, "failing cell", "error / notes"]
-    rows = []
+    """The same report as a self-contained HTML page, linking each executed notebook's HTML (lesson 00)."""
+    rows, sections = [], []
     for result in results:
-        cells = _row(result, names)
+        cells = _row(result)
         colour = _STATUS_COLOURS.get(result.status, "#57606a")
-        tds = [f'<td><a href="{html.escape(_link(result.output, out_dir))}">{html.escape(cells[0])}</a></td>']
+        target = result.html if result.html is not None else result.output
+        anchor = f"nb-{len(sections)}"
+        tds = [f'<td><a href="{html.escape(_link(target, out_dir))}">{html.escape(cells[0])}</a></td>']
         tds.append(f'<td style="color:{colour};font-weight:bold">{html.escape(cells[1])}</td>')
         tds += [f"<td>{html.escape(c)}</td>" for c in cells[2:]]
+        if result.metrics or result.checks:
+            tds[-1] = tds[-1][:-5] + f' <a href="#{anchor}">figures</a></td>'
+            items = [
+                f"<tr><td>{html.escape(k)}</td><td>{html.escape(format_value(v))}</td></tr>"
+                for k, v in result.metrics.items()
+            ]
+            items += [
+                f"<tr><td>{html.escape(c['check'] or 'check')}</td>"
+                f"<td>{'✔ passed' if c['passed'] else '✘ not yet'}: {html.escape(c['message'])}</td></tr>"
+                for c in result.checks
+            ]
+            sections.append(
+                f'<h2 id="{anchor}">{html.escape(result.path)}</h2><table>'
+                "<tr><th>figure</th><th>value</th></tr>" + "".join(items) + "</table>"
+            )
         rows.append("<tr>" + "".join(tds) + "</tr>")
     params = json.dumps(dict(parameters or {}), default=repr) if parameters else "(none)"
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8"><title>tlcourse run report</title>',
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
             "td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left}th{background:#f6f8fa}</style>",
             "</head><body>",
             "<h1>tlcourse run report</h1>",
             f"<p>finished {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}, tlcourse {html.escape(__version__)}; "
             f"profile: {html.escape(profile or '(notebook default)')}; parameters: {html.escape(params)}</p>",
             "<table>",
-            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>",
+            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in REPORT_HEADER) + "</tr>",
             *rows,
             "</table>",
             f"<p><strong>Total:</strong> {html.escape(summary_line(results))}</p>",
+            *sections,
             "</body></html>",
             "",
         ]

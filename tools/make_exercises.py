@@ -12,6 +12,10 @@ Two ways to mark an answer in a solution notebook:
 - a cell tagged ``solution`` is replaced whole: a code cell by the same stub, a markdown cell by
   ``YOUR ANSWER HERE``.
 
+Check cells (cells that only call graders, ``checks.check_x(...).assert_passed()``) get nbgrader's cell
+metadata: ``nbgrader: {grade: true, grade_id, locked: true, points: 1, checksum, ...}``, so nbgrader's autograder
+can grade the exercises and ``tlcourse grade`` can tell a missing or edited check cell (:mod:`tlcourse.grade`).
+
 Nested, unterminated or unmatched markers are errors naming the notebook and the cell (exit status 2).
 The output is deterministic: the same solutions give byte-identical exercises (sorted JSON keys, cell ids kept
 from the solution cells, outputs, execution counts and run metadata removed). The title gains an
@@ -32,6 +36,11 @@ from pathlib import Path
 import nbformat
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # this checkout's tlcourse, even when another copy is installed
+
+from tlcourse.grade import check_cell_metadata, grade_ids  # noqa: E402
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_TAG = "solution"
@@ -41,7 +50,7 @@ TITLE_PREFIX = "Exercise: "
 DROPPED_TAGS = frozenset(
     {SOLUTION_TAG, "keep_output", "nbval-check-output", "nbval-ignore-output", "nbval-skip"}
 )
-DROPPED_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "jupyter")
+DROPPED_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "jupyter", "nbgrader")
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 RUFF_CONFIG_NAME = ".ruff.toml"
 RUFF_CONFIG = """\
@@ -159,6 +168,10 @@ def make_exercise(
                 f"{solutions_folder}/{name}", f"{exercises_folder}/{name}"
             )
         cells.append(nbformat.from_dict(new))
+    ids = grade_ids([cell.source if cell.cell_type == "code" else None for cell in cells])
+    for cell, grade_id in zip(cells, ids, strict=True):
+        if grade_id is not None:
+            cell.metadata["nbgrader"] = nbformat.from_dict(check_cell_metadata(cell, grade_id))
     nb.cells = cells
     nb.metadata = nbformat.from_dict(
         {key: nb.metadata[key] for key in KEPT_NOTEBOOK_METADATA if key in nb.metadata}

@@ -5,6 +5,8 @@ frozen weights moved, BatchNorm mode, preprocessing range, recompilation, number
 scikit-learn), never layer names, printed summaries or version-specific strings. Each returns a
 :class:`CheckResult`; an exercise notebook's check cell calls ``.assert_passed()``, which prints one line
 ("✔ passed: ..." or "✘ not yet: <hint>") and raises :class:`CheckFailed` when the answer is not right yet.
+That line is also the grader's recorded outcome (:func:`tlcourse.record.record_check`): the executed notebook
+keeps the check's name, pass/fail and hint, which ``tlcourse grade`` reads back.
 
 TensorFlow/Keras are imported inside the functions that need them.
 """
@@ -12,6 +14,7 @@ TensorFlow/Keras are imported inside the functions that need them.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +23,7 @@ import numpy as np
 
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
+from tlcourse.record import record_check
 
 PASS_MARK = "✔ passed"
 FAIL_MARK = "✘ not yet"
@@ -35,6 +39,12 @@ class CheckResult:
 
     passed: bool
     message: str
+    check: str = ""
+    """The grader that produced it (e.g. ``check_separable_cost``); found automatically when left empty."""
+
+    def __post_init__(self) -> None:
+        if not self.check:
+            object.__setattr__(self, "check", _calling_grader())
 
     def __str__(self) -> str:
         return f"{PASS_MARK if self.passed else FAIL_MARK}: {self.message}"
@@ -45,10 +55,26 @@ class CheckResult:
         return self.passed
 
     def assert_passed(self) -> None:
-        """Print the one-line result; raise :class:`CheckFailed` (with the hint) if the check did not pass."""
-        print(self)
+        """Show and record the one-line result; raise :class:`CheckFailed` (with the hint) if it did not pass.
+
+        Inside a notebook the line is a display output that carries the outcome for ``tlcourse grade``
+        (:func:`tlcourse.record.record_check`); elsewhere it is printed.
+        """
+        record_check(self.check, self.passed, self.message, str(self))
         if not self.passed:
             raise CheckFailed(str(self))
+
+
+def _calling_grader() -> str:
+    """The outermost ``check_*`` function of ``tlcourse.checks`` on the call stack: the grader a check cell
+    called, even when it delegates to another grader ("" when a result is made outside any grader)."""
+    frame, found = sys._getframe(1), ""
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name.startswith("check_") and str(frame.f_globals.get("__name__", "")).startswith(__name__):
+            found = name
+        frame = frame.f_back
+    return found
 
 
 def _ok(message: str) -> CheckResult:
