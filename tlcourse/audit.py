@@ -155,6 +155,8 @@ class _Scan:
     class_folders: dict[tuple[str | None, str], str] = field(default_factory=dict)
     loose_images: list[str] = field(default_factory=list)
     entries: int = 0
+    visited: set[tuple[str, str]] = field(default_factory=set)
+    """(class, real path) of every folder and image already taken, for the whole audit."""
 
 
 def _is_ignored_name(name: str, *, folder: bool) -> bool:
@@ -217,28 +219,43 @@ def _entries(scan: _Scan, folder: Path, relfolder: str) -> Iterator[tuple[str, P
             scan.ignored.append(relpath)
 
 
-def _scan_class(
-    scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, ancestors: set[str]
-):
-    """Collect image candidates anywhere below one class folder (nested folders count for the class)."""
-    real_folder = os.path.realpath(folder)
-    if real_folder in ancestors:
-        scan.ignored.append(relfolder + "/")  # a symlink back to a folder being scanned: a loop
-        return
-    ancestors = ancestors | {real_folder}
-    for name, path, relpath, kind in _entries(scan, folder, relfolder):
-        if _is_ignored_name(name, folder=kind == "dir"):
-            scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
-        elif kind == "dir":
-            _scan_class(scan, path, relpath, label, split, ancestors)
-        elif _is_image_name(name):
-            scan.candidates.append(_Candidate(path, relpath, label, split))
-        else:
-            scan.ignored.append(relpath)
+def _scan_class(scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, roots: set[str]):
+    """Collect image candidates anywhere below one class folder (nested folders count for the class).
+
+    Iterative (a folder nested thousands of levels deep is no problem) and with one visited set for the
+    whole audit, keyed by class and real path: a symlink back up (a loop) or a second way to a folder or
+    file already seen for this class (a symlink "DAG" would otherwise count the same images 2**depth
+    times) is ignored. ``roots`` are the real paths of the root and split folders, never entered again.
+    """
+    stack = [(folder, relfolder)]
+    while stack:
+        current, relcurrent = stack.pop()
+        real = os.path.realpath(current)
+        key = (label, real)
+        if real in roots or key in scan.visited:
+            scan.ignored.append(relcurrent + "/")  # a loop, or another way to a folder already scanned
+            continue
+        scan.visited.add(key)
+        folders = []
+        for name, path, relpath, kind in _entries(scan, current, relcurrent):
+            if _is_ignored_name(name, folder=kind == "dir"):
+                scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
+            elif kind == "dir":
+                folders.append((path, relpath))
+            elif _is_image_name(name):
+                file_key = (label, os.path.realpath(path))
+                if file_key in scan.visited:
+                    scan.ignored.append(relpath)  # another link to an image already counted for this class
+                    continue
+                scan.visited.add(file_key)
+                scan.candidates.append(_Candidate(path, relpath, label, split))
+            else:
+                scan.ignored.append(relpath)
+        stack.extend(reversed(folders))  # depth first, in name order
 
 
 def _scan_level(
-    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, ancestors: set[str]
+    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, roots: set[str]
 ) -> None:
     """Scan the entries of a folder whose sub-folders are classes (the root, or one split folder)."""
     for name, path, relpath, kind in entries:
@@ -246,7 +263,7 @@ def _scan_level(
             scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
         elif kind == "dir":
             scan.class_folders.setdefault((split, name), relpath)
-            _scan_class(scan, path, relpath, name, split, ancestors)
+            _scan_class(scan, path, relpath, name, split, roots)
         else:
             scan.ignored.append(relpath)
             if _is_image_name(name):
@@ -266,6 +283,7 @@ def _scan(root: Path) -> tuple[_Scan, list[str]]:
     if not split_dirs:
         _scan_level(scan, top, None, {real_root})
         return scan, []
+    roots = {real_root} | {os.path.realpath(path) for _split, _name, path, _rel in split_dirs}
     split_relpaths = {relpath for _split, _name, _path, relpath in split_dirs}
     for name, _path, relpath, kind in top:
         if relpath in split_relpaths:
@@ -285,7 +303,7 @@ def _scan(root: Path) -> tuple[_Scan, list[str]]:
         if split in seen:
             scan.warnings.append(f"both '{seen[split]}' and '{name}' hold {split} images; both are used.")
         seen.setdefault(split, name)
-        _scan_level(scan, list(_entries(scan, path, relpath)), split, {real_root})
+        _scan_level(scan, list(_entries(scan, path, relpath)), split, roots)
     return scan, [split for split in SPLIT_ORDER if split in seen]
 
 
