@@ -138,7 +138,9 @@ def test_check_data_json_has_the_documented_shape(bad_folder, capsys):
     assert set(data) <= {"classes", "problems", "ignored", "duplicates", "usable", "warnings", "splits"} | {
         "split_counts",
         "reason",
+        "near_duplicates",
     }
+    assert all(isinstance(pair, list) and len(pair) == 2 for pair in data["near_duplicates"])
     assert data["usable"] is True
     assert data["classes"] == {"cats": data["classes"]["cats"], "dogs": data["classes"]["dogs"]}
     assert all(isinstance(count, int) and count > 0 for count in data["classes"].values())
