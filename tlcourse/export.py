@@ -224,12 +224,9 @@ def load_keras(
         return keras.saving.load_model(source, custom_objects=custom_objects, compile=compile, safe_mode=True)
     except (ValueError, TypeError) as error:
         text = str(error)
-        if "Lambda" in text or "safe_mode" in text:
-            raise TLCourseError(
-                f"{source.name} contains a Lambda layer, whose Python code would run while loading, so safe mode "
-                "refuses it. Rebuild the model with a registered layer class instead of a Lambda "
-                "(keras.saving.register_keras_serializable) and save it again."
-            ) from None
+        refusal = _safe_mode_refusal(text)
+        if refusal:
+            raise TLCourseError(f"{source.name} {refusal}") from None
         if "Could not locate" in text or "could not be deserialized" in text:
             missing = (
                 text.split("Could not locate", 1)[-1].split(".", 1)[0].strip()
@@ -248,6 +245,44 @@ def load_keras(
         raise TLCourseError(
             f"{source.name} is damaged and cannot be loaded ({error}). Save the model again."
         ) from None
+
+
+_REBUILD = (
+    "Rebuild the model with a registered layer class (keras.saving.register_keras_serializable) and save it "
+    "again, or load it with keras.saving.load_model(..., safe_mode=False) only if you trust who made it."
+)
+
+
+def _safe_mode_refusal(text: str) -> str:
+    """What Keras' safe mode refused, in one or two sentences ("" when ``text`` is no safe-mode refusal)."""
+    if "`Lambda` layer" in text:
+        return f"contains a Lambda layer, whose Python code would run while loading, so safe mode refuses it. {_REBUILD}"
+    if "Python lambda" in text:
+        return (
+            "contains a serialized Python function (a lambda), whose code would run while loading, so safe mode "
+            f"refuses it. {_REBUILD}"
+        )
+    if "Non-modeling APIs" in text:
+        api = text.split("`", 2)[1] if text.count("`") >= 2 else "a Keras utility"
+        return (
+            f"asks for {api}, a Keras function that is not part of any model (a file, download or system "
+            "utility), so safe mode refuses it: the file was crafted or damaged. Do not use it; train the model "
+            "again or get it from its author."
+        )
+    if "vocabulary file outside" in text:
+        return (
+            "makes a text layer read a vocabulary file from outside the archive (it could read any file on this "
+            f"machine), so safe mode refuses it. {_REBUILD}"
+        )
+    if "TFSMLayer" in text:
+        return (
+            "wraps an external SavedModel (a TFSMLayer), whose graph safe mode cannot check, so it refuses it. "
+            "Load that SavedModel with tlcourse.export.load_saved_model instead."
+        )
+    if "safe_mode" in text or "unsafe_deserialization" in text:
+        first = text.strip().split(". ")[0][:160]
+        return f"holds something Keras' safe mode refuses to load ({first}). {_REBUILD}"
+    return ""
 
 
 # ------------------------------------------------------------------------------------------ SavedModel
@@ -596,8 +631,9 @@ class ExportStage:
     the block without committing (an exception, Ctrl-C) removes the staging folder and leaves ``out`` as it
     was. :meth:`commit` moves each artefact in with ``os.replace`` (atomic per file, the model last; a
     failure part-way moves the earlier ones back). Model files of an earlier export that this one did not
-    write (a format that failed) are moved away too, so no old file sits beside the new model. With
-    ``keep_previous`` the artefacts it replaces are first copied to ``out/previous/``. Leftovers of a killed run (``.tlcourse-staging-*``) are removed.
+    write (a format that failed) are moved away too, so no old file sits beside the new model; then, and
+    with ``keep_previous``, the earlier artefacts are kept in ``out/previous/``. Nothing is deleted that is
+    not replaced by a complete new version of the same file. Leftovers of a killed run (``.tlcourse-staging-*``) are removed.
     """
 
     def __init__(self, out: str | os.PathLike, *, replace: bool = False, keep_previous: bool = False) -> None:
@@ -642,8 +678,9 @@ class ExportStage:
             raise TLCourseError(f"Unexpected files in the export staging folder: {', '.join(sorted(extra))}.")
         undo: list[tuple[Path, Path | None]] = []  # (target, its old version set aside, or None if new)
         previous = None
+        stale = [name for name in MODEL_ARTEFACTS if name not in staged and (self.out / name).exists()]
         try:
-            if self.keep_previous and self.existing():
+            if (self.keep_previous or stale) and self.existing():  # a file not replaced is never just deleted
                 previous = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "previous-", dir=self.out))
                 for name in self.existing():
                     source = self.out / name

@@ -24,7 +24,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,20 @@ def _printable(text: Any) -> str:
     from tlcourse.audit import _printable as printable
 
     return printable(str(text))
+
+
+@contextlib.contextmanager
+def quiet_decoding() -> Iterator[None]:
+    """Silence Pillow's ``DecompressionBombWarning`` while images load (lesson 08).
+
+    :data:`tlcourse.imageio.MAX_DECODE_PIXELS` already refuses images too big to decode, and big JPEGs are
+    decoded reduced, so Pillow's warning about their stored size is noise; the loaders' threads share it.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def validate_train_args(args: Any) -> None:
@@ -223,9 +238,10 @@ def _train(args: Any) -> int:
 
     _say(f"[2/6] load images (profile {profile.name}, {size}px, batch {profile.batch_size})")
     t = time.perf_counter()
-    splits = data.load_for_profile(
-        profile, source=directory, image_size=size, seed=seed, mirror=mirror, report=report
-    )
+    with quiet_decoding():
+        splits = data.load_for_profile(
+            profile, source=directory, image_size=size, seed=seed, mirror=mirror, report=report
+        )
     timings["load"] = time.perf_counter() - t
     _say(
         f"      {splits.train_count} training / {splits.validation_count} validation images, "
