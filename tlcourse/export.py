@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -263,7 +264,8 @@ def _safe_mode_refusal(text: str) -> str:
             f"refuses it. {_REBUILD}"
         )
     if "Non-modeling APIs" in text:
-        api = text.split("`", 2)[1] if text.count("`") >= 2 else "a Keras utility"
+        named = re.search(r"Cannot deserialize `([\w.]+)`", text)
+        api = named.group(1) if named else "a Keras utility"
         return (
             f"asks for {api}, a Keras function that is not part of any model (a file, download or system "
             "utility), so safe mode refuses it: the file was crafted or damaged. Do not use it; train the model "
@@ -533,7 +535,8 @@ def export_formats(
     """Write each format into ``folder`` and check it by a round trip (the work of :func:`export_all`).
 
     Not atomic as a whole: :func:`export_all` calls it on a staging folder and swaps the result in.
-    ``report_dir`` is the folder the recorded paths name (the final one, not the staging one).
+    ``report_dir`` is the folder the recorded paths name (the final one, not the staging one). A format
+    whose export or check raised is removed again (unless a file of that name was there before).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -548,6 +551,7 @@ def export_formats(
         start = time.perf_counter()
         target = out / FILE_NAMES[kind]
         entry: dict[str, Any] = {"path": str(shown / FILE_NAMES[kind]), "tolerance": float(limits[kind])}
+        existed = target.exists()
         try:
             if kind == "keras":
                 written = save_keras(model, target, class_names=class_names)
@@ -566,6 +570,9 @@ def export_formats(
         except Exception as error:  # one broken format must not hide the others
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             entry.update(bytes=0, max_abs_diff=None, ok=False, error=f"{type(error).__name__}: {message}")
+            if not existed:  # written but broken (its check failed): never installed as if it worked
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         entry["seconds"] = round(time.perf_counter() - start, 3)
         results[kind] = entry
     return results

@@ -314,16 +314,20 @@ def _decode(
     stored_size = image.size
     jpeg = isinstance(image, JpegImagePlugin.JpegImageFile)
     try:
-        if not jpeg:  # before anything else: reading a PNG's EXIF already decodes every pixel
-            _check_budget(image, path, stored_size, max_pixels)
+        if not jpeg:
+            # Budget first, then decode: reading a PNG's EXIF block already decodes every pixel.
+            pixels = _check_budget(image, path, stored_size, max_pixels)
+            with gate() if gate is not None and pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+                image.load()
         orientation = _orientation(image)
         swap = orientation in (5, 6, 7, 8)
         target = _draft_target(image.width, image.height, size, max_side, swap)
-        if target is not None and jpeg:
-            image.draft("RGB", target)  # DCT scaling: decode at 1/2, 1/4 or 1/8 of the size, much faster
-        pixels = _check_budget(image, path, stored_size, max_pixels)  # after any DCT scaling
-        with gate() if gate is not None and pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
-            image.load()
+        if jpeg:
+            if target is not None:
+                image.draft("RGB", target)  # DCT scaling: decode at 1/2, 1/4 or 1/8 of the size, much faster
+            pixels = _check_budget(image, path, stored_size, max_pixels)  # after the DCT scaling
+            with gate() if gate is not None and pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+                image.load()
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
