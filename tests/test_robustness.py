@@ -711,3 +711,22 @@ def test_distinct_mirror_photos_are_not_near_duplicates(mirror):
 
     for first, second in report.near_duplicates:  # each flagged pair shows one scene: same light and dark areas
         assert float(np.mean(luminance(first) * luminance(second))) > 0.6, (first, second)
+
+
+def test_train_prints_class_names_and_paths_escaped(tmp_path, capsys, monkeypatch):
+    import tlcourse.data
+
+    hostile = "red\x1b[31m\rfake"
+    root = tmp_path / "photos"
+    for label in (hostile, "b"):
+        for index in range(2):
+            _write_png(root / label / f"{index}.png", hash((label, index)) % 1000)
+
+    def stop(*_args, **_kwargs):
+        raise TLCourseError("stopped after the audit (test)")
+
+    monkeypatch.setattr(tlcourse.data, "load_for_profile", stop)
+    assert cli.main(["train", str(root), "--out", str(tmp_path / "out"), "--profile", "smoke"]) == 2
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "red\\x1b[31m\\rfake 2" in printed

@@ -142,7 +142,7 @@ def _temporary_beside(target: Path, *, suffix: str = "", folder: bool = False) -
 
 
 def _fsync(path: Path) -> None:
-    """Flush a written file to the disk, so a power cut cannot leave the renamed file empty."""
+    """Flush a written file (or a folder's entries) to the disk, so a power cut cannot leave it empty."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -715,7 +715,7 @@ class ExportStage:
                         _link_or_copy(target, aside / name)  # os.replace below swaps the file atomically
                     undo.append((target, aside / name))
                 os.replace(source, target)
-            _fsync_dir(self.out)
+            _fsync(self.out)
         except BaseException:
             for target, old in reversed(undo):
                 with contextlib.suppress(OSError):
@@ -750,15 +750,6 @@ def _link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------ model card

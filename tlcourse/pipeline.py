@@ -207,7 +207,7 @@ def _train(args: Any) -> int:
             f"{_printable(out / 'previous')}), or choose another --out."
         )
 
-    _say(f"[1/6] audit {directory}")
+    _say(f"[1/6] audit {_printable(directory)}")
     t = time.perf_counter()
     report = _audit(directory)
     timings["audit"] = time.perf_counter() - t
@@ -215,7 +215,7 @@ def _train(args: Any) -> int:
     _say(f"      {len(report.records)} usable images in {len(report.classes)} classes ({counts})")
     if report.problems:
         _say(
-            f"      {len(report.problems)} file(s) skipped (run `tlcourse check-data {directory}` for the list)"
+            f"      {len(report.problems)} file(s) skipped (run `tlcourse check-data {_printable(directory)}` for the list)"
         )
     for warning in report.warnings:
         _say(f"      warning: {_printable(warning)}")
