@@ -424,6 +424,8 @@ def locked():
     photos = _photos(base / "locked" / "sub")
     export.save_keras(_tiny_model(), base / "locked" / "sub" / "model.keras", class_names=["a", "b"])
     image = _write_png(base / "open" / "x.png", 3)
+    (base / "readonly").mkdir()
+    (base / "readonly").chmod(0o555)
     for folder in (base, base / "open"):
         folder.chmod(0o755)
     (base / "locked").chmod(0o000)
@@ -436,7 +438,7 @@ def locked():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("command", ["check-data", "train", "train --out", "predict"])
+@pytest.mark.parametrize("command", ["check-data", "train", "train --out", "train --out unwritable", "predict"])
 def test_a_path_under_an_unreadable_folder_gives_one_line_as_a_non_root_user(locked, command):
     if os.geteuid() != 0 and os.access(locked["base"] / "locked", os.R_OK):
         pytest.skip("this user can read a mode-000 folder (a capability), so the case cannot happen")
@@ -444,6 +446,7 @@ def test_a_path_under_an_unreadable_folder_gives_one_line_as_a_non_root_user(loc
         "check-data": ["check-data", str(locked["photos"])],
         "train": ["train", str(locked["photos"]), "--out", str(locked["base"] / "open" / "out")],
         "train --out": ["train", str(locked["base"] / "open"), "--out", str(locked["base"] / "locked" / "o")],
+        "train --out unwritable": ["train", str(locked["base"] / "open"), "--out", str(locked["base"] / "readonly")],
         "predict": ["predict", str(locked["model"]), str(locked["image"])],
     }[command]
     code, _out, err = _as_unprivileged(cli.main, argv)
