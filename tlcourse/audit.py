@@ -337,10 +337,21 @@ class _Checked:
 
 
 def _phash(image: Image.Image) -> str:
-    """A 64-bit perceptual hash (DCT of a 32x32 grayscale copy), as 16 hex digits."""
+    """A 64-bit perceptual hash (DCT of a 32x32 grayscale copy), as 16 hex digits ("" if it cannot be made)."""
     import imagehash
 
-    return str(imagehash.phash(image, hash_size=8))
+    try:
+        return str(imagehash.phash(image, hash_size=8))
+    except Exception:  # noqa: BLE001 - a picture that decodes is usable even if it cannot be hashed
+        return ""
+
+
+def _near_duplicates_available() -> bool:
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _check(
@@ -483,9 +494,8 @@ def audit_folder(
         ) from None
 
     scan, splits = _scan(base)
-    checked = _check_all(
-        scan.candidates, progress, workers, near=check_duplicates and len(scan.candidates) <= _NEAR_DUPLICATE_LIMIT
-    )
+    near = check_duplicates and len(scan.candidates) <= _NEAR_DUPLICATE_LIMIT and _near_duplicates_available()
+    checked = _check_all(scan.candidates, progress, workers, near=near)
 
     problems = list(scan.problems)
     good: list[_Checked] = []
@@ -596,7 +606,9 @@ def audit_folder(
             warn.append(
                 f"{_plural(near_within, 'near-duplicate pair')} inside a split: each such picture counts twice."
             )
-        if len(scan.candidates) > _NEAR_DUPLICATE_LIMIT:
+        if not _near_duplicates_available():
+            warn.append("near-duplicates were not looked for: install the imagehash package (pip install imagehash).")
+        elif len(scan.candidates) > _NEAR_DUPLICATE_LIMIT:
             warn.append(
                 f"more than {_NEAR_DUPLICATE_LIMIT:,} images: near-duplicates were not looked for (exact ones were)."
             )
