@@ -111,7 +111,7 @@ def first_export(tmp_path):
 
 STEPS = {
     "model write": ("keras.Model.save", None),
-    "class names in the model": ("tlcourse.export._fsync", None),
+    "class names in the model": ("tlcourse.export._fsync", 1),
     "SavedModel swap": ("tlcourse.export._swap_folder", None),
     "round trip": ("tlcourse.export.round_trip", None),
     "class_names.json write": ("tlcourse.export.write_atomic", None),
@@ -119,6 +119,7 @@ STEPS = {
     "commit second rename": ("os.replace", 2),
     "commit model rename": ("os.replace", 4),
     "keeping the previous files": ("tlcourse.export._link_or_copy", None),
+    "commit flush": ("tlcourse.export._fsync", 2),
 }
 
 
