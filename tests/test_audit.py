@@ -138,7 +138,9 @@ def test_check_data_json_has_the_documented_shape(bad_folder, capsys):
     assert set(data) <= {"classes", "problems", "ignored", "duplicates", "usable", "warnings", "splits"} | {
         "split_counts",
         "reason",
+        "near_duplicates",
     }
+    assert all(isinstance(pair, list) and len(pair) == 2 for pair in data["near_duplicates"])
     assert data["usable"] is True
     assert data["classes"] == {"cats": data["classes"]["cats"], "dogs": data["classes"]["dogs"]}
     assert all(isinstance(count, int) and count > 0 for count in data["classes"].values())
@@ -286,3 +288,24 @@ def test_a_thousand_real_photos_audit_well_under_30_seconds(mirror):
     print(f"audited {sum(report.classes.values())} photos in {seconds:.2f} s")
     assert sum(report.classes.values()) == 1000 and report.usable and not report.problems
     assert seconds < 15
+
+
+def test_without_imagehash_the_audit_still_works_and_says_near_duplicates_were_not_checked(tmp_path, monkeypatch):
+    import builtins
+
+    from tlcourse import audit
+
+    for label in ("a", "b"):
+        write_jpeg(tmp_path / label / "1.jpg", seed=ord(label))
+        write_jpeg(tmp_path / label / "2.jpg", seed=ord(label) + 50)
+    real_import = builtins.__import__
+
+    def no_imagehash(name, *args, **kwargs):
+        if name == "imagehash":
+            raise ImportError("No module named 'imagehash'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_imagehash)
+    report = audit.audit_folder(tmp_path)
+    assert report.classes == {"a": 2, "b": 2} and not report.problems
+    assert any("install the imagehash package" in warning for warning in report.warnings)

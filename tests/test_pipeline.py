@@ -200,3 +200,32 @@ def test_predict_images_turns_a_single_binary_logit_into_two_class_probabilities
     p_dog = 1 / (1 + np.exp(-2.0))
     assert [name for name, _ in result["top"]] == ["dog", "cat"]
     np.testing.assert_allclose(result["probabilities"], [1 - p_dog, p_dog], rtol=1e-6)
+
+
+def test_retraining_with_force_keeps_the_earlier_model_and_a_failed_export_still_records_the_run(
+    trained, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from tlcourse import export
+
+    out = tmp_path / "out"
+    shutil.copytree(trained["out"], out)
+    earlier = (out / "model.keras").read_bytes()
+
+    def broken_save(*_args, **_kwargs):
+        raise OSError("No space left on device (injected)")
+
+    monkeypatch.setattr(export, "save_keras", broken_save)
+    argv = ["train", str(trained["folder"]), "--out", str(out), "--profile", "smoke", "--size", str(SIZE)]
+    code = cli.main([*argv, "--weights", "random", "--force"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert "keras: FAILED OSError: No space left on device (injected)" in captured.out
+    assert "kept in" in captured.out and "previous" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "No space left" in metrics["export"]["keras"]["error"]
+    assert "no (OSError" in (out / "model_card.md").read_text()
+    assert (out / "previous" / "model.keras").read_bytes() == earlier
+    assert not (out / "model.keras").exists()  # no model beside metrics that describe another one
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

@@ -18,6 +18,7 @@ builds a mirror while online, and checks a mirror against its ``SHA256SUMS`` and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -305,6 +306,47 @@ def _matches_hash(path: Path, file_hash: str) -> bool:
         return hashlib.file_digest(handle, algorithm).hexdigest() == file_hash.lower()
 
 
+def check_mirror_file(mirror: Path, path: Path) -> None:
+    """Refuse a mirror file whose sha256 differs from the mirror's ``SHA256SUMS`` (lesson 00).
+
+    Checked when a file is first resolved in a process; the result is cached by path, size and modification
+    time, so a file changed on disk is checked again. Files the list does not name (or a mirror without a
+    list) pass: ``tlcourse assets verify`` reports those. Raises :class:`AssetMissingError` in one line.
+    """
+    try:
+        info = path.stat()
+        sums = mirror / SUMS_FILE
+        sums_info = sums.stat()
+    except OSError:
+        return
+    problem = _mirror_file_problem(
+        str(mirror), str(path), info.st_size, info.st_mtime_ns, sums_info.st_size, sums_info.st_mtime_ns
+    )
+    if problem:
+        raise AssetMissingError(problem)
+
+
+@functools.lru_cache(maxsize=256)
+def _mirror_file_problem(
+    mirror: str, path: str, size: int, mtime_ns: int, sums_size: int, sums_mtime_ns: int
+) -> str:
+    """"" when ``path`` matches its SHA256SUMS line (or has none), else the one-line problem (cached)."""
+    del size, mtime_ns, sums_size, sums_mtime_ns  # part of the cache key only
+    root = Path(mirror)
+    try:
+        entries = dict((rel, digest) for digest, rel in _read_sums(root / SUMS_FILE))
+    except (OSError, TLCourseError):
+        return ""  # an unreadable or damaged list: `assets verify` says so; the file itself may be fine
+    rel = Path(path).relative_to(root).as_posix()
+    expected = entries.get(rel)
+    if expected is None or file_sha256(Path(path)) == expected:
+        return ""
+    return (
+        f"{rel} in the mirror {root} is damaged (its sha256 differs from {SUMS_FILE}): copy it again from a good "
+        f"mirror, or run `tlcourse assets verify --mirror {root}` to see every damaged file."
+    )
+
+
 # ----------------------------------------------------------------------------------------------- resolving
 
 
@@ -331,6 +373,7 @@ def _find_local(names: Iterable[str], mirror: Path | None, looked: list[str]) ->
             for sub in MIRROR_SUBDIRS:
                 candidate = mirror / sub / name
                 if candidate.is_file():
+                    check_mirror_file(mirror, candidate)
                     return name, candidate, "mirror"
         candidate = cache / name
         if candidate.is_file():
@@ -742,23 +785,53 @@ class VerifyReport:
 
 
 def _read_sums(path: Path) -> list[tuple[str, str]]:
+    """(sha256, relative path) per line of a ``sha256sum`` list; :class:`TLCourseError` for a file that is not one."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise TLCourseError(f"{path.name} is not a text checksum list (binary or damaged data).") from None
+    if "\x00" in text:
+        raise TLCourseError(f"{path.name} is not a text checksum list (binary or damaged data).")
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         digest, _, rel = line.strip().partition(" ")
         rel = rel.strip().lstrip("*")
+        if len(digest) != 64 or any(ch not in "0123456789abcdefABCDEF" for ch in digest) or not rel:
+            raise TLCourseError(
+                f"{path.name} line {number} is not '<sha256>  ./<path>' (a damaged or foreign checksum list)."
+            )
         entries.append((digest.lower(), rel[2:] if rel.startswith("./") else rel))
     return entries
 
 
+def _inside_mirror(base: Path, rel: str) -> bool:
+    """True when ``base / rel`` stays inside ``base`` (no absolute path, no ``..`` or symlink leading out)."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return False
+    real_base = os.path.realpath(base)
+    real = os.path.realpath(base / rel)
+    return real == real_base or real.startswith(real_base.rstrip(os.sep) + os.sep)
+
+
 def _check_sums(base: Path, sums_file: Path, prefix: str, report: VerifyReport) -> set[str]:
-    listed = set()
-    for digest, rel in _read_sums(sums_file):
-        listed.add(rel)
-        target = base / rel
+    listed: set[str] = set()
+    try:
+        entries = _read_sums(sums_file)
+    except TLCourseError as error:
+        report.problems.append({"path": prefix + sums_file.name, "problem": str(error)})
+        return listed
+    for digest, rel in entries:
         shown = prefix + rel
         report.checked += 1
+        if not _inside_mirror(base, rel):
+            report.problems.append(
+                {"path": shown, "problem": "refused: the entry points outside the mirror (not checked)"}
+            )
+            continue
+        listed.add(rel)
+        target = base / rel
         if not target.is_file():
             report.problems.append({"path": shown, "problem": "missing"})
         elif file_sha256(target) != digest:

@@ -8,7 +8,8 @@ photo in both train and validation... :func:`audit_folder` looks at every file o
   WebP, BMP, GIF, EXIF-rotated, tiny, huge), listed in :attr:`AuditReport.records` with their class;
 - **problems**: files that look like images but cannot be used, each with a short reason;
 - **ignored** entries: system files, hidden and checkpoint folders, files that are not images;
-- **duplicates**: byte-identical images (within a split, across classes, across train/validation);
+- **duplicates**: byte-identical images (within a split, across classes, across train/validation), and
+  **near-duplicates**: resized, recompressed or lightly edited copies, found with a perceptual hash;
 - **warnings**: empty or too-small classes, tiny images, duplicates that inflate validation accuracy, ...
 
 Layouts: ``ROOT/<class>/...`` or ``ROOT/<split>/<class>/...`` with splits ``train``, ``validation`` (also
@@ -20,15 +21,18 @@ The audit only ever reads: no file in the folder is written, moved, renamed or d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import stat
 import sys
+import threading
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +65,13 @@ IGNORED_FOLDERS = frozenset(
     {"__macosx", "__pycache__", "@eadir", "$recycle.bin", "system volume information"}
 )
 """Folder names (lower case) never scanned; hidden dot-folders (``.ipynb_checkpoints``, ``.git``) neither."""
+
+NEAR_DUPLICATE_DISTANCE = 6
+"""Two images whose 64-bit perceptual hashes (``imagehash.phash``) differ in at most this many bits are
+reported as near-duplicates (lesson 08). A resized or recompressed copy differs by 0-2 bits. On the course's
+1000 mirror flower photos every pair at 6 bits or less is one photo edited (recoloured, grayscale, cropped)
+or shot twice; the closest two different photos differ by 10 bits."""
+_NEAR_DUPLICATE_LIMIT = 50_000  # images: above this the all-pairs comparison is skipped (with a warning)
 
 _READ_WHOLE_LIMIT = 64 * 1024 * 1024  # bytes read into memory at once; bigger files are streamed twice
 _MAX_ENTRIES = 2_000_000  # safety net against symlink mazes
@@ -112,6 +123,9 @@ class AuditReport:
     notes: list[Problem] = field(default_factory=list)
     """Odd-but-usable files and what was odd about them (``problem`` holds the note)."""
     min_per_class: int = 2
+    near_duplicates: list[tuple[str, str]] = field(default_factory=list)
+    """Pairs of different files showing nearly the same picture (resized, recompressed, lightly edited):
+    perceptual hashes at most :data:`NEAR_DUPLICATE_DISTANCE` bits apart; exact duplicates are not repeated."""
 
     @property
     def class_names(self) -> list[str]:
@@ -125,6 +139,7 @@ class AuditReport:
             "problems": [{"path": item.path, "problem": item.problem} for item in self.problems],
             "ignored": list(self.ignored),
             "duplicates": [[first, second] for first, second in self.duplicates],
+            "near_duplicates": [[first, second] for first, second in self.near_duplicates],
             "usable": self.usable,
             "reason": self.reason,
             "warnings": list(self.warnings),
@@ -155,6 +170,8 @@ class _Scan:
     class_folders: dict[tuple[str | None, str], str] = field(default_factory=dict)
     loose_images: list[str] = field(default_factory=list)
     entries: int = 0
+    visited: set[tuple[str, str]] = field(default_factory=set)
+    """(class, real path) of every folder and image already taken, for the whole audit."""
 
 
 def _is_ignored_name(name: str, *, folder: bool) -> bool:
@@ -217,28 +234,43 @@ def _entries(scan: _Scan, folder: Path, relfolder: str) -> Iterator[tuple[str, P
             scan.ignored.append(relpath)
 
 
-def _scan_class(
-    scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, ancestors: set[str]
-):
-    """Collect image candidates anywhere below one class folder (nested folders count for the class)."""
-    real_folder = os.path.realpath(folder)
-    if real_folder in ancestors:
-        scan.ignored.append(relfolder + "/")  # a symlink back to a folder being scanned: a loop
-        return
-    ancestors = ancestors | {real_folder}
-    for name, path, relpath, kind in _entries(scan, folder, relfolder):
-        if _is_ignored_name(name, folder=kind == "dir"):
-            scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
-        elif kind == "dir":
-            _scan_class(scan, path, relpath, label, split, ancestors)
-        elif _is_image_name(name):
-            scan.candidates.append(_Candidate(path, relpath, label, split))
-        else:
-            scan.ignored.append(relpath)
+def _scan_class(scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, roots: set[str]):
+    """Collect image candidates anywhere below one class folder (nested folders count for the class).
+
+    Iterative (a folder nested thousands of levels deep is no problem) and with one visited set for the
+    whole audit, keyed by class and real path: a symlink back up (a loop) or a second way to a folder or
+    file already seen for this class (a symlink "DAG" would otherwise count the same images 2**depth
+    times) is ignored. ``roots`` are the real paths of the root and split folders, never entered again.
+    """
+    stack = [(folder, relfolder)]
+    while stack:
+        current, relcurrent = stack.pop()
+        real = os.path.realpath(current)
+        key = (label, real)
+        if real in roots or key in scan.visited:
+            scan.ignored.append(relcurrent + "/")  # a loop, or another way to a folder already scanned
+            continue
+        scan.visited.add(key)
+        folders = []
+        for name, path, relpath, kind in _entries(scan, current, relcurrent):
+            if _is_ignored_name(name, folder=kind == "dir"):
+                scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
+            elif kind == "dir":
+                folders.append((path, relpath))
+            elif _is_image_name(name):
+                file_key = (label, os.path.realpath(path))
+                if file_key in scan.visited:
+                    scan.ignored.append(relpath)  # another link to an image already counted for this class
+                    continue
+                scan.visited.add(file_key)
+                scan.candidates.append(_Candidate(path, relpath, label, split))
+            else:
+                scan.ignored.append(relpath)
+        stack.extend(reversed(folders))  # depth first, in name order
 
 
 def _scan_level(
-    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, ancestors: set[str]
+    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, roots: set[str]
 ) -> None:
     """Scan the entries of a folder whose sub-folders are classes (the root, or one split folder)."""
     for name, path, relpath, kind in entries:
@@ -246,7 +278,7 @@ def _scan_level(
             scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
         elif kind == "dir":
             scan.class_folders.setdefault((split, name), relpath)
-            _scan_class(scan, path, relpath, name, split, ancestors)
+            _scan_class(scan, path, relpath, name, split, roots)
         else:
             scan.ignored.append(relpath)
             if _is_image_name(name):
@@ -266,6 +298,7 @@ def _scan(root: Path) -> tuple[_Scan, list[str]]:
     if not split_dirs:
         _scan_level(scan, top, None, {real_root})
         return scan, []
+    roots = {real_root} | {os.path.realpath(path) for _split, _name, path, _rel in split_dirs}
     split_relpaths = {relpath for _split, _name, _path, relpath in split_dirs}
     for name, _path, relpath, kind in top:
         if relpath in split_relpaths:
@@ -285,7 +318,7 @@ def _scan(root: Path) -> tuple[_Scan, list[str]]:
         if split in seen:
             scan.warnings.append(f"both '{seen[split]}' and '{name}' hold {split} images; both are used.")
         seen.setdefault(split, name)
-        _scan_level(scan, list(_entries(scan, path, relpath)), split, {real_root})
+        _scan_level(scan, list(_entries(scan, path, relpath)), split, roots)
     return scan, [split for split in SPLIT_ORDER if split in seen]
 
 
@@ -300,9 +333,32 @@ class _Checked:
     height: int = 0
     notes: tuple[str, ...] = ()
     problem: str = ""
+    phash: str = ""
 
 
-def _check(candidate: _Candidate) -> _Checked:
+def _phash(image: Image.Image) -> str:
+    """A 64-bit perceptual hash (DCT of a 32x32 grayscale copy), as 16 hex digits ("" if it cannot be made)."""
+    import imagehash
+
+    try:
+        return str(imagehash.phash(image, hash_size=8))
+    except Exception:  # noqa: BLE001 - a picture that decodes is usable even if it cannot be hashed
+        return ""
+
+
+def _near_duplicates_available() -> bool:
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check(
+    candidate: _Candidate,
+    gate: Callable[[], AbstractContextManager[object]] | None = None,
+    near: bool = True,
+) -> _Checked:
     """Hash the bytes and decode the image (reduced-scale full decode); never writes anything."""
     result = _Checked(candidate)
     try:
@@ -317,7 +373,7 @@ def _check(candidate: _Candidate) -> _Checked:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
             result.sha256, data = digest.hexdigest(), None
-        info = inspect_image(candidate.path, data=data)
+        info = inspect_image(candidate.path, data=data, gate=gate, fingerprint=_phash if near else None)
     except ImageDecodeError as error:
         result.problem = error.reason
     except PermissionError:
@@ -328,23 +384,51 @@ def _check(candidate: _Candidate) -> _Checked:
         result.problem = f"cannot be decoded ({type(error).__name__}: {str(error)[:60]})"
     else:
         result.width, result.height, result.notes = info.width, info.height, info.notes
+        result.phash = info.fingerprint
     return result
 
 
-def _check_all(candidates: list[_Candidate], progress: bool, workers: int | None) -> list[_Checked]:
+def _check_all(
+    candidates: list[_Candidate], progress: bool, workers: int | None, near: bool = True
+) -> list[_Checked]:
     if not candidates:
         return []
     workers = workers or min(8, (os.cpu_count() or 2) + 2)
+    big_decode = threading.BoundedSemaphore(1)  # one big picture at a time: memory stays near one budget
     with warnings.catch_warnings():
         # Big-but-legal pictures (> 89 megapixels) are reduced while decoding: Pillow's warning is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcourse-audit") as pool:
-            results = pool.map(_check, candidates)
+            results = pool.map(functools.partial(_check, gate=lambda: big_decode, near=near), candidates)
             if progress:
                 from tqdm.auto import tqdm
 
                 results = tqdm(results, total=len(candidates), desc="checking images", unit="img")
             return list(results)
+
+
+def _near_duplicates(items: list[_Checked], max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[tuple[str, str]]:
+    """Pairs (sorted relpaths) of images whose perceptual hashes are at most ``max_distance`` bits apart.
+
+    Byte-identical files are left out (they are exact duplicates). All pairs are compared with numpy, a block
+    of rows at a time (memory stays near ``128 * len(items)`` bytes times 8).
+    """
+    hashed = sorted((item for item in items if item.phash), key=lambda item: item.candidate.relpath)
+    if len(hashed) < 2:
+        return []
+    import numpy as np
+
+    values = np.array([int(item.phash, 16) for item in hashed], dtype=np.uint64)
+    table = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
+    pairs: list[tuple[str, str]] = []
+    for start in range(0, len(values), 128):
+        block = values[start : start + 128, None] ^ values[None, :]
+        distance = table[block.view(np.uint8)].reshape(*block.shape, 8).sum(axis=-1)
+        rows, cols = np.nonzero(distance <= max_distance)
+        for row, col in zip(rows + start, cols, strict=True):
+            if col > row and hashed[row].sha256 != hashed[col].sha256:
+                pairs.append((hashed[row].candidate.relpath, hashed[col].candidate.relpath))
+    return sorted(pairs)
 
 
 def _example(items: list[str], limit: int = 2) -> str:
@@ -380,7 +464,18 @@ def audit_folder(
     reported as ``duplicates`` (``check_duplicates=False`` skips that report). Nothing in the folder is
     ever written, moved or deleted. Raises :class:`~tlcourse.errors.DataError` when ``root`` is not a folder.
     """
+    if not str(root).strip():
+        raise DataError("The folder is an empty string: give the folder that holds one sub-folder per class.")
     base = Path(root).expanduser()
+    try:
+        base.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise DataError(
+            f"Cannot read '{_printable(str(root))}' ({error.strerror or type(error).__name__}): check the "
+            "permissions of the folders above it."
+        ) from None
     if not base.exists():
         raise DataError(
             f"No folder at '{root}' (looked in {base.absolute()}). Check the path, or upload the images first."
@@ -399,7 +494,8 @@ def audit_folder(
         ) from None
 
     scan, splits = _scan(base)
-    checked = _check_all(scan.candidates, progress, workers)
+    near = check_duplicates and len(scan.candidates) <= _NEAR_DUPLICATE_LIMIT and _near_duplicates_available()
+    checked = _check_all(scan.candidates, progress, workers, near=near)
 
     problems = list(scan.problems)
     good: list[_Checked] = []
@@ -457,8 +553,10 @@ def audit_folder(
                 "classes; look at per-class recall."
             )
 
-    # Duplicates (byte-identical files among decodable images).
+    # Duplicates (byte-identical files among decodable images) and near-duplicates (perceptual hash).
     duplicates: list[tuple[str, str]] = []
+    near_duplicates: list[tuple[str, str]] = []
+    by_path = {item.candidate.relpath: item.candidate for item in good}
     if check_duplicates:
         groups: dict[str, list[_Checked]] = defaultdict(list)
         for item in good:
@@ -489,6 +587,31 @@ def audit_folder(
         within = len(duplicates) - len(cross_split)
         if within:
             warn.append(f"{_plural(within, 'duplicate pair')} inside a split: each such image counts twice.")
+        near_duplicates = _near_duplicates(good)
+        near_split = [f"{a} ~ {b}" for a, b in near_duplicates if by_path[a].split != by_path[b].split]
+        near_class = [f"{a} ~ {b}" for a, b in near_duplicates if by_path[a].label != by_path[b].label]
+        if near_split:
+            warn.append(
+                f"{_plural(len(near_split), 'image')} {_verb(len(near_split), 'has', 'have')} a near-duplicate (a "
+                f"resized, recompressed or edited copy) in another split (e.g. {near_split[0]}): they inflate "
+                "validation accuracy like exact copies; keep one of each pair."
+            )
+        if near_class:
+            warn.append(
+                f"{_plural(len(near_class), 'image')} {_verb(len(near_class), 'has', 'have')} a near-duplicate in "
+                f"another class (e.g. {near_class[0]}): their label is ambiguous."
+            )
+        near_within = len(near_duplicates) - len(near_split)
+        if near_within:
+            warn.append(
+                f"{_plural(near_within, 'near-duplicate pair')} inside a split: each such picture counts twice."
+            )
+        if not _near_duplicates_available():
+            warn.append("near-duplicates were not looked for: install the imagehash package (pip install imagehash).")
+        elif len(scan.candidates) > _NEAR_DUPLICATE_LIMIT:
+            warn.append(
+                f"more than {_NEAR_DUPLICATE_LIMIT:,} images: near-duplicates were not looked for (exact ones were)."
+            )
 
     notes = [
         Problem(item.candidate.relpath, "; ".join(item.notes))
@@ -538,6 +661,7 @@ def audit_folder(
         problems=sorted(problems, key=lambda item: item.path),
         ignored=sorted(set(scan.ignored)),
         duplicates=duplicates,
+        near_duplicates=near_duplicates,
         warnings=warn,
         usable=usable,
         reason=reason,
@@ -626,6 +750,10 @@ def format_report(report: AuditReport, *, limit: int = 20) -> str:
         [f"{_printable(first)} = {_printable(second)}" for first, second in report.duplicates],
     )
     section(
+        f"Near-duplicates ({_plural(len(report.near_duplicates), 'pair')} of nearly identical pictures):",
+        [f"{_printable(first)} ~ {_printable(second)}" for first, second in report.near_duplicates],
+    )
+    section(
         f"Odd but usable ({_plural(len(report.notes), 'file')}):",
         [f"{_printable(item.path)}: {item.problem}" for item in report.notes],
     )
@@ -652,7 +780,10 @@ def check_data_command(args: object) -> int:
     """
     directory = getattr(args, "directory")  # noqa: B009 - argparse namespace
     as_json = bool(getattr(args, "as_json", False))
-    min_per_class = int(getattr(args, "min_per_class", 2) or 2)
+    min_per_class = getattr(args, "min_per_class", 2)
+    min_per_class = 2 if min_per_class is None else int(min_per_class)
+    if min_per_class < 1:
+        raise DataError(f"--min-per-class {min_per_class}: a class needs at least 1 image; give 1 or more.")
     report = audit_folder(
         directory, min_per_class=min_per_class, progress=not as_json and sys.stderr.isatty()
     )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import keyword
+import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -91,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
     train.add_argument("--weights", default="imagenet", help="'imagenet', 'random', or a path to a weights file")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a model already in OUT (the earlier files are kept in OUT/previous/)",
+    )
     _add_mirror(train)
     train.set_defaults(module="tlcourse.pipeline", function="train_command")
 
@@ -130,6 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def validate_arguments(args: argparse.Namespace) -> None:
+    """Refuse values argparse lets through but no sub-command can use, with one line each (exit status 2).
+
+    ``train``'s own ranges are checked by :func:`tlcourse.pipeline.validate_train_args` and ``check-data``'s
+    by :func:`tlcourse.audit.check_data_command`; here: ``run``'s timeout, jobs and parameter names.
+    """
+    if args.command != "run":
+        return
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise TLCourseError(f"--timeout {timeout} is not a number of seconds: give a finite number above 0.")
+    jobs = getattr(args, "jobs", 1)
+    if jobs is not None and jobs < 1:
+        raise TLCourseError(f"--jobs {jobs}: give at least 1 kernel to run at once.")
+    for name, _value in getattr(args, "parameter", None) or []:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise TLCourseError(
+                f"-p {name!r}: a parameter name must be a Python identifier (letters, digits and _, not "
+                "starting with a digit), like the names in the notebook's parameters cell."
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tlcourse`` command; returns the exit status."""
     parser = build_parser()
@@ -140,9 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tlcourse.config import quiet_tensorflow
 
     quiet_tensorflow()
-    function = getattr(importlib.import_module(args.module), args.function)
     try:
+        validate_arguments(args)
+        function = getattr(importlib.import_module(args.module), args.function)
         return int(function(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`tlcourse check-data DIR --json | head`): stop quietly, like other commands do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except TLCourseError as error:
         print(f"tlcourse {args.command}: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -40,7 +41,10 @@ __all__ = [
     "FORMATS",
     "TOLERANCES",
     "directory_bytes",
+    "ARTEFACTS",
+    "ExportStage",
     "export_all",
+    "export_formats",
     "export_saved_model",
     "export_tflite",
     "load_keras",
@@ -49,6 +53,8 @@ __all__ = [
     "predict_tflite",
     "round_trip",
     "save_keras",
+    "stored_class_names",
+    "write_atomic",
 ]
 
 FORMATS = ("keras", "saved_model", "tflite")
@@ -61,12 +67,15 @@ FILE_NAMES = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "m
 # --------------------------------------------------------------------------------------------- .keras
 
 
-def save_keras(model: Any, path: str | os.PathLike) -> Path:
+def save_keras(model: Any, path: str | os.PathLike, *, class_names: Sequence[str] | None = None) -> Path:
     """Save the whole model (architecture, weights, optimizer state) as one ``.keras`` file (lesson 08).
 
     ``path`` may be a folder (``model.keras`` is written inside it) or a file name; a name without a suffix
     gets ``.keras``. Any other suffix is refused, because Keras 3 only writes ``.keras`` archives.
-    Returns the path written.
+    The file is written under a temporary name beside the target and renamed over it only once complete,
+    so an interrupted save leaves the previous file as it was. ``class_names`` are stored inside the
+    archive (``tlcourse.json``; read them back with :func:`stored_class_names`), so a model never travels
+    without the names of its outputs. Returns the path written.
     """
     target = Path(path)
     if target.is_dir():
@@ -84,7 +93,78 @@ def save_keras(model: Any, path: str | os.PathLike) -> Path:
         # compiled but never trained: build its (zero) slots now, or the reloaded model, which builds them for
         # every trainable weight, warns that the saved optimizer has fewer variables and skips loading them
         optimizer.build(model.trainable_variables)
-    model.save(target)
+    with _temporary_beside(target, suffix=".keras") as tmp:
+        model.save(tmp)
+        if class_names is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(CLASS_NAMES_MEMBER, json.dumps({"class_names": [str(c) for c in class_names]}))
+        _fsync(tmp)
+        os.replace(tmp, target)
+    return target
+
+
+CLASS_NAMES_MEMBER = "tlcourse.json"
+"""The member of a ``.keras`` archive where :func:`save_keras` stores the class names."""
+
+
+def stored_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names :func:`save_keras` stored inside a ``.keras`` file, or None when it has none (lesson 08)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if CLASS_NAMES_MEMBER not in archive.namelist():
+                return None
+            value = json.loads(archive.read(CLASS_NAMES_MEMBER))
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError):
+        return None
+    names = value.get("class_names") if isinstance(value, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+@contextlib.contextmanager
+def _temporary_beside(target: Path, *, suffix: str = "", folder: bool = False) -> Iterator[Path]:
+    """A fresh temporary path next to ``target`` (same file system, so ``os.replace`` is atomic).
+
+    Whatever is left at that path when the block ends (an interrupted write) is removed.
+    """
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    os.close(handle)
+    tmp = Path(name)
+    if folder:
+        tmp.unlink()
+    try:
+        yield tmp
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file (or a folder's entries) to the disk, so a power cut cannot leave it empty."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write a file completely under a temporary name, then rename it over ``path`` (lesson 08).
+
+    Readers see the old content or the new one, never a half-written file, even if the process is killed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    with _temporary_beside(target) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
     return target
 
 
@@ -145,12 +225,9 @@ def load_keras(
         return keras.saving.load_model(source, custom_objects=custom_objects, compile=compile, safe_mode=True)
     except (ValueError, TypeError) as error:
         text = str(error)
-        if "Lambda" in text or "safe_mode" in text:
-            raise TLCourseError(
-                f"{source.name} contains a Lambda layer, whose Python code would run while loading, so safe mode "
-                "refuses it. Rebuild the model with a registered layer class instead of a Lambda "
-                "(keras.saving.register_keras_serializable) and save it again."
-            ) from None
+        refusal = _safe_mode_refusal(text)
+        if refusal:
+            raise TLCourseError(f"{source.name} {refusal}") from None
         if "Could not locate" in text or "could not be deserialized" in text:
             missing = (
                 text.split("Could not locate", 1)[-1].split(".", 1)[0].strip()
@@ -171,6 +248,45 @@ def load_keras(
         ) from None
 
 
+_REBUILD = (
+    "Rebuild the model with a registered layer class (keras.saving.register_keras_serializable) and save it "
+    "again, or load it with keras.saving.load_model(..., safe_mode=False) only if you trust who made it."
+)
+
+
+def _safe_mode_refusal(text: str) -> str:
+    """What Keras' safe mode refused, in one or two sentences ("" when ``text`` is no safe-mode refusal)."""
+    if "`Lambda` layer" in text:
+        return f"contains a Lambda layer, whose Python code would run while loading, so safe mode refuses it. {_REBUILD}"
+    if "Python lambda" in text:
+        return (
+            "contains a serialized Python function (a lambda), whose code would run while loading, so safe mode "
+            f"refuses it. {_REBUILD}"
+        )
+    if "Non-modeling APIs" in text:
+        named = re.search(r"Cannot deserialize `([\w.]+)`", text)
+        api = named.group(1) if named else "a Keras utility"
+        return (
+            f"asks for {api}, a Keras function that is not part of any model (a file, download or system "
+            "utility), so safe mode refuses it: the file was crafted or damaged. Do not use it; train the model "
+            "again or get it from its author."
+        )
+    if "vocabulary file outside" in text:
+        return (
+            "makes a text layer read a vocabulary file from outside the archive (it could read any file on this "
+            f"machine), so safe mode refuses it. {_REBUILD}"
+        )
+    if "TFSMLayer" in text:
+        return (
+            "wraps an external SavedModel (a TFSMLayer), whose graph safe mode cannot check, so it refuses it. "
+            "Load that SavedModel with tlcourse.export.load_saved_model instead."
+        )
+    if "safe_mode" in text or "unsafe_deserialization" in text:
+        first = text.strip().split(". ")[0][:160]
+        return f"holds something Keras' safe mode refuses to load ({first}). {_REBUILD}"
+    return ""
+
+
 # ------------------------------------------------------------------------------------------ SavedModel
 
 
@@ -184,17 +300,31 @@ def export_saved_model(model: Any, directory: str | os.PathLike) -> Path:
     """
     target = Path(directory)
     if target.exists():
-        if (target / "saved_model.pb").is_file():
-            shutil.rmtree(target)
-        elif not target.is_dir() or any(target.iterdir()):
+        if not (target / "saved_model.pb").is_file() and (not target.is_dir() or any(target.iterdir())):
             raise TLCourseError(
                 f"{target} exists and is not an earlier SavedModel export; choose an empty folder."
             )
     quiet_tensorflow()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_stdio():
-        model.export(str(target), format="tf_saved_model", verbose=False)
+    with _temporary_beside(target, folder=True) as tmp:
+        with _quiet_stdio():
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+        _swap_folder(tmp, target)
     return target
+
+
+def _swap_folder(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` at ``target``; an old ``target`` is moved aside first, then removed."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    with _temporary_beside(target, folder=True) as old:
+        os.replace(target, old)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
 
 
 def load_saved_model(directory: str | os.PathLike) -> Any:
@@ -255,8 +385,7 @@ def export_tflite(source: Any, path: str | os.PathLike, *, optimize: bool = Fals
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         with _quiet_stdio():
             flat = converter.convert()
-    target.write_bytes(flat)
-    return target
+    return write_atomic(target, flat)
 
 
 @contextlib.contextmanager
@@ -393,38 +522,39 @@ def directory_bytes(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
 
 
-def export_all(
+def export_formats(
     model: Any,
-    out_dir: str | os.PathLike,
+    folder: str | os.PathLike,
     sample_batch: Any,
     formats: Sequence[str] = FORMATS,
     *,
     tolerances: Mapping[str, float] | None = None,
+    class_names: Sequence[str] | None = None,
+    report_dir: str | os.PathLike | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Export to every format and check each by a round trip over ``sample_batch`` (lesson 08).
+    """Write each format into ``folder`` and check it by a round trip (the work of :func:`export_all`).
 
-    Writes ``out_dir/model.keras``, ``out_dir/saved_model/`` and ``out_dir/model.tflite`` (those asked for in
-    ``formats``). Returns ``{format: {"path", "bytes", "max_abs_diff", "tolerance", "ok", "seconds"}}`` with
-    plain Python values; ``ok`` is True when the difference is within the tolerance (default
-    :data:`TOLERANCES`: 1e-5 for .keras and SavedModel, 1e-3 for TFLite). A format that fails to export gets
-    ``ok`` False and an ``error`` message, and the others still run. The TFLite file is converted from the
-    SavedModel just written when there is one.
+    Not atomic as a whole: :func:`export_all` calls it on a staging folder and swaps the result in.
+    ``report_dir`` is the folder the recorded paths name (the final one, not the staging one). A format
+    whose export or check raised is removed again (unless a file of that name was there before).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown export format(s) {unknown}; choose from {FORMATS}.")
     limits = {**TOLERANCES, **dict(tolerances or {})}
-    out = Path(out_dir)
+    out = Path(folder)
+    shown = Path(report_dir) if report_dir is not None else out
     out.mkdir(parents=True, exist_ok=True)
     images = np.asarray(sample_batch, dtype="float32")
     results: dict[str, dict[str, Any]] = {}
     for kind in formats:
         start = time.perf_counter()
         target = out / FILE_NAMES[kind]
-        entry: dict[str, Any] = {"path": str(target), "tolerance": float(limits[kind])}
+        entry: dict[str, Any] = {"path": str(shown / FILE_NAMES[kind]), "tolerance": float(limits[kind])}
+        existed = target.exists()
         try:
             if kind == "keras":
-                written = save_keras(model, target)
+                written = save_keras(model, target, class_names=class_names)
             elif kind == "saved_model":
                 written = export_saved_model(model, target)
             else:
@@ -433,7 +563,6 @@ def export_all(
                 written = export_tflite(saved if use_saved else model, target)
             diff = round_trip(model, images, written, kind)
             entry.update(
-                path=str(written),
                 bytes=int(directory_bytes(written)),
                 max_abs_diff=diff,
                 ok=bool(math.isfinite(diff) and diff <= limits[kind]),
@@ -441,9 +570,188 @@ def export_all(
         except Exception as error:  # one broken format must not hide the others
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             entry.update(bytes=0, max_abs_diff=None, ok=False, error=f"{type(error).__name__}: {message}")
+            if not existed:  # written but broken (its check failed): never installed as if it worked
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         entry["seconds"] = round(time.perf_counter() - start, 3)
         results[kind] = entry
     return results
+
+
+def export_all(
+    model: Any,
+    out_dir: str | os.PathLike,
+    sample_batch: Any,
+    formats: Sequence[str] = FORMATS,
+    *,
+    tolerances: Mapping[str, float] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Export to every format and check each by a round trip over ``sample_batch`` (lesson 08).
+
+    Writes ``out_dir/model.keras``, ``out_dir/saved_model/`` and ``out_dir/model.tflite`` (those asked for in
+    ``formats``). Returns ``{format: {"path", "bytes", "max_abs_diff", "tolerance", "ok", "seconds"}}`` with
+    plain Python values; ``ok`` is True when the difference is within the tolerance (default
+    :data:`TOLERANCES`: 1e-5 for .keras and SavedModel, 1e-3 for TFLite). A format that fails to export gets
+    ``ok`` False and an ``error`` message, and the others still run. The TFLite file is converted from the
+    SavedModel just written when there is one. Everything is written into a hidden staging folder inside
+    ``out_dir`` first and moved in only when complete, so an interrupted export leaves the earlier files
+    as they were (see :class:`ExportStage`). ``class_names`` are stored inside ``model.keras`` and written
+    to ``class_names.json`` beside it.
+    """
+    with ExportStage(out_dir, replace=True) as stage:
+        results = export_formats(
+            model,
+            stage.path,
+            sample_batch,
+            formats,
+            tolerances=tolerances,
+            class_names=class_names,
+            report_dir=stage.out,
+        )
+        if class_names is not None:
+            stage.write_text("class_names.json", json.dumps([str(c) for c in class_names], indent=1) + "\n")
+        stage.commit()
+    return results
+
+
+ARTEFACTS = (
+    "class_names.json",
+    "learning_curves.png",
+    "confusion_matrix.png",
+    "metrics.json",
+    "model_card.md",
+    FILE_NAMES["tflite"],
+    FILE_NAMES["saved_model"],
+    FILE_NAMES["keras"],
+)
+"""What one export puts in its folder, in the order :meth:`ExportStage.commit` moves them in (model last)."""
+MODEL_ARTEFACTS = ("class_names.json", *(FILE_NAMES[kind] for kind in FORMATS))
+"""The artefacts that describe one model: after a commit, those the export did not write are gone."""
+
+PREVIOUS_DIR = "previous"
+STAGING_PREFIX = ".tlcourse-staging-"
+
+
+class ExportStage:
+    """A hidden staging folder inside ``out`` where a whole export is written before it is moved in (lesson 08).
+
+    Use it as a context manager: write every artefact into :attr:`path`, then call :meth:`commit`. Leaving
+    the block without committing (an exception, Ctrl-C) removes the staging folder and leaves ``out`` as it
+    was. :meth:`commit` moves each artefact in with ``os.replace`` (atomic per file, the model last; a
+    failure part-way moves the earlier ones back). Model files of an earlier export that this one did not
+    write (a format that failed) are moved away too, so no old file sits beside the new model; then, and
+    with ``keep_previous``, the earlier artefacts are kept in ``out/previous/``. Nothing is deleted that is
+    not replaced by a complete new version of the same file. Leftovers of a killed run (``.tlcourse-staging-*``) are removed.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, replace: bool = False, keep_previous: bool = False) -> None:
+        self.out = Path(out)
+        self.replace = replace
+        self.keep_previous = keep_previous
+        self.replaced: list[str] = []
+        self.path = self.out  # set in __enter__
+        self._committed = False
+
+    def existing(self) -> list[str]:
+        """The artefacts already in ``out`` (from an earlier export)."""
+        return [name for name in ARTEFACTS if (self.out / name).exists()]
+
+    def __enter__(self) -> ExportStage:
+        if self.existing() and not self.replace:
+            raise TLCourseError(
+                f"{self.out} already holds a model from an earlier run; it is never replaced silently: pass "
+                "--force to replace it (the earlier files are kept in "
+                f"{self.out / PREVIOUS_DIR}), or choose another --out."
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        for leftover in self.out.glob(STAGING_PREFIX + "*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write one text artefact into the staging folder."""
+        return write_atomic(self.path / name, text)
+
+    def commit(self) -> list[str]:
+        """Move the staged artefacts into ``out``; returns the names of the artefacts that were replaced."""
+        if self._committed:
+            raise RuntimeError("this export was already committed")
+        staged = [name for name in ARTEFACTS if (self.path / name).exists()]
+        extra = [p.name for p in self.path.iterdir() if p.name not in ARTEFACTS]
+        if extra:
+            raise TLCourseError(f"Unexpected files in the export staging folder: {', '.join(sorted(extra))}.")
+        undo: list[tuple[Path, Path | None]] = []  # (target, its old version set aside, or None if new)
+        previous = None
+        stale = [name for name in MODEL_ARTEFACTS if name not in staged and (self.out / name).exists()]
+        try:
+            if (self.keep_previous or stale) and self.existing():  # a file not replaced is never just deleted
+                previous = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "previous-", dir=self.out))
+                for name in self.existing():
+                    source = self.out / name
+                    if source.is_dir():
+                        shutil.copytree(source, previous / name, copy_function=_link_or_copy)
+                    else:
+                        _link_or_copy(source, previous / name)
+            aside = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "old-", dir=self.out))
+            for name in MODEL_ARTEFACTS:
+                # a format this export did not write must not stay beside the new model as if it matched it
+                target = self.out / name
+                if name not in staged and target.exists():
+                    os.replace(target, aside / name)
+                    undo.append((target, aside / name))
+                    self.replaced.append(name)
+            for name in staged:
+                source, target = self.path / name, self.out / name
+                if not target.exists():
+                    undo.append((target, None))
+                else:
+                    self.replaced.append(name)
+                    if target.is_dir() and not target.is_symlink():
+                        os.replace(target, aside / name)  # a folder cannot be renamed over another one
+                    else:
+                        _link_or_copy(target, aside / name)  # os.replace below swaps the file atomically
+                    undo.append((target, aside / name))
+                os.replace(source, target)
+            _fsync(self.out)
+        except BaseException:
+            for target, old in reversed(undo):
+                with contextlib.suppress(OSError):
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    elif old is None or (old.is_dir() and target.exists()):
+                        target.unlink(missing_ok=True)
+                    if old is not None:
+                        os.replace(old, target)
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
+            self._cleanup()
+            raise
+        if previous is not None:
+            final = self.out / PREVIOUS_DIR
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(previous, final)
+        self._committed = True
+        self._cleanup()
+        return list(self.replaced)
+
+    def _cleanup(self) -> None:
+        for leftover in self.out.glob(STAGING_PREFIX + "*"):
+            if leftover != self.path:
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """A hard link when the file system allows it (instant, no extra space), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 # ------------------------------------------------------------------------------------------ model card

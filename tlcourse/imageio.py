@@ -18,8 +18,10 @@ Files that cannot be used raise :class:`ImageDecodeError` with a short reason su
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,18 @@ TINY_SIDE = 32
 """Images whose shorter side is below this many pixels are usable but flagged as tiny (lesson 08)."""
 
 DEFAULT_MAX_SIDE = 2048
+
+MAX_DECODE_PIXELS: int = 60_000_000
+"""The pixel budget of one decode, shared by the audit, training's loading and the upload widget (lesson 08).
+
+JPEGs are checked at the reduced size they decode at (DCT scaling, down to 1/8 per side), other formats at
+their full stored size, from the header and before any pixel is decoded: a bigger image is refused with
+``"image too large to decode safely (...)"``. 60 megapixels is a 9000x6700 picture, about 240 MB while
+decoding as RGBA; a 13000x13000 PNG of half a megabyte (169 megapixels, 700 MB) is refused."""
+
+LARGE_DECODE_PIXELS: int = 4_000_000
+"""Decodes bigger than this (after DCT scaling) take the ``gate`` of :func:`inspect_image` first, so a
+threaded audit decodes at most one big picture at a time."""
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -90,6 +104,8 @@ class ImageInfo:
     """EXIF orientation tag (1 = upright)."""
     notes: tuple[str, ...] = field(default=())
     """Short remarks about odd-but-usable properties, e.g. ``"CMYK converted to RGB"``."""
+    fingerprint: str = ""
+    """What ``inspect_image(fingerprint=...)`` computed from the decoded picture (e.g. a perceptual hash)."""
 
 
 # --------------------------------------------------------------------------------------------- sniffing
@@ -252,6 +268,20 @@ def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
     return image
 
 
+def _check_budget(image: Image.Image, path: Path, stored_size: tuple[int, int], max_pixels: int) -> int:
+    """The pixels the decoder will allocate; refuses (closing the file) an image over ``max_pixels``."""
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        image.close()
+        width, height = stored_size
+        raise ImageDecodeError(
+            path,
+            f"image too large to decode safely ({width}x{height} pixels, {width * height / 1e6:.0f} "
+            f"megapixels; the limit is {max_pixels / 1e6:.0f}): save a smaller copy, e.g. 4000 px wide",
+        )
+    return pixels
+
+
 @dataclass
 class _Decoded:
     opened: Image.Image
@@ -270,21 +300,34 @@ def _decode(
     size: tuple[int, int] | None,
     max_side: int | None,
     notes: list[str] | None = None,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    gate: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
 ) -> _Decoded:
     """Open, draft, fully decode, reduce, orient and convert one image.
 
     ``size`` is the (width, height) the caller will resize to: decoding may stop at any scale that is still
-    at least that big. Without it, the longest side is brought down to ``max_side``.
+    at least that big. Without it, the longest side is brought down to ``max_side``. An image that would
+    decode to more than ``max_pixels`` is refused from its header; a decode bigger than
+    :data:`LARGE_DECODE_PIXELS` runs inside ``gate()`` (e.g. a semaphore shared by an audit's threads).
     """
     image = _open(source, path)
     stored_size = image.size
+    jpeg = isinstance(image, JpegImagePlugin.JpegImageFile)
     try:
+        if not jpeg:
+            # Budget first, then decode: reading a PNG's EXIF block already decodes every pixel.
+            pixels = _check_budget(image, path, stored_size, max_pixels)
+            with gate() if gate is not None and pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+                image.load()
         orientation = _orientation(image)
         swap = orientation in (5, 6, 7, 8)
         target = _draft_target(image.width, image.height, size, max_side, swap)
-        if target is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
-            image.draft("RGB", target)  # DCT scaling: decode at 1/2, 1/4 or 1/8 of the size, much faster
-        image.load()
+        if jpeg:
+            if target is not None:
+                image.draft("RGB", target)  # DCT scaling: decode at 1/2, 1/4 or 1/8 of the size, much faster
+            pixels = _check_budget(image, path, stored_size, max_pixels)  # after the DCT scaling
+            with gate() if gate is not None and pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+                image.load()
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -343,20 +386,26 @@ def _normalise_size(size: int | tuple[int, int] | None) -> tuple[int, int] | Non
     return width, height
 
 
-def open_rgb(path: str | os.PathLike[str], *, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
+def open_rgb(
+    path: str | os.PathLike[str],
+    *,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_pixels: int = MAX_DECODE_PIXELS,
+) -> Image.Image:
     """Open any image file as an upright 8-bit RGB Pillow image (lesson 08).
 
     EXIF orientation is applied (:func:`PIL.ImageOps.exif_transpose`), CMYK/grayscale/palette/16-bit images
     are converted (16-bit data scaled, not clipped), RGBA/LA/transparent palettes are composited on white,
     animations give their first frame, and images whose longest side exceeds ``max_side`` are reduced while
     decoding (JPEG DCT scaling) and then resized so the longest side is at most ``max_side``
-    (``None``: keep full size). Raises :class:`ImageDecodeError` with a short reason for unusable files.
-    The file is only read, never written.
+    (``None``: keep full size). Images that would decode to more than ``max_pixels`` (default
+    :data:`MAX_DECODE_PIXELS`) are refused before decoding. Raises :class:`ImageDecodeError` with a short
+    reason for unusable files. The file is only read, never written.
     """
     file_path = Path(path)
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be positive or None, got {max_side}")
-    decoded = _decode(file_path, file_path, size=None, max_side=max_side)
+    decoded = _decode(file_path, file_path, size=None, max_side=max_side, max_pixels=max_pixels)
     result = decoded.image.copy() if decoded.image is decoded.opened else decoded.image
     decoded.opened.close()
     return result
@@ -368,6 +417,7 @@ def load_image(
     *,
     max_side: int | None = DEFAULT_MAX_SIDE,
     resample: Image.Resampling = Image.Resampling.BILINEAR,
+    max_pixels: int = MAX_DECODE_PIXELS,
 ) -> np.ndarray:
     """Read an image file as a ``uint8`` array of shape (height, width, 3) (lesson 04).
 
@@ -377,11 +427,12 @@ def load_image(
     ``Image.Resampling.BICUBIC`` or ``LANCZOS`` for slightly sharper, slower results.
     JPEGs are decoded directly at the smallest DCT scale that is still at least that size, which makes
     loading large photos for a 160-pixel model several times faster. Without ``size`` the result is
-    :func:`open_rgb`'s, limited to ``max_side``. Raises :class:`ImageDecodeError` for unusable files.
+    :func:`open_rgb`'s, limited to ``max_side``. Images over the ``max_pixels`` budget are refused before
+    decoding. Raises :class:`ImageDecodeError` for unusable files.
     """
     file_path = Path(path)
     target = _normalise_size(size)
-    decoded = _decode(file_path, file_path, size=target, max_side=max_side)
+    decoded = _decode(file_path, file_path, size=target, max_side=max_side, max_pixels=max_pixels)
     try:
         result = decoded.image
         if target is not None and result.size != target:
@@ -393,19 +444,37 @@ def load_image(
 
 
 def inspect_image(
-    path: str | os.PathLike[str], *, data: bytes | None = None, check_size: int = 64
+    path: str | os.PathLike[str],
+    *,
+    data: bytes | None = None,
+    check_size: int = 64,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    gate: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+    fingerprint: Callable[[Image.Image], str] | None = None,
 ) -> ImageInfo:
     """Decode a file cheaply to prove it is usable, and describe it (lesson 08).
 
     The whole file is decoded (so truncated or corrupt data is caught), JPEGs at a reduced DCT scale (about
     ``check_size`` pixels), which is several times faster than a full decode; the result goes through the
     same conversion as :func:`load_image`, so a file that passes here also loads there. Pass ``data`` when
-    the bytes are already in memory. Raises :class:`ImageDecodeError` with a short reason for unusable files.
+    the bytes are already in memory. Images over the ``max_pixels`` budget are refused from their header;
+    ``gate`` (a context-manager factory) is entered around each decode bigger than
+    :data:`LARGE_DECODE_PIXELS`. ``fingerprint`` is called on the decoded upright RGB picture (about
+    ``check_size`` pixels or more) and its result kept in :attr:`ImageInfo.fingerprint`.
+    Raises :class:`ImageDecodeError` with a short reason for unusable files.
     """
     file_path = Path(path)
     notes: list[str] = []
     source: str | os.PathLike[str] | bytes = data if data is not None else file_path
-    decoded = _decode(source, file_path, size=(check_size, check_size), max_side=None, notes=notes)
+    decoded = _decode(
+        source,
+        file_path,
+        size=(check_size, check_size),
+        max_side=None,
+        notes=notes,
+        max_pixels=max_pixels,
+        gate=gate,
+    )
     opened = decoded.opened
     try:
         fmt = opened.format or "unknown"
@@ -430,6 +499,7 @@ def inspect_image(
         if max(width, height) > DEFAULT_MAX_SIDE:
             notes.append(f"large image ({width}x{height} px): downscaled while decoding")
         return ImageInfo(
+            fingerprint=fingerprint(decoded.image) if fingerprint is not None else "",
             format=fmt,
             mode=opened.mode,
             width=width,

@@ -18,13 +18,16 @@ training did (:func:`tlcourse.imageio.load_image` at the model's input size) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +130,109 @@ def _audit(directory: str) -> Any:
     return report
 
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+"""Input sizes ``tlcourse train --size`` accepts: MobileNetV2 needs 32 px; above 1024 px the cached images
+alone outgrow a laptop's memory (the course trains at 96 to 224 px)."""
+MAX_ALPHA = 1.4
+"""The widest MobileNetV2 with published ImageNet weights."""
+
+
+def _printable(text: Any) -> str:
+    from tlcourse.audit import _printable as printable
+
+    return printable(str(text))
+
+
+@contextlib.contextmanager
+def quiet_decoding() -> Iterator[None]:
+    """Silence Pillow's ``DecompressionBombWarning`` while images load (lesson 08).
+
+    :data:`tlcourse.imageio.MAX_DECODE_PIXELS` already refuses images too big to decode, and big JPEGs are
+    decoded reduced, so Pillow's warning about their stored size is noise; the loaders' threads share it.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def validate_train_args(args: Any) -> None:
+    """Refuse out-of-range ``tlcourse train`` settings before any work, each with one line (lesson 08)."""
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not (math.isfinite(float(alpha)) and 0 < float(alpha) <= MAX_ALPHA):
+        raise TLCourseError(
+            f"--alpha {alpha} is not a width multiplier: give a number above 0 and at most {MAX_ALPHA} "
+            "(MobileNetV2's published widths are 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4)."
+        )
+    size = getattr(args, "size", None)
+    if size is not None and not MIN_IMAGE_SIZE <= int(size) <= MAX_IMAGE_SIZE:
+        raise TLCourseError(
+            f"--size {size} is out of range: give an image size from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels "
+            "(the course trains at 96 to 224)."
+        )
+    seed = getattr(args, "seed", 42)
+    if seed is not None and not 0 <= int(seed) < 2**32:
+        raise TLCourseError(f"--seed {seed} is out of range: give a whole number from 0 to {2**32 - 1}.")
+    if not str(getattr(args, "directory", "")).strip():
+        raise DataError("The image folder is an empty string: give the folder that holds one sub-folder per class.")
+
+
+def check_out_dir(out: str | os.PathLike, option: str = "--out") -> Path:
+    """Make sure ``out`` is (or can become) a folder this process can write to, before any work (lesson 08).
+
+    Folders it had to create for the check are removed again. Raises :class:`TLCourseError` with one line.
+    """
+    target = Path(out)
+    if not str(out).strip():
+        raise TLCourseError(f"{option} is an empty string: give the folder for the results.")
+    shown = _printable(target)
+    created: list[Path] = []
+    try:
+        if target.exists() and not target.is_dir():
+            raise TLCourseError(f"{option} {shown} is a file, not a folder: choose a folder for the results.")
+        for parent in target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise TLCourseError(
+                        f"{option} {shown} lies under {_printable(parent)}, which is a file: choose another folder."
+                    )
+                break
+        missing = [p for p in (target, *target.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        probe = tempfile.NamedTemporaryFile(dir=target, prefix=".tlcourse-write-test-")
+        probe.close()
+    except TLCourseError:
+        raise
+    except OSError as error:
+        raise TLCourseError(
+            f"Cannot write to {option} {shown} ({error.strerror or type(error).__name__}): "
+            "choose a folder you can write to."
+        ) from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return target
+
+
+def _readable_folder(directory: str) -> None:
+    """Refuse a data folder that is missing, a file, or under a folder this user cannot read (one line)."""
+    try:
+        is_dir = Path(directory).is_dir()
+    except OSError as error:
+        raise DataError(
+            f"Cannot read {_printable(directory)} ({error.strerror or type(error).__name__}): "
+            "check the permissions of the folders above it."
+        ) from None
+    if not is_dir:
+        raise DataError(
+            f"{_printable(directory)} is not a folder. Give a folder with one sub-folder of images per class."
+        )
+
+
 def train_command(args: Any) -> int:
     """``tlcourse train DIR --out OUT``: audit, train, fine-tune, evaluate, export (lesson 08).
 
@@ -144,24 +250,32 @@ def _train(args: Any) -> int:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     directory = str(args.directory)
-    out = Path(args.out)
-    if not Path(directory).is_dir():
-        raise DataError(
-            f"{directory} is not a folder. Give a folder with one sub-folder of images per class."
+    validate_train_args(args)
+    _readable_folder(directory)
+    out = check_out_dir(args.out)
+    force = bool(getattr(args, "force", False))
+    from tlcourse.export import ExportStage
+
+    earlier = ExportStage(out).existing()
+    if earlier and not force:
+        raise TLCourseError(
+            f"{_printable(out)} already holds a model from an earlier run ({', '.join(earlier)}); it is never "
+            "replaced silently: pass --force to replace it (the earlier files are then kept in "
+            f"{_printable(out / 'previous')}), or choose another --out."
         )
 
-    _say(f"[1/6] audit {directory}")
+    _say(f"[1/6] audit {_printable(directory)}")
     t = time.perf_counter()
     report = _audit(directory)
     timings["audit"] = time.perf_counter() - t
-    counts = ", ".join(f"{name} {count}" for name, count in report.classes.items())
+    counts = ", ".join(f"{_printable(name)} {count}" for name, count in report.classes.items())
     _say(f"      {len(report.records)} usable images in {len(report.classes)} classes ({counts})")
     if report.problems:
         _say(
-            f"      {len(report.problems)} file(s) skipped (run `tlcourse check-data {directory}` for the list)"
+            f"      {len(report.problems)} file(s) skipped (run `tlcourse check-data {_printable(directory)}` for the list)"
         )
     for warning in report.warnings:
-        _say(f"      warning: {warning}")
+        _say(f"      warning: {_printable(warning)}")
 
     quiet_tensorflow()
     from tlcourse import data, evaluate, export, train
@@ -181,13 +295,14 @@ def _train(args: Any) -> int:
 
     _say(f"[2/6] load images (profile {profile.name}, {size}px, batch {profile.batch_size})")
     t = time.perf_counter()
-    splits = data.load_for_profile(
-        profile, source=directory, image_size=size, seed=seed, mirror=mirror, report=report
-    )
+    with quiet_decoding():
+        splits = data.load_for_profile(
+            profile, source=directory, image_size=size, seed=seed, mirror=mirror, report=report
+        )
     timings["load"] = time.perf_counter() - t
     _say(
         f"      {splits.train_count} training / {splits.validation_count} validation images, "
-        f"classes: {', '.join(splits.class_names)}"
+        f"classes: {', '.join(_printable(name) for name in splits.class_names)}"
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -243,71 +358,89 @@ def _train(args: Any) -> int:
         + (f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
     )
 
-    _say(f"[6/6] export to {out}")
+    _say(f"[6/6] export to {_printable(out)}")
     t = time.perf_counter()
-    (out / CLASS_NAMES_FILE).write_text(json.dumps(list(splits.class_names), indent=1) + "\n")
-    sample = next(iter(splits.validation))[0]
-    exported = export.export_all(model, out, np.asarray(sample))
-    timings["export"] = time.perf_counter() - t
-    for line in _export_lines(exported):
-        _say(f"      {line}")
-    timings["total"] = time.perf_counter() - started
-
-    history = train.merge_histories(head.history, tuned.history, names=["head", "fine_tune"])
-    settings = {
-        "profile": profile.name,
-        "backbone": backbone_name,
-        "alpha": alpha,
-        "image_size": size,
-        "weights": str(weights),
-        "seed": seed,
-        "batch_size": profile.batch_size,
-        "head_epochs": profile.head_epochs,
-        "fine_tune_epochs": profile.fine_tune_epochs,
-        "learning_rate": profile.learning_rate,
-        "fine_tune_learning_rate": profile.fine_tune_learning_rate,
-        "augmented_passes": profile.augmented_passes,
-        "fine_tune_from": str(fine_tune_from),
-        "fine_tune_boundary": tuned.boundary,
-        "max_images_per_class": profile.max_images_per_class,
-    }
-    metrics = {
-        "head_val_accuracy": head.val_accuracy,
-        "fine_tune_val_accuracy": tuned.val_accuracy,
-        "val_accuracy": val_accuracy,
-        "val_accuracy_interval": interval,
-        "evaluation": summary,
-        "class_names": list(splits.class_names),
-        "data": {
-            "directory": str(Path(directory).resolve()),
-            "source": splits.source,
-            "train_count": splits.train_count,
-            "validation_count": splits.validation_count,
-            "fingerprint": splits.fingerprint,
-            "class_counts": dict(report.classes),
-            "skipped_files": len(report.problems),
-        },
-        "settings": settings,
-        "timings_seconds": timings,
-        "epochs_run": {"head": head.epochs_run, "fine_tune": tuned.epochs_run},
-        "history": history,
-        "export": exported,
-        "notes": [*head.notes, *tuned.notes],
-        "environment": {"python": platform.python_version(), "platform": platform.platform()},
-    }
-    figures = _save_figures(out, history, summary, splits.class_names)
-    metrics["figures"] = figures
-    (out / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
-    card = export.model_card(
-        model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
-        class_names=list(splits.class_names),
-        metrics=metrics,
-        data_source=splits.source,
-        class_counts=dict(report.classes),
-        settings=settings,
-        figures=figures,
-    )
-    (out / CARD_FILE).write_text(card)
+    class_names = [str(name) for name in splits.class_names]
+    with export.ExportStage(out, replace=force, keep_previous=True) as stage:
+        stage.write_text(CLASS_NAMES_FILE, json.dumps(class_names, indent=1) + "\n")
+        sample = next(iter(splits.validation))[0]
+        exported = export.export_formats(
+            model, stage.path, np.asarray(sample), class_names=class_names, report_dir=out
+        )
+        timings["export"] = time.perf_counter() - t
+        for line in _export_lines(exported):
+            _say(f"      {line}")
+        timings["total"] = time.perf_counter() - started
+        history = train.merge_histories(head.history, tuned.history, names=["head", "fine_tune"])
+        settings = {
+            "profile": profile.name,
+            "backbone": backbone_name,
+            "alpha": alpha,
+            "image_size": size,
+            "weights": str(weights),
+            "seed": seed,
+            "batch_size": profile.batch_size,
+            "head_epochs": profile.head_epochs,
+            "fine_tune_epochs": profile.fine_tune_epochs,
+            "learning_rate": profile.learning_rate,
+            "fine_tune_learning_rate": profile.fine_tune_learning_rate,
+            "augmented_passes": profile.augmented_passes,
+            "fine_tune_from": str(fine_tune_from),
+            "fine_tune_boundary": tuned.boundary,
+            "max_images_per_class": profile.max_images_per_class,
+        }
+        metrics = {
+            "head_val_accuracy": head.val_accuracy,
+            "fine_tune_val_accuracy": tuned.val_accuracy,
+            "val_accuracy": val_accuracy,
+            "val_accuracy_interval": interval,
+            "evaluation": summary,
+            "class_names": list(splits.class_names),
+            "data": {
+                "directory": str(Path(directory).resolve()),
+                "source": splits.source,
+                "train_count": splits.train_count,
+                "validation_count": splits.validation_count,
+                "fingerprint": splits.fingerprint,
+                "class_counts": dict(report.classes),
+                "skipped_files": len(report.problems),
+            },
+            "settings": settings,
+            "timings_seconds": timings,
+            "epochs_run": {"head": head.epochs_run, "fine_tune": tuned.epochs_run},
+            "history": history,
+            "export": exported,
+            "notes": [*head.notes, *tuned.notes],
+            "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        }
+        figures = _save_figures(stage.path, history, summary, splits.class_names)
+        metrics["figures"] = figures
+        stage.write_text(METRICS_FILE, json.dumps(_jsonable(metrics), indent=2) + "\n")
+        card = export.model_card(
+            model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
+            class_names=list(splits.class_names),
+            metrics=metrics,
+            data_source=splits.source,
+            class_counts=dict(report.classes),
+            settings=settings,
+            figures=figures,
+        )
+        stage.write_text(CARD_FILE, card)
+        replaced = stage.commit()
+    if replaced:
+        _say(
+            f"      replaced the earlier run's {', '.join(replaced)} in {_printable(out)}; "
+            f"the earlier files are kept in {_printable(out / export.PREVIOUS_DIR)}"
+        )
+    keras_info = exported.get("keras") or {}
+    if keras_info.get("error"):
+        print(
+            f"tlcourse train: the model could not be saved ({keras_info['error']}); metrics.json and "
+            "model_card.md record the run.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     _say(
         f"done in {timings['total']:.1f}s: {out / MODEL_FILE}, {out / METRICS_FILE}, {out / CARD_FILE} "
         f"(head {head.val_accuracy:.3f} -> fine-tuned {val_accuracy:.3f})"
@@ -316,19 +449,19 @@ def _train(args: Any) -> int:
 
 
 def _export_lines(exported: Any) -> list[str]:
+    """One line per format: its file and round-trip difference, or FAILED and why (never crashes on a failure)."""
     lines = []
     if isinstance(exported, dict):
         for name, info in exported.items():
-            if isinstance(info, dict) and "max_abs_diff" in info:
-                lines.append(
-                    f"{name}: {info.get('path', '')} (round-trip max |diff| {info['max_abs_diff']:.2g})"
-                )
-            elif isinstance(info, dict):
-                lines.append(f"{name}: FAILED {info.get('error', info)}")
+            if not isinstance(info, dict):
+                continue
+            diff = info.get("max_abs_diff")
+            if info.get("error") or not isinstance(diff, (int, float)):
+                lines.append(f"{name}: FAILED {_printable(info.get('error', 'no round-trip result'))}")
+            else:
+                flag = "" if info.get("ok", True) else f" ABOVE the tolerance {info.get('tolerance')}"
+                lines.append(f"{name}: {_printable(info.get('path', ''))} (round-trip max |diff| {diff:.2g}{flag})")
     return lines
-
-
-# ---------------------------------------------------------------------------------------------- predict
 
 
 def read_class_names(model_path: str | os.PathLike, num_classes: int) -> list[str]:
@@ -409,11 +542,22 @@ def predict_images(
     from tlcourse import imageio
 
     height, width = model_image_size(model)
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    channels = shape[-1] if len(shape) == 4 else None
+    if channels != 3:
+        raise TLCourseError(
+            f"The model takes images with {channels} channel(s) (input shape {tuple(shape)}); photos are read as "
+            "RGB (3 channels), so give a classifier built on 3-channel inputs, as `tlcourse train` writes."
+        )
     results: list[dict[str, Any]] = []
     good: list[tuple[int, np.ndarray]] = []
     for path in paths:
         try:
-            if not Path(path).is_file():
+            try:
+                found = Path(path).is_file()
+            except OSError as error:
+                raise DataError(f"{path}: cannot be read ({error.strerror or type(error).__name__}).") from None
+            if not found:
                 raise DataError(f"{path}: no such file.")
             image = imageio.load_image(path, (height, width))
             good.append((len(results), image.astype("float32")))
@@ -441,9 +585,18 @@ def predict_command(args: Any) -> int:
         )
         return 2
     model_path = Path(args.model)
-    if not model_path.is_file():
+    try:
+        found = model_path.is_file()
+    except OSError as error:
         print(
-            f"tlcourse predict: {model_path} not found. Give the model.keras written by 'tlcourse train'.",
+            f"tlcourse predict: cannot read {_printable(model_path)} ({error.strerror or type(error).__name__}): "
+            "check the permissions of the folders above it.",
+            file=sys.stderr,
+        )
+        return 2
+    if not found:
+        print(
+            f"tlcourse predict: {_printable(model_path)} not found. Give the model.keras written by 'tlcourse train'.",
             file=sys.stderr,
         )
         return 2
@@ -452,11 +605,11 @@ def predict_command(args: Any) -> int:
 
     try:
         model = export.load_keras(model_path)
+        class_names = model_class_names(model_path, int(model.output_shape[-1]))
+        results = predict_images(model, list(args.images), class_names, top=int(getattr(args, "top", None) or 3))
     except TLCourseError as error:
-        print(f"tlcourse predict: {error}", file=sys.stderr)
+        print(f"tlcourse predict: {_printable(error)}", file=sys.stderr)
         return 2
-    class_names = read_class_names(model_path, int(model.output_shape[-1]))
-    results = predict_images(model, list(args.images), class_names, top=int(getattr(args, "top", None) or 3))
     failed = [r for r in results if "error" in r]
     if getattr(args, "as_json", False):
         payload = [
@@ -470,10 +623,10 @@ def predict_command(args: Any) -> int:
         for r in results:
             if "error" in r:
                 continue
-            best = ", ".join(f"{c} {p:.3f}" for c, p in r["top"])
-            print(f"{r['path']}: {best}")
+            best = ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"])
+            print(f"{_printable(r['path'])}: {best}")
     for r in failed:
-        print(f"tlcourse predict: {r['error']}", file=sys.stderr)
+        print(f"tlcourse predict: {_printable(r['error'])}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -523,8 +676,42 @@ def imagenet_predict_command(args: Any) -> int:
     else:
         for r in results:
             if "error" not in r:
-                print(f"{r['path']}: " + ", ".join(f"{c} {p:.3f}" for c, p in r["top"]))
+                print(f"{_printable(r['path'])}: " + ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"]))
     failed = [r for r in results if "error" in r]
     for r in failed:
-        print(f"tlcourse predict: {r['error']}", file=sys.stderr)
+        print(f"tlcourse predict: {_printable(r['error'])}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def model_class_names(model_path: str | os.PathLike, num_classes: int) -> list[str]:
+    """The class names of a model file: those stored inside it, checked against ``class_names.json`` (lesson 08).
+
+    A model saved by :func:`tlcourse.export.save_keras` with ``class_names`` carries its names; when the
+    ``class_names.json`` beside it names other classes (an interrupted or mixed-up export), the pair is
+    refused with :class:`TLCourseError` rather than answering with the wrong names. Models without stored
+    names fall back to :func:`read_class_names`.
+    """
+    from tlcourse import export
+
+    stored = export.stored_class_names(model_path)
+    if stored is None:
+        return read_class_names(model_path, num_classes)
+    path = Path(model_path)
+    if len(stored) != num_classes:
+        raise TLCourseError(
+            f"{_printable(path.name)} stores {len(stored)} class names but predicts {num_classes} classes: the file "
+            "is inconsistent; export the model again."
+        )
+    beside = path.resolve().parent / CLASS_NAMES_FILE
+    if beside.is_file():
+        try:
+            listed = json.loads(beside.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            listed = None
+        if not isinstance(listed, list) or [str(n) for n in listed] != stored:
+            raise TLCourseError(
+                f"{_printable(beside)} does not match the class names stored in {_printable(path.name)} (an "
+                "interrupted or mixed-up export?): run `tlcourse train` again, or delete class_names.json to "
+                "use the model's own names."
+            )
+    return stored

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import imageio as imageio_budget
 from tlcourse.errors import DataError, TLCourseError
 from tlcourse.pipeline import classify_arrays, model_image_size
 
@@ -43,8 +44,12 @@ MAX_UPLOAD_BYTES: int = 8 * 1024 * 1024
 THUMBNAIL_SIZE: int = 128
 """Longest side, in pixels, of the thumbnails shown next to each prediction."""
 
-MAX_DECODE_PIXELS: int = 60_000_000
-"""Non-JPEG uploads with more pixels than this are rejected before decoding (JPEGs decode reduced)."""
+MAX_DECODE_PIXELS: int = imageio_budget.MAX_DECODE_PIXELS
+"""Non-JPEG uploads with more pixels than this are rejected before decoding (JPEGs decode reduced): the
+same budget as the audit and training (:data:`tlcourse.imageio.MAX_DECODE_PIXELS`)."""
+
+MAX_SAVE_BYTES: int = 50 * 1024 * 1024
+"""Largest upload :func:`save_uploads` writes to disk; bigger ones are refused before anything is written."""
 
 MAX_NAME_CHARS: int = 120
 """Longest sanitised file name kept (characters, extension included)."""
@@ -207,16 +212,27 @@ def read_uploads(value: Any) -> list[Upload]:
     )
 
 
-def save_uploads(uploads: Iterable[Upload] | Any, folder: str | os.PathLike[str]) -> list[Path]:
+def save_uploads(
+    uploads: Iterable[Upload] | Any, folder: str | os.PathLike[str], *, max_bytes: int = MAX_SAVE_BYTES
+) -> list[Path]:
     """Write uploaded files into ``folder`` under unique sanitised names; returns their paths (lesson 08).
 
     ``uploads`` is a list of :class:`Upload` or a raw ``FileUpload.value``. Names are sanitised again here
     and every path is checked to lie inside ``folder``; existing files are never overwritten (``x_1.jpg``).
+    A file over ``max_bytes`` (default :data:`MAX_SAVE_BYTES`) is refused with
+    :class:`~tlcourse.errors.DataError` before anything is written.
     """
     if isinstance(uploads, list | tuple) and all(isinstance(item, Upload) for item in uploads):
         items: list[Upload] = list(uploads)
     else:
         items = read_uploads(uploads)
+    for upload in items:
+        if upload.size > max_bytes or len(upload.content) > max_bytes:
+            raise DataError(
+                f"{upload.name} was not saved: the file is too big ({upload.size / 1e6:.1f} MB; the limit is "
+                f"{max_bytes / 1e6:.0f} MB). Upload a smaller copy (for example exported at 2000 px); nothing "
+                "was written."
+            )
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
