@@ -94,11 +94,13 @@ def test_notebook_is_committed_without_outputs_except_checked_cells(relpath):
     assert not carrying, f"{relpath}: cells {carrying} carry outputs; strip them"
 
 
+_RECIPE = (
+    "keras.applications.MobileNetV2", ".trainable = False", "training=False", ".compile(", ".fit(",
+    "EarlyStopping", ".save(", "load_model",
+)
 RECIPE_CALLS = {
-    "lessons/05_fine_tuning.ipynb": (
-        "keras.applications.MobileNetV2", ".trainable = False", "training=False", ".compile(", ".fit(",
-        "EarlyStopping", "initial_epoch",
-    ),
+    "lessons/04_feature_extraction.ipynb": (*_RECIPE, "image_dataset_from_directory", "preprocess_input"),
+    "lessons/05_fine_tuning.ipynb": (*_RECIPE, "initial_epoch", "layer.trainable = False"),
     "lessons/08_creative_brief.ipynb": (".save(", "load_model"),
 }
 
