@@ -1250,8 +1250,8 @@ def check_mistakes(
             Mistake(
                 "learning_rate_too_high",
                 f"The learning rate {rate:g} is too high for fine-tuning {count} pretrained layers: large "
-                "steps erase what they learned on ImageNet. Use about 1e-5 (a tenth to a hundredth of the "
-                "head's rate) and recompile.",
+                "steps erase what they learned on ImageNet. Use 1e-5 to 1e-4 (a hundredth to a tenth of the "
+                "head's 1e-3; at most 1e-4) and recompile.",
             )
         )
     return mistakes

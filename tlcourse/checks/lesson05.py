@@ -173,7 +173,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     if rate > limit * (1 + 1e-6):
         return _fail(
             f"the learning rate is {rate:g}: for fine-tuning pretrained layers use at most {limit:g} "
-            "(about 1e-5, a tenth to a hundredth of the head's rate), then compile again."
+            "(1e-5 to 1e-4: a hundredth to a tenth of the head's 1e-3), then compile again."
         )
     head_params = _last_dense_params(model)
     trained_before = int(
