@@ -10,8 +10,8 @@ alpha 0.35 at 160 px with ImageNet weights:
 (a) recipe: ``image_dataset_from_directory``, augmentation layers inside the model, the frozen base
     recomputed every epoch; 10 head epochs with Adam 1e-4; then layers from 100 on unfrozen and 10 more epochs
     with RMSprop at 1e-5 (a tenth of the rate), as in the tutorial.
-(b) tlcourse (cpu profile): head on cached features with cached augmented passes (``train.fit_head``), then the
-    boundary-cached fine-tune (``train.fine_tune``), both with early stopping.
+(b) tlcourse (cpu profile): head on cached features with cached augmented passes (``train.fit_head_fast``), then the
+    boundary-cached fine-tune (``train.fine_tune_fast``), both with early stopping.
 (c) throughput: tlcourse's feature extraction (decode + resize + forward pass, cold cache) vs the bare
     forward pass of the same backbone on already-decoded tensors, and a plain ``image_dataset_from_directory``
     pipeline for reference.
@@ -149,7 +149,7 @@ def child_tlcourse(mirror: Path) -> dict:
         )
         load_seconds = time.perf_counter() - t_start
         t0 = time.perf_counter()
-        head = train.fit_head(
+        head = train.fit_head_fast(
             splits,
             alpha=ALPHA,
             image_size=SIZE,
@@ -162,7 +162,7 @@ def child_tlcourse(mirror: Path) -> dict:
         )
         head_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        tuned = train.fine_tune(head, splits, profile=profile, seed=SEED)
+        tuned = train.fine_tune_fast(head, splits, profile=profile, seed=SEED)
         fine_seconds = time.perf_counter() - t1
         # check on the assembled end-to-end model, as it would be exported
         import numpy as np

@@ -164,12 +164,6 @@ def _table(acc15=0.86, acc13=0.88, sec15=40.0, sec13=60.0):
     )
 
 
-def test_accuracy_interval_narrows_with_more_images_and_contains_the_accuracy():
-    small, large = grade.accuracy_interval(0.8, 20), grade.accuracy_interval(0.8, 2000)
-    assert small[0] <= 0.8 <= small[1] and large[0] <= 0.8 <= large[1]
-    assert (large[1] - large[0]) < (small[1] - small[0]) / 3
-
-
 def test_depth_choice_accepts_the_best_row_with_its_number():
     result = grade.check_depth_choice(
         _table(), "fine_tune_from:block_13", "0.88, the best", validation_count=200

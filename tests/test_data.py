@@ -330,3 +330,18 @@ def test_flowers_from_the_mirror_have_800_train_200_validation_and_five_classes(
 def test_misspelt_option_is_refused_not_silently_ignored(flat: Path):
     with pytest.raises(TypeError, match="max_per_clas"):
         data.load_dataset(flat, image_size=SIZE, max_per_clas=3)
+
+
+def test_test_fraction_holds_out_a_stratified_seeded_test_split_disjoint_from_training(flat: Path):
+    splits = data.load_image_folder(flat, image_size=16, test_fraction=0.25, seed=3)
+    again = data.load_image_folder(flat, image_size=16, test_fraction=0.25, seed=3)
+    plain = data.load_image_folder(flat, image_size=16, seed=3)
+    assert splits.test is not None and plain.test is None
+    assert splits.test_files == again.test_files  # deterministic
+    assert set(splits.test_class_counts) == set(splits.class_names)
+    assert all(count >= 1 for count in splits.test_class_counts.values())
+    assert not set(splits.test_files) & set(splits.validation_files)
+    total = splits.train_count + splits.validation_count + splits.test_count
+    assert total == plain.train_count + plain.validation_count  # every image in exactly one split
+    assert sum(len(y) for _, y in splits.test) == splits.test_count
+    assert splits.fingerprint != plain.fingerprint

@@ -354,3 +354,26 @@ def test_evaluation_summary_is_json_ready_and_consistent():
         None, None, ["red", "green"], y_true=labels, probs=model.predict(ds, verbose=0), n_boot=200, k=4
     )
     assert again["confusion_matrix"] == summary["confusion_matrix"]
+
+
+def test_accuracy_interval_narrows_with_more_images_and_contains_the_accuracy():
+    small, large = evaluate.accuracy_interval(0.8, 20), evaluate.accuracy_interval(0.8, 2000)
+    assert small[0] <= 0.8 <= small[1] and large[0] <= 0.8 <= large[1]
+    assert (large[1] - large[0]) < (small[1] - small[0]) / 3
+
+
+def test_paired_bootstrap_separates_a_real_gain_and_not_a_tie():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    a = np.where(rng.random(400) < 0.8, y, (y + 1) % 3)
+    better = np.where(a == y, y, np.where(rng.random(400) < 0.6, y, a))  # fixes 60% of a's errors
+    gain, low, high = evaluate.paired_bootstrap(y, a, better, seed=0)
+    assert gain == pytest.approx(np.mean(better == y) - np.mean(a == y))
+    assert 0 < low <= gain <= high
+    shuffled = a.copy()
+    swap = rng.permutation(400)[:20]
+    shuffled[swap] = (shuffled[swap] + 1) % 3  # a few changed answers: gain near 0
+    _, low, high = evaluate.paired_bootstrap(y, a, a, seed=0)
+    assert low == high == 0.0
+    _, low, high = evaluate.paired_bootstrap(y, a, shuffled, seed=0)
+    assert low < 0.02 and high > -0.12

@@ -411,3 +411,16 @@ def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
         train.resolve_layer(backbone, count)  # ...which is no boundary to fine-tune from
     with pytest.raises(TLCourseError):
         models.layer_index(backbone, True)
+
+
+def test_imagenet_weights_gives_a_path_keras_applications_loads_at_another_size(capsys):
+    import keras
+
+    path = models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=96, download=False)
+    assert path is not None and path.endswith(".h5")
+    notice = capsys.readouterr().out
+    assert notice.count("\n") == 1 and "224px" in notice  # one short notice, once
+    base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=path)
+    reference = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=96, verbose=False)
+    for a, b in zip(base.get_weights()[:3], reference.get_weights()[:3], strict=True):
+        np.testing.assert_array_equal(a, b)

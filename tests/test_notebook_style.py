@@ -85,3 +85,24 @@ def test_notebook_is_committed_without_outputs_except_checked_cells(relpath):
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count) and not (_tags(cell) & KEPT_OUTPUT_TAGS)
     ]
     assert not carrying, f"{relpath}: cells {carrying} carry outputs; strip them"
+
+
+_RECIPE = (
+    "keras.applications.MobileNetV2", ".trainable = False", "training=False", ".compile(", ".fit(",
+    "EarlyStopping", ".save(", "load_model",
+)
+RECIPE_CALLS = {
+    "lessons/04_feature_extraction.ipynb": (*_RECIPE, "image_dataset_from_directory", "preprocess_input"),
+    "lessons/05_fine_tuning.ipynb": (*_RECIPE, "initial_epoch", "layer.trainable = False"),
+    "lessons/08_creative_brief.ipynb": (".save(", "load_model"),
+}
+
+
+@pytest.mark.parametrize("relpath", sorted(RECIPE_CALLS))
+def test_lesson_writes_the_keras_recipe_out_in_its_code_cells(relpath):
+    """The TensorFlow/Keras transfer-learning calls stay in the cells a student reads (issue 12)."""
+
+    notebook = nbformat.read(REPO_ROOT / relpath, as_version=4)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    missing = [call for call in RECIPE_CALLS[relpath] if call not in code]
+    assert not missing, f"{relpath} no longer shows {missing} in a code cell"

@@ -1,4 +1,4 @@
-"""Training strategies, resume, merged histories and the boundary-cached fine-tune (tlcourse.train)."""
+"""The plain recipe on the given model, the opt-in fast path, resume, merged histories (tlcourse.train)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def profile():
 @pytest.fixture(scope="module")
 def head(splits, profile, tmp_path_factory):
     """A head trained once on a random-weight backbone, shared by the fine-tuning tests."""
-    result = train.fit_head(
+    result = train.fit_head_fast(
         splits,
         alpha=0.35,
         image_size=SIZE,
@@ -108,14 +108,14 @@ def test_split_inside_a_residual_block_carries_both_tensors_and_reproduces_the_b
 # ------------------------------------------------------------------------------------------- training
 
 
-def test_fit_head_leaves_backbone_weights_unchanged_and_trains_the_head(head, splits, tmp_path):
+def test_fit_head_fast_leaves_backbone_weights_unchanged_and_trains_the_head(head, splits, tmp_path):
     import keras
 
     from tlcourse.config import seed_everything
 
     before = [w.copy() for w in head.backbone.get_weights()]
     # training again from this backbone must not move it either
-    again = train.fit_head(
+    again = train.fit_head_fast(
         splits,
         head.backbone,
         alpha=0.35,
@@ -127,7 +127,7 @@ def test_fit_head_leaves_backbone_weights_unchanged_and_trains_the_head(head, sp
     after = again.backbone.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert again.trainable_params == 3 * (again.head.input_shape[-1] + 1)
-    seed_everything(42)  # fit_head seeds the same way before building its head: these are its initial weights
+    seed_everything(42)  # fit_head_fast seeds the same way before building its head: these are its initial weights
     fresh = train._head_model(again.head.input_shape[-1], 3, 0.2)
     initial, trained = train._last_dense(fresh).get_weights(), train._last_dense(again.head).get_weights()
     np.testing.assert_array_equal(initial[0].shape, trained[0].shape)
@@ -140,7 +140,7 @@ def test_fit_head_leaves_backbone_weights_unchanged_and_trains_the_head(head, sp
 
 
 def test_boundary_cached_fine_tune_equals_the_assembled_end_to_end_model(splits, profile, tmp_path):
-    start = train.fit_head(
+    start = train.fit_head_fast(
         splits,
         alpha=0.35,
         image_size=SIZE,
@@ -154,7 +154,7 @@ def test_boundary_cached_fine_tune_equals_the_assembled_end_to_end_model(splits,
     frozen_before = [w.copy() for w in start.backbone.layers[5].get_weights()]
     top_layers = [start.backbone.get_layer(name) for name in ("block_13_expand", "Conv_1")]
     top_before = [layer.kernel.numpy().copy() for layer in top_layers]
-    result = train.fine_tune(
+    result = train.fine_tune_fast(
         start, splits, from_layer="block_13", profile=profile, patience=None, keep_better=False
     )
     assert result.boundary == "block_13_expand"
@@ -183,14 +183,122 @@ def test_boundary_cached_fine_tune_equals_the_assembled_end_to_end_model(splits,
     assert result.model.evaluate(splits.validation, verbose=0)[1] == pytest.approx(result.val_accuracy, abs=1e-6)
 
 
-def test_fine_tune_falls_back_to_the_standard_path_and_never_ends_below_its_start(head, splits, profile):
-    result = train.fine_tune(
+def test_fine_tune_fast_falls_back_to_the_standard_path_and_never_ends_below_its_start(head, splits, profile):
+    result = train.fine_tune_fast(
         head, splits, from_layer="block_16", profile=profile, epochs=1, max_cache_bytes=1, learning_rate=1.0
     )
     assert any("standard path" in note for note in result.notes)
     assert result.epochs_run == 1
     # keep_better: even a wild learning rate cannot leave it below the head it started from
     assert result.val_accuracy >= head.val_accuracy - 1e-6
+
+
+# ------------------------------------------------------------------------ the plain recipe, given model
+
+
+def _classifier(splits, *, dropout=0.2, seed=0, weights="random"):
+    """What lessons 04/05 write out: a MobileNetV2 base, frozen, in a functional model."""
+    from tlcourse import models
+
+    base = models.build_backbone(
+        "mobilenet_v2", alpha=0.35, image_size=SIZE, weights=weights, seed=seed, verbose=False
+    )
+    base.trainable = False
+    return base, models.build_classifier(base, splits.num_classes, dropout=dropout)
+
+
+def _compile(model, rate, sgd=False):
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(rate) if sgd else keras.optimizers.Adam(rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def _top_kernel(base):
+    return base.get_layer("block_16_project").kernel.numpy().copy()
+
+
+def test_fine_tune_trains_the_model_it_was_given_with_its_own_compile(splits, profile):
+    from tlcourse import models
+
+    base, model = _classifier(splits)
+    other_base, other = _classifier(splits)  # the same start, never handed to fine_tune
+    models.unfreeze_from(base, "block_13")
+    optimizer_before = None
+    _compile(model, 1e-3)
+    optimizer_before = model.optimizer
+    frozen = base.get_layer("block_2_expand").kernel.numpy().copy()
+    top, other_top = _top_kernel(base), _top_kernel(other_base)
+    result = train.fine_tune(model, splits, epochs=1, profile=profile, patience=None)
+    assert result.model is model
+    assert model.optimizer is optimizer_before and int(model.optimizer.iterations.numpy()) > 0
+    assert not np.array_equal(_top_kernel(base), top)  # the unfrozen top moved
+    np.testing.assert_array_equal(base.get_layer("block_2_expand").kernel.numpy(), frozen)
+    np.testing.assert_array_equal(_top_kernel(other_base), other_top)  # a model it was not given did not
+
+
+def test_fine_tune_refuses_a_model_unfrozen_after_its_last_compile(splits, profile):
+    from tlcourse import models
+    from tlcourse.errors import TLCourseError
+
+    base, model = _classifier(splits)
+    _compile(model, 1e-3)
+    models.unfreeze_from(base, "block_13")  # and no compile after it
+    with pytest.raises(TLCourseError, match="compile"):
+        train.fine_tune(model, splits, epochs=1, profile=profile)
+
+
+def test_fit_head_trains_only_the_head_of_the_given_model(splits, profile):
+    from tlcourse.errors import TLCourseError
+
+    base, model = _classifier(splits)
+    _compile(model, 1e-2)
+    base_before = [w.copy() for w in base.get_weights()]
+    dense_before = model.get_layer("logits").kernel.numpy().copy()
+    result = train.fit_head(model, splits, epochs=1, profile=profile, patience=None)
+    assert result.model is model and result.epochs_run == 1
+    assert not np.array_equal(model.get_layer("logits").kernel.numpy(), dense_before)
+    assert all(np.array_equal(a, b) for a, b in zip(base_before, base.get_weights(), strict=True))
+    base.trainable = True
+    _compile(model, 1e-2)
+    with pytest.raises(TLCourseError, match="trainable = False"):
+        train.fit_head(model, splits, epochs=1, profile=profile)
+
+
+def test_fast_path_reaches_the_plain_paths_predictions_on_the_same_batches(splits):
+    from tlcourse import models
+
+    one_batch = get_profile("smoke", image_size=SIZE, batch_size=64, augmented_passes=0)
+    import tensorflow as tf
+
+    x = np.concatenate([a for a, _ in splits.train])
+    y = np.concatenate([b for _, b in splits.train])
+    whole = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)  # one batch: the order cannot matter
+    same = type(splits)(**{**splits.__dict__, "train": whole})
+    # ImageNet weights (the offline mirror's): a random base at 32 px gives all-zero features and no gradient
+    plain_base, plain = _classifier(splits, dropout=0.0, weights="imagenet")
+    fast_base, fast = _classifier(splits, dropout=0.0, weights="imagenet")
+    fast.set_weights(plain.get_weights())
+    models.unfreeze_from(plain_base, "block_13")
+    start = [w.numpy().copy() for w in plain.trainable_weights]
+    _compile(plain, 0.5, sgd=True)
+    _compile(fast, 0.5, sgd=True)  # the fast path trains with a copy of the model's own optimizer
+    train.fine_tune(plain, same, epochs=3, profile=one_batch, augment=False, patience=None)
+    result = train.fine_tune_fast(
+        fast, same, from_layer="block_13", profile=one_batch, epochs=3, augmented_passes=0, patience=None,
+        keep_better=False,
+    )
+    assert result.model is fast
+    moved = [not np.array_equal(w.numpy(), old) for w, old in zip(plain.trainable_weights, start, strict=True)]
+    assert sum(moved) > len(moved) // 2  # the top of the base trained, not only the head
+    images = tf.concat([x for x, _ in splits.validation], 0)
+    # tolerance: float32 sums in another order over three Adam steps
+    np.testing.assert_allclose(
+        fast(images, training=False).numpy(), plain(images, training=False).numpy(), rtol=1e-3, atol=1e-4
+    )
 
 
 def test_resume_after_interruption_continues_from_that_epoch_and_ends_like_an_uninterrupted_run(tmp_path):
@@ -305,7 +413,7 @@ def test_models_are_built_inside_the_current_distribution_strategy(splits, tmp_p
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        result = train.fit_head(
+        result = train.fit_head_fast(
             splits,
             alpha=0.35,
             image_size=SIZE,

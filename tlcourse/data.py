@@ -111,6 +111,13 @@ class DatasetSplits:
     """Things worth knowing, e.g. skipped files or a synthetic stand-in."""
     synthetic_fallback: bool = False
     """True when generated images stand in for a source that was not available."""
+    test: Any = None
+    """A held-out TEST pipeline (like ``validation``: unshuffled, never augmented) that no choice may look at:
+    epochs, early stopping and strategy choices use ``validation``; the headline figures use ``test``. Present
+    when the folder has a ``test/`` folder or ``test_fraction`` carved one from the training images; else None."""
+    test_count: int = 0
+    test_class_counts: dict[str, int] = field(default_factory=dict)
+    test_files: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -124,6 +131,7 @@ class DatasetSplits:
             f"classes ({self.num_classes}): {', '.join(self.class_names)}",
             f"train: {self.train_count} images {dict(self.train_class_counts)}",
             f"validation: {self.validation_count} images {dict(self.validation_class_counts)}",
+            *([f"test: {self.test_count} images {dict(self.test_class_counts)}"] if self.test is not None else []),
             f"images: {self.image_size}x{self.image_size} RGB float32 0..255, batches of {self.batch_size}"
             + (", decoded once and kept in memory" if self.cached else ", decoded on the fly"),
             f"fingerprint: {self.fingerprint[:16]}",
@@ -249,7 +257,7 @@ def _finish(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if augment:
-        layers = _augmentation_layers(seed)
+        layers = default_augmentation(seed)
         dataset = dataset.map(
             lambda images, labels: (tf.clip_by_value(layers(images, training=True), 0.0, 255.0), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -257,18 +265,23 @@ def _finish(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _augmentation_layers(seed: int) -> Any:
-    """Light photo augmentation (random horizontal flip, +-5% rotation, +-10% zoom), seeded (lesson 04)."""
+def default_augmentation(seed: int = 42) -> Any:
+    """The course's one default augmentation: random horizontal flip, rotation up to +-10% of a turn (36
+    degrees) and zoom up to +-10%, reflecting at the borders, seeded (lesson 04 writes these layers out).
+
+    A ``keras.Sequential`` of Keras' own augmentation layers; it works on [0, 255] float images inside a model
+    (active only while training) and in a ``tf.data`` map (call it with ``training=True``).
+    """
     quiet_tensorflow()
     import keras
 
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
             keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
         ],
-        name="data_augmentation",
+        name="augmentation",
     )
 
 
@@ -361,6 +374,7 @@ def load_image_folder(
     workers: int | None = None,
     source_name: str | None = None,
     report: AuditReport | None = None,
+    test_fraction: float = 0.0,
 ) -> DatasetSplits:
     """Load an image folder (``class/`` folders, optionally inside ``train/`` and ``validation/``) (lesson 08).
 
@@ -368,7 +382,10 @@ def load_image_folder(
     in ``splits.audit.problems`` (and counted in ``splits.notes``); a folder that cannot train a classifier
     raises :class:`~tlcourse.errors.DataError` with the audit's reason. Without a ``validation/`` folder a
     seeded stratified split (``validation_fraction``) is drawn from the training images; a ``test/`` folder
-    is not used here. Nothing in the folder is written. Pass an existing ``report`` to skip re-auditing.
+    is used only as ``splits.test``. With ``test_fraction`` and no ``test/`` folder, that share of each class's
+    training images (seeded, stratified, drawn before any cap) becomes ``splits.test``: for the mirror's flowers
+    (160 training and 40 validation photos a class) ``test_fraction=0.25`` gives 120 / 40 / 40 a class.
+    Nothing in the folder is written. Pass an existing ``report`` to skip re-auditing.
     """
     from tlcourse import audit
 
@@ -394,8 +411,19 @@ def load_image_folder(
 
     train_records = [r for r in records if r.split in ("train", None)]
     given_validation = [r for r in records if r.split == "validation"]
-    if any(r.split == "test" for r in records):
-        notes.append("the test/ folder is not used for training or validation")
+    test_records = [r for r in records if r.split == "test"]
+    if test_records:
+        notes.append("the test/ folder is held out as splits.test (not used for training or validation)")
+    elif test_fraction:
+        keep_idx, test_idx = stratified_split(
+            [index[r.label] for r in train_records], test_fraction, seed=seed + 7
+        )
+        test_records = [train_records[i] for i in test_idx]
+        train_records = [train_records[i] for i in keep_idx]
+        notes.append(
+            f"{len(test_records)} training images ({test_fraction:.0%} of each class, seed {seed}) held out as "
+            "the test split"
+        )
     if given_validation:
         validation_records = given_validation
     else:
@@ -419,6 +447,7 @@ def load_image_folder(
 
     train_records = cap(train_records, max_per_class, 1)
     validation_records = cap(validation_records, _validation_cap(max_per_class), 2)
+    test_records = cap(test_records, _validation_cap(max_per_class), 3)
 
     name = source_name or f"folder:{report.root}"
     fingerprint = _fingerprint(
@@ -429,9 +458,10 @@ def load_image_folder(
             "classes": class_names,
             "train": [[r.relpath, r.label, r.sha256 or _stat_key(r.path)] for r in train_records],
             "validation": [[r.relpath, r.label, r.sha256 or _stat_key(r.path)] for r in validation_records],
+            **({"test": [[r.relpath, r.label] for r in test_records]} if test_records else {}),
         }
     )
-    return _assemble(
+    splits = _assemble(
         name,
         class_names,
         train=_Selection([r.path for r in train_records], [index[r.label] for r in train_records]),
@@ -451,6 +481,30 @@ def load_image_folder(
         notes=notes,
         report=report,
     )
+    if test_records:
+        _attach_test(splits, test_records, index, image_size, batch_size, workers)
+    return splits
+
+
+def _attach_test(
+    splits: DatasetSplits,
+    records: list[Any],
+    index: dict[str, int],
+    image_size: int,
+    batch_size: int,
+    workers: int | None,
+) -> None:
+    """Decode the held-out test images once and give ``splits`` its ``test`` pipeline (never augmented)."""
+    arrays, failed = _decode_files([r.path for r in records], image_size, workers)
+    keep = np.ones(len(records), bool)
+    keep[failed] = False
+    labels = np.asarray([index[r.label] for r in records], np.int32)[keep]
+    splits.test = _from_arrays(
+        arrays[keep], labels, batch_size=batch_size, shuffle=False, seed=0, augment=False
+    )
+    splits.test_count = int(len(labels))
+    splits.test_class_counts = _counts(labels, splits.class_names)
+    splits.test_files = [r.relpath for r, k in zip(records, keep, strict=True) if k]
 
 
 def _stat_key(path: Path) -> list[int]:
@@ -913,7 +967,8 @@ def load_dataset(
     When a catalog source is missing offline, ``allow_synthetic=True`` substitutes generated data and prints
     a warning; otherwise :class:`~tlcourse.errors.AssetMissingError` says what is missing and how to fix it.
 
-    Extra options: ``data_dir`` and ``download`` (tfds), ``min_per_class`` (folders), ``cache_decoded``
+    Extra options: ``data_dir`` and ``download`` (tfds), ``min_per_class`` and ``test_fraction`` (folders,
+    the mirror's flowers included: see :func:`load_image_folder`), ``cache_decoded``
     (``None``: keep decoded images in memory when they fit ``cache_limit_mb``, default 512), ``workers``.
     """
     kwargs = dict(
@@ -928,7 +983,8 @@ def load_dataset(
     )
     text = os.fspath(source)
     key = text.strip().lower()
-    tfds_only, folder_only = {"data_dir", "download"}, {"min_per_class", "workers", "report", "source_name"}
+    tfds_only = {"data_dir", "download"}
+    folder_only = {"min_per_class", "workers", "report", "source_name", "test_fraction"}
     unknown = set(options) - tfds_only - folder_only - {"cache_decoded", "cache_limit_mb"}
     if unknown:
         raise TypeError(f"load_dataset() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -1024,6 +1080,7 @@ __all__ = [
     "CATALOG",
     "FLOWER_CLASSES",
     "DatasetSplits",
+    "default_augmentation",
     "load_dataset",
     "load_for_profile",
     "load_image_folder",

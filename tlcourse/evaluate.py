@@ -31,6 +31,7 @@ from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
 __all__ = [
+    "accuracy_interval",
     "bootstrap_interval",
     "calibration",
     "classification_metrics",
@@ -38,6 +39,7 @@ __all__ = [
     "find_backbone",
     "grad_cam",
     "last_conv_layer",
+    "paired_bootstrap",
     "per_example_loss",
     "predict_dataset",
     "to_probabilities",
@@ -286,6 +288,47 @@ def bootstrap_interval(
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return point, float(low), float(high)
+
+
+def paired_bootstrap(
+    y_true: Any, pred_a: Any, pred_b: Any, *, n: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Accuracy of ``pred_b`` minus accuracy of ``pred_a`` on the same images, with a paired percentile-bootstrap
+    interval: ``(difference, low, high)`` (lessons 05 and 07).
+
+    Both predictions are resampled with the **same** image indices, so what the images have in common (hard
+    ones, easy ones) cancels out; the interval is narrower than comparing two separate intervals. An interval
+    that contains 0 means the two are not told apart on these images.
+    """
+    y = _labels(y_true)
+    a, b = _predictions(pred_a), _predictions(pred_b)
+    if not len(y) == len(a) == len(b):
+        raise ValueError(f"y_true has {len(y)} labels but the predictions have {len(a)} and {len(b)}.")
+    if len(y) == 0:
+        raise TLCourseError("No examples to bootstrap: the evaluation set is empty.")
+    if not 0 < level < 1:
+        raise ValueError("level must be between 0 and 1, e.g. 0.95.")
+    gain = (b == y).astype("float64") - (a == y).astype("float64")
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(int(n), len(y)))
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(gain[idx].mean(axis=1), [tail, 100.0 - tail])
+    return float(gain.mean()), float(low), float(high)
+
+
+def accuracy_interval(accuracy: float, n: int, *, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of an accuracy measured on ``n`` images (lesson 05).
+
+    Accuracy only depends on which images were right, so the bootstrap of ``round(accuracy * n)`` right
+    answers out of ``n`` is the bootstrap of the real predictions (:func:`bootstrap_interval`).
+    """
+    n = int(n)
+    if n <= 0:
+        raise ValueError("n must be the number of images (at least 1).")
+    right = int(round(float(accuracy) * n))
+    y_true = np.zeros(n, dtype=int)
+    y_pred = np.where(np.arange(n) < right, 0, 1)
+    _, low, high = bootstrap_interval(y_true, y_pred, level=level, seed=seed)
+    return float(low), float(high)
 
 
 # ---------------------------------------------------------------------------------------- calibration

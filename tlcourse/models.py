@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse.config import quiet_tensorflow
-from tlcourse.errors import TLCourseError
+from tlcourse.errors import AssetMissingError, TLCourseError
 
 KERAS_TABLE = "Keras Applications table, https://keras.io/api/applications/ (single 224/299 px centre crop)"
 SLIM_MOBILENET_TABLE = (
@@ -368,6 +368,41 @@ def build_backbone(
             "belongs to the same backbone and width (alpha)."
         ) from None
     return model
+
+
+def imagenet_weights(
+    backbone: str = "mobilenet_v2",
+    *,
+    alpha: float | None = None,
+    image_size: int | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+    allow_random: bool = False,
+    download: bool = True,
+) -> str | None:
+    """The path of the ImageNet no-top weights for ``keras.applications.<Base>(..., weights=path)`` (lesson 04).
+
+    Keras' ``weights="imagenet"`` looks only for its own file at the exact input size and downloads it when
+    it is missing; offline (or at a size such as 160 px for which the mirror holds only the 224 px file, with the
+    same weight shapes) pass this path instead. A stand-in file is announced with one short notice. When no
+    file can be found and ``allow_random`` is true (the smoke profile), one clear notice says the weights are
+    random and ``None`` is returned, so ``weights=None`` builds the base with random weights; otherwise
+    :class:`~tlcourse.errors.AssetMissingError` says what is missing and how to get it.
+    """
+    from tlcourse import assets
+
+    try:
+        resolved = assets.backbone_weights(
+            backbone, alpha=alpha, image_size=image_size, mirror=mirror, download=download
+        )
+    except AssetMissingError as error:
+        if not allow_random:
+            raise
+        border = "!" * 78
+        print(f"{border}\nWARNING: {error}\nUsing RANDOM weights: the accuracies below mean nothing.\n{border}")
+        return None
+    if resolved.notice:
+        print(resolved.notice)
+    return str(resolved.path)
 
 
 # ------------------------------------------------------------------------------------------ classifiers
@@ -1215,8 +1250,8 @@ def check_mistakes(
             Mistake(
                 "learning_rate_too_high",
                 f"The learning rate {rate:g} is too high for fine-tuning {count} pretrained layers: large "
-                "steps erase what they learned on ImageNet. Use about 1e-5 (a tenth to a hundredth of the "
-                "head's rate) and recompile.",
+                "steps erase what they learned on ImageNet. Use 1e-5 to 1e-4 (a hundredth to a tenth of the "
+                "head's 1e-3; at most 1e-4) and recompile.",
             )
         )
     return mistakes

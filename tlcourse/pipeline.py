@@ -4,8 +4,10 @@
 
 1. audit the folder (an unusable folder stops here with the audit's one-line reason, exit status 2);
 2. load the images (train/validation splits, float32 [0, 255]);
-3. feature extraction: a head trained on cached features of the frozen backbone (:func:`tlcourse.train.fit_head`);
-4. fine-tuning of the backbone's top, on cached boundary activations (:func:`tlcourse.train.fine_tune`);
+3. feature extraction: a head trained on cached features of the frozen backbone
+   (:func:`tlcourse.train.fit_head_fast`, the opt-in fast path);
+4. fine-tuning of the backbone's top, on cached boundary activations
+   (:func:`tlcourse.train.fine_tune_fast`, the opt-in fast path);
 5. evaluation on the validation set with bootstrap intervals (:mod:`tlcourse.evaluate`);
 6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite, each checked by a round trip.
 
@@ -309,7 +311,7 @@ def _train(args: Any) -> int:
     run_dir = out / "run"
     _say(f"[3/6] feature extraction: frozen {backbone_name} (alpha {alpha}, weights {weights}) + new head")
     t = time.perf_counter()
-    head = train.fit_head(
+    head = train.fit_head_fast(
         splits,
         backbone_name=backbone_name,
         alpha=alpha,
@@ -330,7 +332,7 @@ def _train(args: Any) -> int:
 
     _say(f"[4/6] fine-tune from {fine_tune_from} at learning rate {profile.fine_tune_learning_rate:g}")
     t = time.perf_counter()
-    tuned = train.fine_tune(
+    tuned = train.fine_tune_fast(
         head,
         splits,
         from_layer=fine_tune_from,

@@ -1,25 +1,28 @@
-"""Training strategies, callbacks, resume and fast fine-tuning (introduced in lesson 05).
+"""Training: the plain recipe on the model you give it, callbacks, resume, and an opt-in fast path.
 
-Lesson 04 trains a head on features computed once by a frozen backbone (:func:`fit_head`). Lesson 05
-unfreezes the top of the backbone and fine-tunes it at a low learning rate (:func:`fine_tune`), and compares
-every strategy on the same data, seed and splits with :func:`compare_strategies`:
+The plain recipe (lessons 04 and 05 write it out in Keras first): :func:`fit_head` fits a classifier whose base
+is frozen, :func:`fine_tune` fits it again after you unfroze the top of the base and compiled it at a low rate.
+Both call ``model.fit`` on **the model they are given, compiled as given**, with a fresh augmentation of the
+training images every epoch and ``EarlyStopping(restore_best_weights=True)`` on validation.
+
+The fast path is separate and says so in its names: :func:`fit_head_fast` trains a new head on cached features
+(lesson 04's step beyond the tutorial) and :func:`fine_tune_fast` fine-tunes on cached boundary activations:
+the layers below the unfreeze boundary are frozen and their BatchNorm layers run in inference mode, so they
+compute a fixed function of the image; the frozen bottom runs once per cached pass and only the top and the
+head are trained on the tensors that cross the boundary (same layer objects, so the end-to-end model carries
+the trained weights). tests/test_train.py proves it reaches the plain path's weights on the same batches.
+:func:`compare_strategies` (lesson 05's harness) and ``tlcourse train`` use the fast path.
+
+Strategies the harness compares on the same data, seed and splits:
 
 - ``zero_shot``: no training at all; ImageNet's 1000-class classifier, its outputs summed per task class
-  through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`). Needs the include-top ImageNet
-  weights, which the offline mirror does not hold; the row then says it was skipped.
+  through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`).
 - ``head_only``: frozen backbone, a new head trained on cached features (plus cached augmented passes).
 - ``fine_tune_from:<layer>``: head first, then the backbone from ``<layer>`` upwards is trained too.
   ``<layer>`` is a layer index (``100``: layers 100 and above, as in the TensorFlow tutorial) or a layer or
   block name (``block_13``: the first layer whose name starts with ``block_13_``).
 - ``full_fine_tune``: head first, then every backbone layer trained (BatchNorm still in inference mode).
 - ``from_scratch``: the same architecture with random weights, every layer trained (the baseline).
-
-Fast fine-tuning: the layers below the unfreeze boundary are frozen and their BatchNorm layers run in
-inference mode, so they compute a fixed function of the image. :func:`fine_tune` therefore runs that frozen
-bottom once per (augmented) pass, keeps the tensors that cross the boundary, and trains only the top and the
-head on them; the end-to-end model (bottom + trained top + head) is then assembled from the very same layer
-objects, so it is mathematically the same model. When the boundary tensors would not fit in
-``max_cache_bytes`` the standard end-to-end path (base recomputed every step) is used, with a note saying so.
 
 Every model is built inside ``tf.distribute.get_strategy().scope()``, so the same code runs under a
 ``MirroredStrategy`` or ``TPUStrategy`` scope without change.
@@ -284,18 +287,10 @@ def count_params(model: Any, trainable: bool = True) -> int:
 
 
 def default_augmentation(seed: int = 42) -> Any:
-    """Light augmentation for photos: horizontal flips and small rotations (lesson 04).
+    """The course's one default augmentation, :func:`tlcourse.data.default_augmentation` (lesson 04)."""
+    from tlcourse import data
 
-    Works on [0, 255] float images both inside a model and in a ``tf.data`` map.
-    """
-    keras = _keras()
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
-        ],
-        name="augmentation",
-    )
+    return data.default_augmentation(seed)
 
 
 def _augmented(dataset: Any, augmentation: Any) -> Any:
@@ -303,16 +298,18 @@ def _augmented(dataset: Any, augmentation: Any) -> Any:
     return dataset.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: str = "adam") -> Any:
-    """Compile with :func:`tlcourse.models.compile_classifier` (Adam, or RMSprop when asked)."""
+def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: Any = "adam") -> Any:
+    """Compile with :func:`tlcourse.models.compile_classifier`: Adam, RMSprop when asked, or a fresh copy of
+    a given optimizer (the same class and settings: how the fast path keeps a model's own compile)."""
     keras = _keras()
     from tlcourse.models import compile_classifier
 
-    opt = (
-        keras.optimizers.RMSprop(learning_rate)
-        if optimizer == "rmsprop"
-        else keras.optimizers.Adam(learning_rate)
-    )
+    if not isinstance(optimizer, str):
+        opt = type(optimizer).from_config(optimizer.get_config())
+    elif optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(learning_rate)
+    else:
+        opt = keras.optimizers.Adam(learning_rate)
     return compile_classifier(model, learning_rate, num_classes=num_classes, optimizer=opt)
 
 
@@ -502,11 +499,50 @@ def _build_backbone(
     return backbone, notes
 
 
-def _join(backbone: Any, head: Any, backbone_name: str) -> Any:
+def models_learning_rate(model: Any) -> float | None:
+    """The learning rate a compiled model's optimizer starts with (None when it cannot be read) (lesson 05)."""
+    from tlcourse import models
+
+    return models.trainable_report(model).learning_rate
+
+
+def _name_of(backbone: Any, backbone_name: str | None = None) -> str:
+    """The registry name of ``backbone``: from its tag (or Keras name), else ``backbone_name``."""
+    from tlcourse import models
+
+    spec = models.spec_of(backbone)
+    if spec is not None:
+        return spec.name
+    if backbone_name:
+        return models.get_spec(backbone_name).name
+    raise TLCourseError(
+        f"Cannot tell which backbone {getattr(backbone, 'name', backbone)!r} is; pass backbone_name=."
+    )
+
+
+def _phase_from_model(model: Any) -> PhaseResult:
+    """A classifier ``Input -> preprocessing -> base -> pool -> ... -> logits`` as a :class:`PhaseResult`
+    whose ``head`` maps pooled features to logits with the classifier's own head layers (no copies)."""
+    keras = _keras()
+    backbone = _base_of(model)
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if backbone is None or not pools:
+        raise TLCourseError(
+            "fine_tune_fast needs a classifier built as Input -> preprocessing -> base(training=False) -> "
+            "GlobalAveragePooling2D -> head (lesson 04, step 3)."
+        )
+    head = keras.Model(pools[0].output, model.outputs[0], name="head")
+    return PhaseResult(
+        model=model, backbone=backbone, head=head, history={}, val_accuracy=math.nan, seconds=0.0,
+        epochs_run=0, trainable_params=count_params(head),
+    )
+
+
+def _join(backbone: Any, head: Any, backbone_name: str | None = None) -> Any:
     """The end-to-end classifier: :func:`tlcourse.features.join_head` (the head's layers are reused)."""
     from tlcourse import features
 
-    return features.join_head(backbone, head, pooling="avg", backbone_name=backbone_name)
+    return features.join_head(backbone, head, pooling="avg", backbone_name=_name_of(backbone, backbone_name))
 
 
 def _clone_head(head: Any) -> Any:
@@ -542,6 +578,176 @@ def _head_model(feature_dim: int, num_classes: int, dropout: float) -> Any:
     from tlcourse import models
 
     return models.build_head((feature_dim,), num_classes, dropout=dropout)
+
+
+# ------------------------------------------------------------------------------------ the plain recipe
+
+
+def _require_compiled(model: Any, what: str) -> None:
+    from tlcourse import models
+
+    report = models.trainable_report(model)
+    if not report.compiled:
+        raise TLCourseError(f"{what} trains the model as you compiled it: call model.compile(...) first.")
+    if report.needs_recompile:
+        raise TLCourseError(
+            f"{what}: `trainable` changed after the last model.compile, so fit would not train what you "
+            "unfroze. Call model.compile(...) again (lesson 05, step 2)."
+        )
+
+
+def _plain_fit(
+    model: Any,
+    splits: Any,
+    *,
+    epochs: int,
+    initial_epoch: int,
+    augment: bool,
+    patience: int | None,
+    seed: int,
+    run_dir: str | os.PathLike | None,
+    keep_better: bool,
+    verbose: int,
+) -> PhaseResult:
+    from tlcourse.config import seed_everything
+
+    seed_everything(seed)
+    train_data = _augmented(splits.train, default_augmentation(seed)) if augment else splits.train
+    start = time.perf_counter()
+    start_weights = model.get_weights() if keep_better else None
+    start_accuracy = _accuracy(model, splits.validation) if keep_better else math.nan
+    history = model.fit(
+        train_data,
+        validation_data=splits.validation,
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        callbacks=training_callbacks(run_dir, patience=patience),
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=verbose,
+    )
+    val_accuracy = _accuracy(model, splits.validation)
+    notes: list[str] = []
+    if keep_better and start_weights is not None and val_accuracy < start_accuracy:
+        model.set_weights(start_weights)
+        notes.append(
+            f"training did not beat the starting weights on validation ({val_accuracy:.3f} < "
+            f"{start_accuracy:.3f}): kept the starting weights"
+        )
+        val_accuracy = start_accuracy
+    return PhaseResult(
+        model=model,
+        backbone=_base_of(model),
+        head=None,
+        history={k: list(map(float, v)) for k, v in history.history.items()},
+        val_accuracy=float(val_accuracy),
+        seconds=time.perf_counter() - start,
+        epochs_run=len(history.history.get("loss", [])),
+        trainable_params=count_params(model),
+        notes=notes,
+    )
+
+
+def _accuracy(model: Any, dataset: Any) -> float:
+    """Accuracy of a logits model on a dataset of (images, labels), whatever metrics it was compiled with."""
+    hits, total = 0, 0
+    for images, labels in dataset:
+        logits = np.asarray(model(images, training=False))
+        y = np.asarray(labels).reshape(-1)
+        predicted = (logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(axis=1)
+        hits += int((predicted == y).sum())
+        total += len(y)
+    return hits / max(total, 1)
+
+
+def _base_of(model: Any) -> Any:
+    """The pretrained base inside a classifier: its nested model with the most weights (None if none)."""
+    nested = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights]
+    return max(nested, key=lambda layer: len(layer.weights)) if nested else None
+
+
+def fit_head(
+    model: Any,
+    splits: Any,
+    *,
+    epochs: int | None = None,
+    profile: Profile | str = "auto",
+    augment: bool = True,
+    patience: int | None = 5,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
+) -> PhaseResult:
+    """``model.fit`` of a classifier whose base you froze and which you compiled (lesson 04, step 4).
+
+    Lesson 04 writes this out: ``base.trainable = False``, the functional model with ``base(x,
+    training=False)``, ``model.compile``, then ``model.fit(train, validation_data=..., callbacks=[EarlyStopping
+    (..., restore_best_weights=True)])``. This helper runs exactly that on **the model you give it, compiled as
+    you compiled it**, with a fresh augmentation of the training images every epoch
+    (:func:`tlcourse.data.default_augmentation`). It refuses a model that is not compiled, or whose base is
+    not frozen. ``epochs`` defaults to the profile's ``head_epochs``. For the cached-features shortcut see
+    :func:`fit_head_fast`.
+    """
+    from tlcourse import models
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    _require_compiled(model, "fit_head")
+    if any(m.code == "base_not_frozen" for m in models.check_mistakes(model, phase="head")):
+        raise TLCourseError(
+            "fit_head trains a new head on a frozen base, but the base is trainable: set base.trainable = False "
+            "and compile again (lesson 04, step 3)."
+        )
+    return _plain_fit(
+        model,
+        splits,
+        epochs=prof.head_epochs if epochs is None else int(epochs),
+        initial_epoch=0,
+        augment=augment,
+        patience=patience,
+        seed=seed,
+        run_dir=run_dir,
+        keep_better=False,
+        verbose=verbose,
+    )
+
+
+def fine_tune(
+    model: Any,
+    splits: Any,
+    *,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    profile: Profile | str = "auto",
+    augment: bool = True,
+    patience: int | None = 3,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    keep_better: bool = False,
+    verbose: int = 0,
+) -> PhaseResult:
+    """``model.fit`` of a classifier you unfroze and compiled again at a low rate (lesson 05, step 3).
+
+    Lesson 05 writes this out: ``base.trainable = True``, ``for layer in base.layers[:fine_tune_at]:
+    layer.trainable = False`` (BatchNorm layers kept frozen), ``model.compile(...)`` at a low rate, then
+    ``model.fit(..., epochs=initial_epoch + epochs, initial_epoch=initial_epoch, callbacks=[EarlyStopping(...,
+    restore_best_weights=True)])``. This helper runs exactly that on **the model you give it, compiled as you
+    compiled it**; it refuses a model whose ``trainable`` flags changed since its last compile. With
+    ``keep_better`` the starting weights come back (and a note says so) when training ended below them on
+    validation. For the boundary-cached shortcut see :func:`fine_tune_fast`.
+    """
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    _require_compiled(model, "fine_tune")
+    return _plain_fit(
+        model,
+        splits,
+        epochs=prof.fine_tune_epochs if epochs is None else int(epochs),
+        initial_epoch=int(initial_epoch),
+        augment=augment,
+        patience=patience,
+        seed=seed,
+        run_dir=run_dir,
+        keep_better=keep_better,
+        verbose=verbose,
+    )
 
 
 # ------------------------------------------------------------------------------------------ head phase
@@ -592,11 +798,11 @@ def _feature_sets(
     )
 
 
-def fit_head(
+def fit_head_fast(
     splits: Any,
     backbone: Any | None = None,
     *,
-    backbone_name: str = "mobilenet_v2",
+    backbone_name: str | None = None,
     alpha: float | None = None,
     image_size: int | None = None,
     weights: str = "imagenet",
@@ -615,7 +821,12 @@ def fit_head(
     progress: bool = False,
     verbose: int = 0,
 ) -> PhaseResult:
-    """Feature extraction: train a new head on a frozen backbone's cached features (lesson 04).
+    """FAST PATH (opt-in): a new head trained on a frozen backbone's cached features (lesson 04, step 6).
+
+    Lesson 04 shows the plain version first (``extractor.predict`` once, a head fitted on the arrays, then
+    :func:`tlcourse.features.cached_features` keeping that predict on disk); :func:`fit_head` is the plain
+    end-to-end ``model.fit`` of a model you built and compiled yourself. This function builds its own head and
+    compiles it (Adam at the profile's rate); the strategy harness and ``tlcourse train`` use it.
 
     The frozen backbone runs once over the validation set and ``1 + augmented_passes`` times over the training
     set (pass 0 plain, the others augmented); the features are cached on disk (``tlcourse.features``), so a
@@ -643,8 +854,10 @@ def fit_head(
         if backbone is None:
             image_size = image_size or prof.image_size
             alpha = alpha or prof.alpha
-            backbone, notes = _build_backbone(backbone_name, alpha, image_size, weights, mirror)
+            backbone, notes = _build_backbone(backbone_name or "mobilenet_v2", alpha, image_size, weights, mirror)
         from tlcourse import models
+
+        backbone_name = _name_of(backbone, backbone_name)
 
         models.freeze(backbone)
         extractor = _feature_model(backbone, backbone_name)
@@ -799,12 +1012,12 @@ def _top_trainer(top: Any, head: Any) -> Any:
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, head(x), name="top_trainer")
 
 
-def fine_tune(
-    head: PhaseResult,
+def fine_tune_fast(
+    head: PhaseResult | Any,
     splits: Any,
     *,
     from_layer: int | str = DEFAULT_FINE_TUNE_FROM,
-    backbone_name: str = "mobilenet_v2",
+    backbone_name: str | None = None,
     profile: Profile | str = "auto",
     epochs: int | None = None,
     learning_rate: float | None = None,
@@ -814,11 +1027,17 @@ def fine_tune(
     run_dir: str | os.PathLike | None = None,
     cache: bool = True,
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-    optimizer: str = "adam",
+    optimizer: Any = "adam",
     keep_better: bool = True,
     verbose: int = 0,
 ) -> PhaseResult:
-    """Unfreeze the backbone from ``from_layer`` up and train it with the head at a low rate (lesson 05).
+    """FAST PATH (opt-in): boundary-cached fine-tuning of a head from :func:`fit_head_fast` (lesson 05, aside).
+
+    Lesson 05 shows the plain recipe first (unfreeze, ``model.compile`` at a low rate, ``model.fit`` with
+    ``initial_epoch`` and ``EarlyStopping``), which :func:`fine_tune` runs on the model it is given. This
+    function unfreezes from ``from_layer`` and compiles its own trainer; tests/test_train.py shows it reaches
+    the same weights as the plain path on the same batches, and lesson 05 checks its accuracy against the
+    plain run. The strategy harness and ``tlcourse train`` use it.
 
     Starts from the head trained by :func:`fit_head` (never fine-tune a random head: its large gradients
     would wreck the pretrained features). BatchNorm stays in inference mode. With ``cache=True`` the frozen
@@ -834,9 +1053,16 @@ def fine_tune(
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     epochs = prof.fine_tune_epochs if epochs is None else epochs
-    learning_rate = prof.fine_tune_learning_rate if learning_rate is None else learning_rate
     passes = prof.augmented_passes if augmented_passes is None else augmented_passes
+    given = None if isinstance(head, PhaseResult) else head
+    if given is not None:  # a classifier: train its own layers and hand the same model back
+        head = _phase_from_model(given)
+        if learning_rate is None and getattr(given, "optimizer", None) is not None:
+            optimizer = given.optimizer  # compiled as given: a fresh copy of its optimizer and settings
+            learning_rate = models_learning_rate(given) or prof.fine_tune_learning_rate
+    learning_rate = prof.fine_tune_learning_rate if learning_rate is None else learning_rate
     backbone = head.backbone
+    backbone_name = _name_of(backbone, backbone_name)
     num_classes = len(splits.class_names)
     index = resolve_layer(backbone, from_layer)
     notes: list[str] = []
@@ -884,7 +1110,7 @@ def fine_tune(
         validation_data: Any = (val_x, bcache.validation_labels)
     else:
         with strategy_scope():
-            trainer = _join(backbone, head.head, backbone_name)
+            trainer = given if given is not None else _join(backbone, head.head, backbone_name)
             set_trainable_from(backbone, index)
             _compile(trainer, learning_rate, num_classes, optimizer)
         train_data = _augmented(splits.train, default_augmentation(seed)) if passes else splits.train
@@ -911,7 +1137,12 @@ def fine_tune(
             "kept the head's weights"
         )
         val_accuracy = start_accuracy
-    if use_cache:
+    if use_cache and given is not None:
+        model = given  # the trainer shares its layers: the given classifier carries the trained weights
+        with strategy_scope():
+            set_trainable_from(backbone, index)
+            _compile(model, learning_rate, num_classes, optimizer)
+    elif use_cache:
         with strategy_scope():
             model = _join(backbone, head.head, backbone_name)  # same layer objects: the trained weights
             # compiled like the trainer, so model.evaluate / model.fit work on the end-to-end classifier too
@@ -1086,7 +1317,7 @@ def compare_strategies(
 
     def head_phase() -> PhaseResult:
         if "result" not in head_state:
-            head_state["result"] = fit_head(
+            head_state["result"] = fit_head_fast(
                 splits,
                 backbone_name=backbone,
                 alpha=alpha,
@@ -1181,7 +1412,7 @@ def compare_strategies(
                 else:
                     where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
                     start_head = fresh_head()
-                    result = fine_tune(
+                    result = fine_tune_fast(
                         start_head,
                         splits,
                         from_layer=where,

@@ -26,6 +26,7 @@ from tlcourse.checks import (
     check_recompiled,
 )
 from tlcourse.config import quiet_tensorflow
+from tlcourse.evaluate import accuracy_interval  # re-exported: the exercise grader quotes it
 
 __all__ = [
     "UNFREEZE_CASES",
@@ -172,7 +173,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     if rate > limit * (1 + 1e-6):
         return _fail(
             f"the learning rate is {rate:g}: for fine-tuning pretrained layers use at most {limit:g} "
-            "(about 1e-5, a tenth to a hundredth of the head's rate), then compile again."
+            "(1e-5 to 1e-4: a hundredth to a tenth of the head's 1e-3), then compile again."
         )
     head_params = _last_dense_params(model)
     trained_before = int(
@@ -201,24 +202,6 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
         f"recompiled at {rate:g}, BatchNorm in inference mode, {report.trainable_params:,} parameters trained "
         f"({moved} weight tensors moved) and every frozen weight stayed put."
     )
-
-
-def accuracy_interval(accuracy: float, n: int, *, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap interval of an accuracy measured on ``n`` validation images (lesson 05).
-
-    Accuracy only depends on which images were right, so the bootstrap of ``round(accuracy * n)`` right
-    answers out of ``n`` is the bootstrap of the real predictions (:func:`tlcourse.evaluate.bootstrap_interval`).
-    """
-    from tlcourse import evaluate
-
-    n = int(n)
-    if n <= 0:
-        raise ValueError("n must be the number of validation images (at least 1).")
-    right = int(round(float(accuracy) * n))
-    y_true = np.zeros(n, dtype=int)
-    y_pred = np.where(np.arange(n) < right, 0, 1)
-    _, low, high = evaluate.bootstrap_interval(y_true, y_pred, level=level, seed=seed)
-    return float(low), float(high)
 
 
 def _mentions(reason: str, value: float) -> bool:
