@@ -22,3 +22,15 @@ def test_repository_passes_ruff_check():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_python_files_are_formatted_with_ruff_format():
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff is not installed (it comes with the dev extra)")
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout + done.stderr

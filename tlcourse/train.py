@@ -608,6 +608,7 @@ def _plain_fit(
     run_dir: str | os.PathLike | None,
     keep_better: bool,
     verbose: int,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     from tlcourse.config import seed_everything
 
@@ -621,7 +622,7 @@ def _plain_fit(
         validation_data=splits.validation,
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
-        callbacks=training_callbacks(run_dir, patience=patience),
+        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=verbose,
     )
@@ -676,6 +677,7 @@ def fit_head(
     seed: int = 42,
     run_dir: str | os.PathLike | None = None,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     """``model.fit`` of a classifier whose base you froze and which you compiled (lesson 04, step 4).
 
@@ -707,6 +709,7 @@ def fit_head(
         run_dir=run_dir,
         keep_better=False,
         verbose=verbose,
+        callbacks=callbacks,
     )
 
 
@@ -723,6 +726,7 @@ def fine_tune(
     run_dir: str | os.PathLike | None = None,
     keep_better: bool = False,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     """``model.fit`` of a classifier you unfroze and compiled again at a low rate (lesson 05, step 3).
 
@@ -747,6 +751,7 @@ def fine_tune(
         run_dir=run_dir,
         keep_better=keep_better,
         verbose=verbose,
+        callbacks=callbacks,
     )
 
 
@@ -820,6 +825,7 @@ def fit_head_fast(
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
     progress: bool = False,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     """FAST PATH (opt-in): a new head trained on a frozen backbone's cached features (lesson 04, step 6).
 
@@ -917,7 +923,7 @@ def fit_head_fast(
         sampler,
         validation_data=(x_val, y_val),
         epochs=epochs,
-        callbacks=training_callbacks(run_dir, patience=patience),
+        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
@@ -1030,6 +1036,7 @@ def fine_tune_fast(
     optimizer: Any = "adam",
     keep_better: bool = True,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     """FAST PATH (opt-in): boundary-cached fine-tuning of a head from :func:`fit_head_fast` (lesson 05, aside).
 
@@ -1124,7 +1131,7 @@ def fine_tune_fast(
         train_data,
         validation_data=validation_data,
         epochs=epochs,
-        callbacks=training_callbacks(run_dir, patience=patience),
+        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
@@ -1189,7 +1196,8 @@ def zero_shot(
 
     classifier = zeroshot.load_imagenet_classifier(alpha, image_size, mirror=mirror, download=download)
     mapping = imagenet.zero_shot_mapping(
-        dict(task_classes) if task_classes else {c: [c.replace("_", " ")] for c in splits.class_names}
+        dict(task_classes) if task_classes else {c: [c.replace("_", " ")] for c in splits.class_names},
+        missing="error" if task_classes else "skip",  # a class ImageNet lacks is scored, never a crash
     )
     labels, probs = [], []
     for images, y in splits.validation:
@@ -1218,6 +1226,7 @@ def from_scratch(
     seed: int = 42,
     run_dir: str | os.PathLike | None = None,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
     """The baseline transfer must beat: the same architecture, random weights, every layer trained (lesson 05).
 
@@ -1248,7 +1257,7 @@ def from_scratch(
         _augmented(splits.train, default_augmentation(seed)),
         validation_data=splits.validation,
         epochs=epochs,
-        callbacks=training_callbacks(run_dir, patience=patience),
+        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
