@@ -179,6 +179,8 @@ def test_model_with_lrn_loads_in_a_fresh_process_through_export_load_keras(tmp_p
         "import sys; from tlcourse.export import load_keras; model = load_keras(sys.argv[1]); "
         "print(type(model.layers[-1]).__name__)"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("LocalResponseNormalization")

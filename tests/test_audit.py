@@ -290,7 +290,9 @@ def test_a_thousand_real_photos_audit_well_under_30_seconds(mirror):
     assert seconds < 15
 
 
-def test_without_imagehash_the_audit_still_works_and_says_near_duplicates_were_not_checked(tmp_path, monkeypatch):
+def test_without_imagehash_the_audit_still_works_and_says_near_duplicates_were_not_checked(
+    tmp_path, monkeypatch
+):
     import builtins
 
     from tlcourse import audit

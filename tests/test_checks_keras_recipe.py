@@ -25,10 +25,15 @@ def _model(classes=3):
     import keras
 
     base = keras.Sequential(
-        [keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(8, 3, name="conv_a"),
-         keras.layers.BatchNormalization(name="bn_a"), keras.layers.ReLU(),
-         keras.layers.Conv2D(8, 3, name="conv_b"), keras.layers.BatchNormalization(name="bn_b"),
-         keras.layers.ReLU()],
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Conv2D(8, 3, name="conv_a"),
+            keras.layers.BatchNormalization(name="bn_a"),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(8, 3, name="conv_b"),
+            keras.layers.BatchNormalization(name="bn_b"),
+            keras.layers.ReLU(),
+        ],
         name="base",
     )
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -41,8 +46,11 @@ def _model(classes=3):
 def _compile(model, rate):
     import keras
 
-    model.compile(keras.optimizers.Adam(rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
 
 
 def _head_phase(freeze=True):

@@ -10,7 +10,9 @@ from tlcourse import cli
 
 
 def test_run_without_the_instructors_extra_names_the_install_command(tmp_path, monkeypatch, capsys):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("PROFILE = 'smoke'", metadata={"tags": ["parameters"]})])
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("PROFILE = 'smoke'", metadata={"tags": ["parameters"]})]
+    )
     nbformat.write(notebook, tmp_path / "00_tiny.ipynb")
     for name in cli.RUN_EXTRA_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # as on Colab, where papermill is not installed

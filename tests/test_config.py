@@ -98,7 +98,9 @@ def test_environment_report_names_versions_platform_and_profile(monkeypatch):
 def _memory_holder(mib: int) -> subprocess.Popen:
     """A process whose command line looks like a Jupyter kernel's and that holds ``mib`` MiB."""
     code = f"import sys, time; block = b'x' * ({mib} * 2**20); print('ready', flush=True); time.sleep(120)"
-    holder = subprocess.Popen([sys.executable, "-c", code, "ipykernel_launcher"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, "ipykernel_launcher"], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "ready"
     return holder
 

@@ -47,10 +47,16 @@ def _python(version: str) -> Path:
 
 def _clean_copy(target: Path) -> Path:
     """What a fresh `git clone` of this checkout holds (tracked and new, not ignored, files), committed."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO_ROOT / name
         if source.is_file():
@@ -64,7 +70,11 @@ def _clean_copy(target: Path) -> Path:
 
 def _environment(extra_path: Path | None = None, **values: str) -> dict[str, str]:
     """The variables of a user's shell: nothing of this test run's Python, mirror or profile leaks in."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "TLCOURSE_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON", "VIRTUAL_ENV", "TLCOURSE_"))
+    }
     env.pop("KERAS_HOME", None)
     env.pop("CI", None)  # CI=1 would make the browser and widget tests strict; none runs here
     if extra_path is not None:
@@ -73,12 +83,28 @@ def _environment(extra_path: Path | None = None, **values: str) -> dict[str, str
     return env
 
 
-def _run(command: list[str] | str, *, cwd: Path, env: dict[str, str], timeout: float = INSTALL_TIMEOUT,
-         check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                            shell=isinstance(command, str), executable="/bin/bash" if isinstance(command, str) else None)
+def _run(
+    command: list[str] | str,
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = INSTALL_TIMEOUT,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        shell=isinstance(command, str),
+        executable="/bin/bash" if isinstance(command, str) else None,
+    )
     if check and result.returncode != 0:
-        pytest.fail(f"{command!r} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(
+            f"{command!r} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -128,16 +154,35 @@ def test_binder_image_holds_every_dependency_and_runs_lessons(tmp_path):
     status = _run(["bash", "binder/start", "python", "-m", "tlcourse", "assets", "status"], cwd=repo, env=env)
     assert str(home / ".tlcourse-mirror") in status.stdout
     out = tmp_path / "run"
-    ran = _run(["bash", "binder/start", "python", "-m", "tlcourse", "run", "lessons/01_imagenet.ipynb",
-                "lessons/08_creative_brief.ipynb", "--profile", "smoke", "--out", str(out)], cwd=repo, env=env,
-               check=False)
+    ran = _run(
+        [
+            "bash",
+            "binder/start",
+            "python",
+            "-m",
+            "tlcourse",
+            "run",
+            "lessons/01_imagenet.ipynb",
+            "lessons/08_creative_brief.ipynb",
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+        ],
+        cwd=repo,
+        env=env,
+        check=False,
+    )
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
     assert _statuses(out) == {"01_imagenet.ipynb": "ok", "08_creative_brief.ipynb": "ok"}
 
 
 def _colab_constraints(target: Path) -> Path:
-    lines = [line for line in (COLAB_DATA / "pip-freeze.gpu.txt").read_text().splitlines()
-             if line and not line.startswith("#") and " @ " not in line]
+    lines = [
+        line
+        for line in (COLAB_DATA / "pip-freeze.gpu.txt").read_text().splitlines()
+        if line and not line.startswith("#") and " @ " not in line
+    ]
     target.write_text("\n".join(lines) + "\n")
     return target
 
@@ -169,8 +214,21 @@ def test_colab_setup_cell_installs_the_course_without_changing_colab_and_a_lesso
     env = _environment(venv / "bin", HOME=str(tmp_path / "home"))
     _run([str(python), "-m", "venv", str(venv)], cwd=tmp_path, env=env)
     constraints = _colab_constraints(tmp_path / "colab-constraints.txt")
-    _run(["python", "-m", "pip", "install", "-q", "-c", str(constraints), "-r", str(COLAB_DATA / "runtime-subset.txt")],
-         cwd=tmp_path, env=env)
+    _run(
+        [
+            "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(constraints),
+            "-r",
+            str(COLAB_DATA / "runtime-subset.txt"),
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     before = _freeze(venv / "bin" / "python", env)
     colab = _colab_versions()
     assert before["ipykernel"] == colab["ipykernel"] == "6.17.1" and before["ipywidgets"] == "7.7.1"
@@ -180,16 +238,32 @@ def test_colab_setup_cell_installs_the_course_without_changing_colab_and_a_lesso
         import sync_notebook_links as links
     finally:
         sys.path.remove(str(REPO_ROOT / "tools"))
-    setup = re.sub(r'COURSE = ".*"', f'COURSE = "file://{repo}"', links.setup_cell(*links.settings(repo / "pyproject.toml")))
-    installed = subprocess.run(["python", "-c", SETUP_CELL_AS_ON_COLAB], input=setup, cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-    assert installed.returncode == 0 and "installed tlcourse" in installed.stdout, installed.stdout + installed.stderr
+    setup = re.sub(
+        r'COURSE = ".*"',
+        f'COURSE = "file://{repo}"',
+        links.setup_cell(*links.settings(repo / "pyproject.toml")),
+    )
+    installed = subprocess.run(
+        ["python", "-c", SETUP_CELL_AS_ON_COLAB],
+        input=setup,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+    )
+    assert installed.returncode == 0 and "installed tlcourse" in installed.stdout, (
+        installed.stdout + installed.stderr
+    )
     assert str(venv) in installed.stdout  # the package went into the runtime's own site-packages
 
     _run(["python", "-m", "pip", "check"], cwd=tmp_path, env=env)
     after = _freeze(venv / "bin" / "python", env)
-    changed = {name: (version, after.get(name)) for name, version in before.items()
-               if name in colab and after.get(name) != version}
+    changed = {
+        name: (version, after.get(name))
+        for name, version in before.items()
+        if name in colab and after.get(name) != version
+    }
     assert not changed, f"installing the course changed Colab's packages: {changed}"
 
     # a lesson in the smoke profile, executed by the runtime's own kernel (ipykernel 6.17.1, ipywidgets 7.7.1)
@@ -217,11 +291,19 @@ def test_colab_setup_cell_installs_the_course_without_changing_colab_and_a_lesso
 def _externally_managed_python(version: str, target: Path) -> Path:
     """A copy of CPython ``version`` marked externally managed (PEP 668), as Debian and Homebrew ship theirs."""
     source = _python(version).parents[1]
-    shutil.copytree(source, target, symlinks=True,
-                    ignore=shutil.ignore_patterns("site-packages", "__pycache__", "test", "idlelib", "tkinter"))
+    shutil.copytree(
+        source,
+        target,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("site-packages", "__pycache__", "test", "idlelib", "tkinter"),
+    )
     python = target / "bin" / f"python{version}"
-    stdlib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    stdlib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(stdlib).is_relative_to(target), stdlib
     (Path(stdlib) / "site-packages").mkdir(exist_ok=True)
     subprocess.run([str(python), "-m", "ensurepip"], capture_output=True, check=True)
@@ -245,14 +327,18 @@ def test_readme_first_command_works_on_a_fresh_externally_managed_laptop_and_lea
     python = _externally_managed_python("3.12", tmp_path / "system-python")
     env = _environment(python.parent, HOME=str(tmp_path / "home"), TLCOURSE_PROFILE="smoke")
     if mirror_path() is not None:
-        env["TLCOURSE_MIRROR"] = str(mirror_path())  # a classroom mirror; without it smoke uses generated data
+        env["TLCOURSE_MIRROR"] = str(
+            mirror_path()
+        )  # a classroom mirror; without it smoke uses generated data
     for name in ("python3", "python"):  # Homebrew has both; Debian's python-is-python3 adds `python`
         (python.parent / name).unlink(missing_ok=True)
         os.symlink(python, python.parent / name)
 
     # the platform's problem: without a virtual environment pip refuses to install anything here
     refused = _run("python3 -m pip install -r requirements.txt", cwd=repo, env=env, check=False)
-    assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr, refused.stderr[
+        -2000:
+    ]
 
     command = _readme_command(0)
     assert "--profile auto" in command  # TLCOURSE_PROFILE=smoke is what `auto` reads first
@@ -261,34 +347,65 @@ def test_readme_first_command_works_on_a_fresh_externally_managed_laptop_and_lea
     statuses = _statuses(repo / "runs" / "latest")
     lessons = sorted(path.name for path in (repo / "lessons").glob("*.ipynb"))
     assert statuses == dict.fromkeys(lessons, "ok")
-    status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     # the virtual environment, the run's own output folder and the editable install's metadata are expected
     expected = re.compile(r"^!! (\.venv/|runs/|tlcourse\.egg-info/|(.*/)?__pycache__/)")
     written = [line for line in status if not expected.match(line)]
-    assert not written, "running the course wrote into the checkout (ignored files included):\n" + "\n".join(written)
+    assert not written, "running the course wrote into the checkout (ignored files included):\n" + "\n".join(
+        written
+    )
 
 
 def test_supported_python_range_is_enforced_by_pip_and_stated_in_the_readme(tmp_path):
     from packaging.specifiers import SpecifierSet
 
     metadata = subprocess.run(
-        [sys.executable, "-c", "import tomllib,sys; print(tomllib.load(open('pyproject.toml','rb'))['project']['requires-python'])"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import tomllib,sys; print(tomllib.load(open('pyproject.toml','rb'))['project']['requires-python'])",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     supported = SpecifierSet(metadata)
     assert all(f"3.{minor}" in supported for minor in (11, 12, 13)), metadata
-    assert "3.14" not in supported and "3.10" not in supported, metadata  # TensorFlow 2.21 has no wheels there
+    assert "3.14" not in supported and "3.10" not in supported, (
+        metadata
+    )  # TensorFlow 2.21 has no wheels there
     assert "Python 3.11, 3.12 or 3.13" in (REPO_ROOT / "README.md").read_text()
     # pip itself refuses the course's wheel on a Python outside the range, and takes it on one inside
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO_ROOT)],
-                   capture_output=True, text=True, timeout=600, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     wheel = next(wheels.glob("tlcourse-*.whl"))
 
     def dry_run(python: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([str(python), "-m", "pip", "install", "--dry-run", "--no-deps", "--target",
-                               str(tmp_path / "t"), str(wheel)], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--no-deps",
+                "--target",
+                str(tmp_path / "t"),
+                str(wheel),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     assert dry_run(Path(sys.executable)).returncode == 0
     refused = dry_run(_python("3.10"))  # a real interpreter just below the range (none above it is installed)

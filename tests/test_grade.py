@@ -119,7 +119,9 @@ def test_each_zero_says_why_missing_edited_raised_or_not_yet(graded):
         "the exception is put on the exercise it broke"
     )
     assert all("NotImplementedError" in c["hint"] for c in rows["bob"]["checks"])
-    assert "Keras counts 2336" in rows["carol"]["checks"][0]["hint"], "the grader's hint reaches the gradebook"
+    assert "Keras counts 2336" in rows["carol"]["checks"][0]["hint"], (
+        "the grader's hint reaches the gradebook"
+    )
     assert all(row["problem"] is None for row in rows.values())
 
 

@@ -398,7 +398,9 @@ def test_a_saved_classifier_loads_in_safe_mode_and_still_passes_the_checks(tmp_p
 def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
     from tlcourse import train, widgets
 
-    backbone = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=96, weights="random", verbose=False)
+    backbone = models.build_backbone(
+        "mobilenet_v2", alpha=0.35, image_size=96, weights="random", verbose=False
+    )
     names = [layer.name for layer in backbone.layers]
     count = len(names)
     for where in ("block_13", "block_1", "block_16_project", 100, "100", -5):
@@ -420,7 +422,9 @@ def test_imagenet_weights_gives_a_path_keras_applications_loads_at_another_size(
     assert path is not None and path.endswith(".h5")
     notice = capsys.readouterr().out
     assert notice.count("\n") == 1 and "224px" in notice  # one short notice, once
-    base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=path)
+    base = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=path
+    )
     reference = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=96, verbose=False)
     for a, b in zip(base.get_weights()[:3], reference.get_weights()[:3], strict=True):
         np.testing.assert_array_equal(a, b)

@@ -54,7 +54,9 @@ def test_changing_the_setting_and_running_the_tool_rewrites_every_badge_and_inst
     shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     old_slug, old_ref = links.settings()
-    pyproject = re.sub(r'(?m)^Repository = ".*"$', 'Repository = "https://github.com/school-x/course-fork"', pyproject)
+    pyproject = re.sub(
+        r'(?m)^Repository = ".*"$', 'Repository = "https://github.com/school-x/course-fork"', pyproject
+    )
     pyproject = re.sub(r'(?m)^notebook_ref = ".*"$', 'notebook_ref = "v9.8.7"', pyproject)
     (tmp_path / "pyproject.toml").write_text(pyproject)
 

@@ -52,8 +52,12 @@ def test_notebook_has_guarded_colab_install_one_parameters_cell_and_closing_sect
     nb = _load(relpath)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     setup = code_cells[0].source
-    assert '"google.colab" in sys.modules' in setup, f"{relpath}: first code cell must be the guarded Colab setup"
-    install_lines = [line for line in setup.splitlines() if "install" in line and not line.lstrip().startswith("#")]
+    assert '"google.colab" in sys.modules' in setup, (
+        f"{relpath}: first code cell must be the guarded Colab setup"
+    )
+    install_lines = [
+        line for line in setup.splitlines() if "install" in line and not line.lstrip().startswith("#")
+    ]
     assert not any("tensorflow" in line.lower() for line in install_lines), (
         f"{relpath}: the Colab install must never (re)install TensorFlow"
     )
@@ -67,7 +71,9 @@ def test_notebook_has_guarded_colab_install_one_parameters_cell_and_closing_sect
         if isinstance(target, ast.Name)
     }
     assert "PROFILE" in names, f"{relpath}: the parameters cell must define PROFILE"
-    headings = [line for cell in nb.cells if cell.cell_type == "markdown" for line in cell.source.splitlines()]
+    headings = [
+        line for cell in nb.cells if cell.cell_type == "markdown" for line in cell.source.splitlines()
+    ]
     assert any(re.match(r"##\s+Summary", line) for line in headings), f"{relpath}: needs a '## Summary'"
     assert any(re.match(r"##\s+Exercises", line) for line in headings), f"{relpath}: needs a '## Exercises'"
     steps = [line for line in headings if re.match(r"##\s+\d+\.", line)]
@@ -82,14 +88,22 @@ def test_notebook_is_committed_without_outputs_except_checked_cells(relpath):
     carrying = [
         index
         for index, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count) and not (_tags(cell) & KEPT_OUTPUT_TAGS)
+        if cell.cell_type == "code"
+        and (cell.outputs or cell.execution_count)
+        and not (_tags(cell) & KEPT_OUTPUT_TAGS)
     ]
     assert not carrying, f"{relpath}: cells {carrying} carry outputs; strip them"
 
 
 _RECIPE = (
-    "keras.applications.MobileNetV2", ".trainable = False", "training=False", ".compile(", ".fit(",
-    "EarlyStopping", ".save(", "load_model",
+    "keras.applications.MobileNetV2",
+    ".trainable = False",
+    "training=False",
+    ".compile(",
+    ".fit(",
+    "EarlyStopping",
+    ".save(",
+    "load_model",
 )
 RECIPE_CALLS = {
     "lessons/04_feature_extraction.ipynb": (*_RECIPE, "image_dataset_from_directory", "preprocess_input"),

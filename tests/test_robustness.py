@@ -64,7 +64,9 @@ def _assert_consistent(out: Path) -> None:
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
     if (out / "model.keras").exists() and (out / "class_names.json").exists():
-        assert export.stored_class_names(out / "model.keras") == json.loads((out / "class_names.json").read_text())
+        assert export.stored_class_names(out / "model.keras") == json.loads(
+            (out / "class_names.json").read_text()
+        )
 
 
 def _huge_uniform_png(path: Path, width: int, height: int) -> None:
@@ -80,7 +82,9 @@ def _huge_uniform_png(path: Path, width: int, height: int) -> None:
         body += packer.compress(row)
     body += packer.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b"")
+    )
 
 
 def _write_png(path: Path, seed: int, size: tuple[int, int] = (40, 48)) -> Path:
@@ -144,7 +148,9 @@ def _inject(monkeypatch, target: str, nth: int | None, error: BaseException) -> 
 
 
 @pytest.mark.parametrize("step", list(STEPS))
-def test_ctrl_c_at_any_step_of_export_leaves_the_previous_export_byte_identical(first_export, monkeypatch, step):
+def test_ctrl_c_at_any_step_of_export_leaves_the_previous_export_byte_identical(
+    first_export, monkeypatch, step
+):
     out, before = first_export
     model = _tiny_model(num_classes=3, seed=1)
     target, nth = STEPS[step]
@@ -159,9 +165,7 @@ def test_ctrl_c_at_any_step_of_export_leaves_the_previous_export_byte_identical(
     else:
         _inject(monkeypatch, target, nth, KeyboardInterrupt())
     with contextlib.suppress(KeyboardInterrupt):
-        export.export_all(
-            model, out, _batch(), formats=("keras", "saved_model"), class_names=["a", "b", "c"]
-        )
+        export.export_all(model, out, _batch(), formats=("keras", "saved_model"), class_names=["a", "b", "c"])
     monkeypatch.undo()
     assert _snapshot(out) == before
     _assert_consistent(out)
@@ -173,7 +177,11 @@ def test_an_exception_in_one_format_never_loses_the_previous_model(first_export,
     target, nth = STEPS[step]
     _inject(monkeypatch, target, nth, OSError("disk full (injected)"))
     result = export.export_all(
-        _tiny_model(num_classes=3, seed=1), out, _batch(), formats=("keras", "saved_model"), class_names=list("abc")
+        _tiny_model(num_classes=3, seed=1),
+        out,
+        _batch(),
+        formats=("keras", "saved_model"),
+        class_names=list("abc"),
     )
     monkeypatch.undo()
     assert any(info.get("error") for info in result.values())
@@ -223,7 +231,9 @@ def test_a_kill_during_the_model_write_leaves_the_previous_model_byte_identical(
     visible = {name: digest for name, digest in _snapshot(out).items() if not name.startswith(".")}
     assert visible == before  # the half-written file is only in the hidden staging folder
     assert export.stored_class_names(out / "model.keras") == ["cat", "dog"]
-    export.export_all(_tiny_model(), out, _batch(), formats=("keras", "saved_model"), class_names=["cat", "dog"])
+    export.export_all(
+        _tiny_model(), out, _batch(), formats=("keras", "saved_model"), class_names=["cat", "dog"]
+    )
     _assert_consistent(out)  # the next export removes the killed run's staging folder
 
 
@@ -243,7 +253,12 @@ def test_export_lines_report_a_failed_format_instead_of_crashing():
     lines = pipeline._export_lines(
         {
             "keras": {"path": "out/model.keras", "max_abs_diff": 0.0, "ok": True},
-            "tflite": {"path": "out/model.tflite", "max_abs_diff": None, "ok": False, "error": "RuntimeError: x"},
+            "tflite": {
+                "path": "out/model.tflite",
+                "max_abs_diff": None,
+                "ok": False,
+                "error": "RuntimeError: x",
+            },
         }
     )
     assert lines[0].startswith("keras: out/model.keras (round-trip max |diff| 0")
@@ -307,7 +322,9 @@ def _photos(tmp_path: Path) -> Path:
         ["--seed", "-1"],
     ],
 )
-def test_train_refuses_out_of_range_settings_in_one_line_before_any_work(tmp_path, capsys, monkeypatch, extra):
+def test_train_refuses_out_of_range_settings_in_one_line_before_any_work(
+    tmp_path, capsys, monkeypatch, extra
+):
     monkeypatch.setattr(pipeline, "_audit", lambda *_: pytest.fail("the audit ran before the check"))
     code = cli.main(["train", str(_photos(tmp_path)), "--out", str(tmp_path / "out"), *extra])
     assert code == 2
@@ -317,7 +334,11 @@ def test_train_refuses_out_of_range_settings_in_one_line_before_any_work(tmp_pat
 
 def _out_cases(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "afile").write_text("x")
-    return {"a file": tmp_path / "afile", "under a file": tmp_path / "afile" / "out", "in /proc": Path("/proc/x")}
+    return {
+        "a file": tmp_path / "afile",
+        "under a file": tmp_path / "afile" / "out",
+        "in /proc": Path("/proc/x"),
+    }
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file", "in /proc"])
@@ -439,7 +460,9 @@ def locked():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("command", ["check-data", "train", "train --out", "train --out unwritable", "predict"])
+@pytest.mark.parametrize(
+    "command", ["check-data", "train", "train --out", "train --out unwritable", "predict"]
+)
 def test_a_path_under_an_unreadable_folder_gives_one_line_as_a_non_root_user(locked, command):
     if os.geteuid() != 0 and os.access(locked["base"] / "locked", os.R_OK):
         pytest.skip("this user can read a mode-000 folder (a capability), so the case cannot happen")
@@ -447,7 +470,12 @@ def test_a_path_under_an_unreadable_folder_gives_one_line_as_a_non_root_user(loc
         "check-data": ["check-data", str(locked["photos"])],
         "train": ["train", str(locked["photos"]), "--out", str(locked["base"] / "open" / "out")],
         "train --out": ["train", str(locked["base"] / "open"), "--out", str(locked["base"] / "locked" / "o")],
-        "train --out unwritable": ["train", str(locked["base"] / "open"), "--out", str(locked["base"] / "readonly")],
+        "train --out unwritable": [
+            "train",
+            str(locked["base"] / "open"),
+            "--out",
+            str(locked["base"] / "readonly"),
+        ],
         "predict": ["predict", str(locked["model"]), str(locked["image"])],
     }[command]
     code, _out, err = _as_unprivileged(cli.main, argv)
@@ -693,12 +721,16 @@ def test_a_resized_copy_of_a_training_image_in_validation_is_reported(tmp_path, 
                 (root / split / label).mkdir(parents=True, exist_ok=True)
                 picture.save(root / split / label / f"{index}.png")
     source = root / "train" / "a" / "0.png"
-    Image.open(source).resize((61, 61), Image.Resampling.LANCZOS).save(root / "validation" / "a" / "copy.jpg", quality=85)
+    Image.open(source).resize((61, 61), Image.Resampling.LANCZOS).save(
+        root / "validation" / "a" / "copy.jpg", quality=85
+    )
     report = audit.audit_folder(root)
     assert report.near_duplicates == [("train/a/0.png", "validation/a/copy.jpg")]
     assert any("near-duplicate" in warning and "another split" in warning for warning in report.warnings)
     assert cli.main(["check-data", str(root), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["near_duplicates"] == [["train/a/0.png", "validation/a/copy.jpg"]]
+    assert json.loads(capsys.readouterr().out)["near_duplicates"] == [
+        ["train/a/0.png", "validation/a/copy.jpg"]
+    ]
 
 
 def test_distinct_mirror_photos_are_not_near_duplicates(mirror):
@@ -706,14 +738,19 @@ def test_distinct_mirror_photos_are_not_near_duplicates(mirror):
     folder = mirror / "datasets" / "flower_photos_small"
     report = audit.audit_folder(folder)
     assert len(report.records) >= 500
-    assert len(report.near_duplicates) <= len(report.records) // 50  # 1000 photos: 499,500 pairs, a handful flagged
+    assert (
+        len(report.near_duplicates) <= len(report.records) // 50
+    )  # 1000 photos: 499,500 pairs, a handful flagged
 
     def luminance(relpath: str) -> np.ndarray:
         image = Image.open(folder / relpath).convert("L").resize((32, 32), Image.Resampling.BILINEAR)
         values = np.asarray(image, dtype="float64").ravel()
         return (values - values.mean()) / (values.std() + 1e-9)
 
-    for first, second in report.near_duplicates:  # each flagged pair shows one scene: same light and dark areas
+    for (
+        first,
+        second,
+    ) in report.near_duplicates:  # each flagged pair shows one scene: same light and dark areas
         assert float(np.mean(luminance(first) * luminance(second))) > 0.6, (first, second)
 
 

@@ -127,7 +127,9 @@ def test_fit_head_fast_leaves_backbone_weights_unchanged_and_trains_the_head(hea
     after = again.backbone.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert again.trainable_params == 3 * (again.head.input_shape[-1] + 1)
-    seed_everything(42)  # fit_head_fast seeds the same way before building its head: these are its initial weights
+    seed_everything(
+        42
+    )  # fit_head_fast seeds the same way before building its head: these are its initial weights
     fresh = train._head_model(again.head.input_shape[-1], 3, 0.2)
     initial, trained = train._last_dense(fresh).get_weights(), train._last_dense(again.head).get_weights()
     np.testing.assert_array_equal(initial[0].shape, trained[0].shape)
@@ -180,7 +182,9 @@ def test_boundary_cached_fine_tune_equals_the_assembled_end_to_end_model(splits,
     logits = result.model.predict(splits.validation.map(lambda a, b: a), verbose=0)
     assert result.val_accuracy == pytest.approx(float(np.mean(logits.argmax(1) == y)), abs=1e-6)
     # the end-to-end model comes back compiled: evaluate works and agrees
-    assert result.model.evaluate(splits.validation, verbose=0)[1] == pytest.approx(result.val_accuracy, abs=1e-6)
+    assert result.model.evaluate(splits.validation, verbose=0)[1] == pytest.approx(
+        result.val_accuracy, abs=1e-6
+    )
 
 
 def test_fine_tune_fast_falls_back_to_the_standard_path_and_never_ends_below_its_start(head, splits, profile):
@@ -288,11 +292,19 @@ def test_fast_path_reaches_the_plain_paths_predictions_on_the_same_batches(split
     _compile(fast, 0.5, sgd=True)  # the fast path trains with a copy of the model's own optimizer
     train.fine_tune(plain, same, epochs=3, profile=one_batch, augment=False, patience=None)
     result = train.fine_tune_fast(
-        fast, same, from_layer="block_13", profile=one_batch, epochs=3, augmented_passes=0, patience=None,
+        fast,
+        same,
+        from_layer="block_13",
+        profile=one_batch,
+        epochs=3,
+        augmented_passes=0,
+        patience=None,
         keep_better=False,
     )
     assert result.model is fast
-    moved = [not np.array_equal(w.numpy(), old) for w, old in zip(plain.trainable_weights, start, strict=True)]
+    moved = [
+        not np.array_equal(w.numpy(), old) for w, old in zip(plain.trainable_weights, start, strict=True)
+    ]
     assert sum(moved) > len(moved) // 2  # the top of the base trained, not only the head
     images = tf.concat([x for x, _ in splits.validation], 0)
     # tolerance: float32 sums in another order over three Adam steps
@@ -375,8 +387,12 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 # ---------------------------------------------------------------------------------------------- harness
 
 
-def test_compare_strategies_gives_one_sane_row_per_strategy(splits, profile, tmp_path, monkeypatch, no_network):
-    monkeypatch.delenv("TLCOURSE_MIRROR", raising=False)  # no ImageNet classifier at all: zero_shot is skipped
+def test_compare_strategies_gives_one_sane_row_per_strategy(
+    splits, profile, tmp_path, monkeypatch, no_network
+):
+    monkeypatch.delenv(
+        "TLCOURSE_MIRROR", raising=False
+    )  # no ImageNet classifier at all: zero_shot is skipped
     strategies = ["zero_shot", "head_only", "fine_tune_from:block_16", "from_scratch"]
     table = train.compare_strategies(
         splits,

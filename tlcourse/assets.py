@@ -330,7 +330,7 @@ def check_mirror_file(mirror: Path, path: Path) -> None:
 def _mirror_file_problem(
     mirror: str, path: str, size: int, mtime_ns: int, sums_size: int, sums_mtime_ns: int
 ) -> str:
-    """"" when ``path`` matches its SHA256SUMS line (or has none), else the one-line problem (cached)."""
+    """ "" when ``path`` matches its SHA256SUMS line (or has none), else the one-line problem (cached)."""
     del size, mtime_ns, sums_size, sums_mtime_ns  # part of the cache key only
     root = Path(mirror)
     try:
@@ -1050,7 +1050,9 @@ def prepare_mirror(
     if failures and not keep_going:
         raise AssetMissingError(f"The mirror {root} is incomplete: {failures[0]}.")
     if failures:
-        print(f"  {len(failures)} file(s) missing from the mirror: the lessons download them when they need them.")
+        print(
+            f"  {len(failures)} file(s) missing from the mirror: the lessons download them when they need them."
+        )
     files = [
         p for sub in MIRROR_SUBDIRS if (root / sub).is_dir() for p in (root / sub).rglob("*") if p.is_file()
     ]

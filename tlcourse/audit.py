@@ -407,7 +407,9 @@ def _check_all(
             return list(results)
 
 
-def _near_duplicates(items: list[_Checked], max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[tuple[str, str]]:
+def _near_duplicates(
+    items: list[_Checked], max_distance: int = NEAR_DUPLICATE_DISTANCE
+) -> list[tuple[str, str]]:
     """Pairs (sorted relpaths) of images whose perceptual hashes are at most ``max_distance`` bits apart.
 
     Byte-identical files are left out (they are exact duplicates). All pairs are compared with numpy, a block
@@ -607,7 +609,9 @@ def audit_folder(
                 f"{_plural(near_within, 'near-duplicate pair')} inside a split: each such picture counts twice."
             )
         if not _near_duplicates_available():
-            warn.append("near-duplicates were not looked for: install the imagehash package (pip install imagehash).")
+            warn.append(
+                "near-duplicates were not looked for: install the imagehash package (pip install imagehash)."
+            )
         elif len(scan.candidates) > _NEAR_DUPLICATE_LIMIT:
             warn.append(
                 f"more than {_NEAR_DUPLICATE_LIMIT:,} images: near-duplicates were not looked for (exact ones were)."

@@ -44,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="execute notebooks headless with papermill and write a report")
-    run.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: lessons/)")
+    run.add_argument(
+        "paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: lessons/)"
+    )
     run.add_argument("--profile", choices=PROFILE_CHOICES, default=None, help="PROFILE parameter to inject")
-    run.add_argument("--out", metavar="DIR", default="runs/latest", help="where executed notebooks and the report go")
+    run.add_argument(
+        "--out", metavar="DIR", default="runs/latest", help="where executed notebooks and the report go"
+    )
     run.add_argument("--jobs", type=int, default=1, metavar="N", help="kernels to run at once")
     run.add_argument("--timeout", type=float, default=1800, metavar="S", help="per-cell timeout in seconds")
     run.add_argument(
@@ -59,13 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a parameter (VALUE is parsed as YAML/Python literal when it can be)",
     )
     run.add_argument("--force", action="store_true", help="re-run notebooks even when nothing changed")
-    run.add_argument("--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)")
+    run.add_argument(
+        "--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)"
+    )
     run.set_defaults(module="tlcourse.runner", function="run_command")
 
     grade = sub.add_parser("grade", help="run and score students' exercise notebooks; write a gradebook")
     grade.add_argument("paths", nargs="+", metavar="SUBMISSION", help="submitted notebooks, folders or globs")
-    grade.add_argument("--out", metavar="DIR", required=True, help="where grades.csv, gradebook.html and the executed notebooks go")
-    grade.add_argument("--templates", metavar="DIR", default="exercises", help="exercise templates (default: exercises/)")
+    grade.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="where grades.csv, gradebook.html and the executed notebooks go",
+    )
+    grade.add_argument(
+        "--templates", metavar="DIR", default="exercises", help="exercise templates (default: exercises/)"
+    )
     grade.add_argument("--profile", choices=PROFILE_CHOICES, default=None, help="PROFILE parameter to inject")
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="kernels to run at once")
     grade.add_argument("--timeout", type=float, default=1800, metavar="S", help="per-cell timeout in seconds")
@@ -74,25 +87,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a parameter into every submission",
     )  # fmt: skip
     grade.add_argument("--force", action="store_true", help="re-run submissions even when nothing changed")
-    grade.add_argument("--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)")
+    grade.add_argument(
+        "--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)"
+    )
     grade.set_defaults(module="tlcourse.grade", function="grade_command")
 
     check = sub.add_parser("check-data", help="audit an image folder before training on it")
     check.add_argument("directory", metavar="DIR")
     check.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
     check.add_argument(
-        "--min-per-class", type=int, default=2, metavar="N", help="images a class needs to be usable (default 2)"
+        "--min-per-class",
+        type=int,
+        default=2,
+        metavar="N",
+        help="images a class needs to be usable (default 2)",
     )
     check.set_defaults(module="tlcourse.audit", function="check_data_command")
 
-    train = sub.add_parser("train", help="audit, extract features, fine-tune, evaluate and export a classifier")
-    train.add_argument("directory", metavar="DIR", help="image folder: class/ folders, optionally under train/ and validation/")
-    train.add_argument("--out", metavar="OUT", required=True, help="output folder for the model, metrics and card")
-    train.add_argument("--backbone", default="mobilenet_v2", help="backbone name from tlcourse.models (default mobilenet_v2)")
-    train.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width multiplier (default: the profile's)")
+    train = sub.add_parser(
+        "train", help="audit, extract features, fine-tune, evaluate and export a classifier"
+    )
+    train.add_argument(
+        "directory",
+        metavar="DIR",
+        help="image folder: class/ folders, optionally under train/ and validation/",
+    )
+    train.add_argument(
+        "--out", metavar="OUT", required=True, help="output folder for the model, metrics and card"
+    )
+    train.add_argument(
+        "--backbone", default="mobilenet_v2", help="backbone name from tlcourse.models (default mobilenet_v2)"
+    )
+    train.add_argument(
+        "--alpha", type=float, default=None, help="MobileNetV2 width multiplier (default: the profile's)"
+    )
     train.add_argument("--size", type=int, default=None, help="input size in pixels (default: the profile's)")
     train.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
-    train.add_argument("--weights", default="imagenet", help="'imagenet', 'random', or a path to a weights file")
+    train.add_argument(
+        "--weights", default="imagenet", help="'imagenet', 'random', or a path to a weights file"
+    )
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
         "--force",
@@ -107,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify images with a model saved by 'tlcourse train', or with ImageNet's classifier (--imagenet)",
         usage="tlcourse predict MODEL IMAGE... | tlcourse predict --imagenet IMAGE... [--top K] [--json]",
     )
-    predict.add_argument("model", nargs="?", metavar="MODEL", help="a .keras file written by 'tlcourse train'")
+    predict.add_argument(
+        "model", nargs="?", metavar="MODEL", help="a .keras file written by 'tlcourse train'"
+    )
     predict.add_argument("images", nargs="*", metavar="IMAGE")
     predict.add_argument(
         "--imagenet",
@@ -115,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="no MODEL: ImageNet's pretrained 1000-class classifier (lesson 01) gives each photo's top 5",
     )
     _add_mirror(predict)
-    predict.add_argument("--top", type=int, default=None, help="how many classes to show per image (3; 5 with --imagenet)")
+    predict.add_argument(
+        "--top", type=int, default=None, help="how many classes to show per image (3; 5 with --imagenet)"
+    )
     predict.add_argument("--json", action="store_true", dest="as_json")
     predict.set_defaults(module="tlcourse.pipeline", function="predict_command")
 

@@ -131,7 +131,11 @@ class DatasetSplits:
             f"classes ({self.num_classes}): {', '.join(self.class_names)}",
             f"train: {self.train_count} images {dict(self.train_class_counts)}",
             f"validation: {self.validation_count} images {dict(self.validation_class_counts)}",
-            *([f"test: {self.test_count} images {dict(self.test_class_counts)}"] if self.test is not None else []),
+            *(
+                [f"test: {self.test_count} images {dict(self.test_class_counts)}"]
+                if self.test is not None
+                else []
+            ),
             f"images: {self.image_size}x{self.image_size} RGB float32 0..255, batches of {self.batch_size}"
             + (", decoded once and kept in memory" if self.cached else ", decoded on the fly"),
             f"fingerprint: {self.fingerprint[:16]}",

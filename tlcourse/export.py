@@ -97,7 +97,9 @@ def save_keras(model: Any, path: str | os.PathLike, *, class_names: Sequence[str
         model.save(tmp)
         if class_names is not None:
             with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(CLASS_NAMES_MEMBER, json.dumps({"class_names": [str(c) for c in class_names]}))
+                archive.writestr(
+                    CLASS_NAMES_MEMBER, json.dumps({"class_names": [str(c) for c in class_names]})
+                )
         _fsync(tmp)
         os.replace(tmp, target)
     return target

@@ -398,7 +398,9 @@ def imagenet_weights(
         if not allow_random:
             raise
         border = "!" * 78
-        print(f"{border}\nWARNING: {error}\nUsing RANDOM weights: the accuracies below mean nothing.\n{border}")
+        print(
+            f"{border}\nWARNING: {error}\nUsing RANDOM weights: the accuracies below mean nothing.\n{border}"
+        )
         return None
     if resolved.notice:
         print(resolved.notice)

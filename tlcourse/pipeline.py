@@ -177,7 +177,9 @@ def validate_train_args(args: Any) -> None:
     if seed is not None and not 0 <= int(seed) < 2**32:
         raise TLCourseError(f"--seed {seed} is out of range: give a whole number from 0 to {2**32 - 1}.")
     if not str(getattr(args, "directory", "")).strip():
-        raise DataError("The image folder is an empty string: give the folder that holds one sub-folder per class.")
+        raise DataError(
+            "The image folder is an empty string: give the folder that holds one sub-folder per class."
+        )
 
 
 def check_out_dir(out: str | os.PathLike, option: str = "--out") -> Path:
@@ -462,7 +464,9 @@ def _export_lines(exported: Any) -> list[str]:
                 lines.append(f"{name}: FAILED {_printable(info.get('error', 'no round-trip result'))}")
             else:
                 flag = "" if info.get("ok", True) else f" ABOVE the tolerance {info.get('tolerance')}"
-                lines.append(f"{name}: {_printable(info.get('path', ''))} (round-trip max |diff| {diff:.2g}{flag})")
+                lines.append(
+                    f"{name}: {_printable(info.get('path', ''))} (round-trip max |diff| {diff:.2g}{flag})"
+                )
     return lines
 
 
@@ -558,7 +562,9 @@ def predict_images(
             try:
                 found = Path(path).is_file()
             except OSError as error:
-                raise DataError(f"{path}: cannot be read ({error.strerror or type(error).__name__}).") from None
+                raise DataError(
+                    f"{path}: cannot be read ({error.strerror or type(error).__name__})."
+                ) from None
             if not found:
                 raise DataError(f"{path}: no such file.")
             image = imageio.load_image(path, (height, width))
@@ -608,7 +614,9 @@ def predict_command(args: Any) -> int:
     try:
         model = export.load_keras(model_path)
         class_names = model_class_names(model_path, int(model.output_shape[-1]))
-        results = predict_images(model, list(args.images), class_names, top=int(getattr(args, "top", None) or 3))
+        results = predict_images(
+            model, list(args.images), class_names, top=int(getattr(args, "top", None) or 3)
+        )
     except TLCourseError as error:
         print(f"tlcourse predict: {_printable(error)}", file=sys.stderr)
         return 2
@@ -678,7 +686,9 @@ def imagenet_predict_command(args: Any) -> int:
     else:
         for r in results:
             if "error" not in r:
-                print(f"{_printable(r['path'])}: " + ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"]))
+                print(
+                    f"{_printable(r['path'])}: " + ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"])
+                )
     failed = [r for r in results if "error" in r]
     for r in failed:
         print(f"tlcourse predict: {_printable(r['error'])}", file=sys.stderr)

@@ -439,7 +439,9 @@ def _signal_tree(pid: int, signum: int) -> None:
             target.send_signal(signum)
 
 
-def _watched_kernel_manager(memory: _KernelMemory, control: _Control | None = None, display: str = "") -> type:
+def _watched_kernel_manager(
+    memory: _KernelMemory, control: _Control | None = None, display: str = ""
+) -> type:
     """A kernel-manager class that tells ``memory`` (and the batch's ``control``) the kernel's pid on start."""
     from jupyter_client.manager import AsyncKernelManager
 
@@ -715,7 +717,9 @@ def out_dir_lock(out: Path) -> Iterator[None]:
         out.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
     except OSError as error:
-        raise TLCourseError(f"cannot write to --out {out}: {error.strerror or error}. Choose another folder.") from None
+        raise TLCourseError(
+            f"cannot write to --out {out}: {error.strerror or error}. Choose another folder."
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

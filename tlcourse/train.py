@@ -533,8 +533,14 @@ def _phase_from_model(model: Any) -> PhaseResult:
         )
     head = keras.Model(pools[0].output, model.outputs[0], name="head")
     return PhaseResult(
-        model=model, backbone=backbone, head=head, history={}, val_accuracy=math.nan, seconds=0.0,
-        epochs_run=0, trainable_params=count_params(head),
+        model=model,
+        backbone=backbone,
+        head=head,
+        history={},
+        val_accuracy=math.nan,
+        seconds=0.0,
+        epochs_run=0,
+        trainable_params=count_params(head),
     )
 
 
@@ -860,7 +866,9 @@ def fit_head_fast(
         if backbone is None:
             image_size = image_size or prof.image_size
             alpha = alpha or prof.alpha
-            backbone, notes = _build_backbone(backbone_name or "mobilenet_v2", alpha, image_size, weights, mirror)
+            backbone, notes = _build_backbone(
+                backbone_name or "mobilenet_v2", alpha, image_size, weights, mirror
+            )
         from tlcourse import models
 
         backbone_name = _name_of(backbone, backbone_name)

@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_FOLDERS = ("lessons", "solutions", "exercises")
 BADGE_LINE = re.compile(r"^\[!\[Open In Colab\].*$", re.M)
 
-SETUP_CELL = '''\
+SETUP_CELL = """\
 # Setup: on Colab, install the course library from the same commit as this notebook; Colab's own TensorFlow
 # is kept. Anywhere else this cell does nothing: your environment already has the library (see README.md).
 import sys
@@ -42,7 +42,7 @@ if "google.colab" in sys.modules:
         print("\\n".join(pip.stderr.strip().splitlines()[-3:]))
         raise SystemExit(f"Installing the course library from {{COURSE}} failed (pip's last lines are above): "
                          "check that the runtime is connected, then Runtime > Restart session and run again.")
-    importlib.invalidate_caches()'''
+    importlib.invalidate_caches()"""
 
 
 def settings(pyproject: Path = REPO_ROOT / "pyproject.toml") -> tuple[str, str]:
@@ -51,10 +51,14 @@ def settings(pyproject: Path = REPO_ROOT / "pyproject.toml") -> tuple[str, str]:
     url = config["project"]["urls"]["Repository"]
     match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)/?", url)
     if not match:
-        raise SystemExit(f"pyproject.toml: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url}")
+        raise SystemExit(
+            f"pyproject.toml: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url}"
+        )
     ref = config["tool"]["tlcourse"]["notebook_ref"]
     if not re.fullmatch(r"[\w.-]+", ref):
-        raise SystemExit(f"pyproject.toml: [tool.tlcourse] notebook_ref must be a branch or tag name, not {ref!r}")
+        raise SystemExit(
+            f"pyproject.toml: [tool.tlcourse] notebook_ref must be a branch or tag name, not {ref!r}"
+        )
     return match.group(1), ref
 
 
@@ -134,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     slug, ref = settings(args.root / "pyproject.toml")
     if args.check:
         for name in changed:
-            print(f"{name}: badges or setup cell disagree with {slug}@{ref}; run python tools/sync_notebook_links.py")
+            print(
+                f"{name}: badges or setup cell disagree with {slug}@{ref}; run python tools/sync_notebook_links.py"
+            )
         return 1 if changed else 0
     for name in changed:
         print(f"{name}: now {slug}@{ref}")

@@ -48,7 +48,9 @@ def check_head_phase(model: Any, before: Any) -> CheckResult:
     report = models.trainable_report(model)
     if not report.compiled:
         return _fail("the model is not compiled: call model.compile(...) before model.fit(...).")
-    head_sized = sum(int(np.prod(v.shape)) for v, on in zip(before.values, before.trainable, strict=True) if on)
+    head_sized = sum(
+        int(np.prod(v.shape)) for v, on in zip(before.values, before.trainable, strict=True) if on
+    )
     if head_sized > 0.5 * report.total_params:
         return _fail(
             f"{head_sized:,} of {report.total_params:,} parameters were trainable during the head phase: set "
