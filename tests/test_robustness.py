@@ -605,8 +605,12 @@ def test_a_folder_nested_1200_levels_is_scanned_without_recursion_error(tmp_path
     root = tmp_path / "data"
     _write_png(root / "b" / "0.png", 1)
     _write_png(root / "b" / "1.png", 2)
-    deep = root / "a" / "/".join(["d"] * 1200)
-    deep.mkdir(parents=True)
+    current = str(root / "a")
+    os.makedirs(current)
+    for _ in range(1200):  # one level at a time: pathlib's mkdir(parents=True) itself recurses per level
+        current = os.path.join(current, "d")
+        os.mkdir(current)
+    deep = Path(current)
     _write_png(deep / "x.png", 3, (8, 8))
     _write_png(deep / "y.png", 4, (8, 8))
     report = audit.audit_folder(root)  # no RecursionError
