@@ -613,8 +613,17 @@ def test_a_folder_nested_1200_levels_is_scanned_without_recursion_error(tmp_path
     deep = Path(current)
     _write_png(deep / "x.png", 3, (8, 8))
     _write_png(deep / "y.png", 4, (8, 8))
-    report = audit.audit_folder(root)  # no RecursionError
-    assert report.classes == {"a": 2, "b": 2}
+    try:
+        report = audit.audit_folder(root)  # no RecursionError
+        assert report.classes == {"a": 2, "b": 2}
+    finally:
+        # pytest's own tmp_path clean-up (shutil.rmtree) recurses once per level and would fail at session end,
+        # so remove the deep chain here, deepest level first.
+        for name in os.listdir(current):
+            os.remove(os.path.join(current, name))
+        while current != str(root / "a"):
+            os.rmdir(current)
+            current = os.path.dirname(current)
 
 
 def test_save_uploads_refuses_a_file_over_the_size_cap_and_writes_nothing(tmp_path):
