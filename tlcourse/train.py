@@ -97,6 +97,8 @@ class PhaseResult:
     """The model ``fit`` trained in this phase (for a boundary-cached fine-tune: boundary tensors -> logits)."""
     boundary_cache: BoundaryCache | None = None
     """Kept by :func:`fit_head` when asked (``boundary=``) so :func:`fine_tune` need not run the bottom again."""
+    resume_key: str | None = None
+    """The data-and-settings key this phase's resume state is saved under (:mod:`tlcourse.resume`)."""
 
 
 @dataclass
@@ -187,46 +189,18 @@ def _keras() -> Any:
     return keras
 
 
-def resumable_backup(backup_dir: str | os.PathLike) -> Any:
+def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None) -> Any:
     """A ``keras.callbacks.BackupAndRestore`` that also keeps the optimizer's state (lesson 05).
 
     Keras' own callback saves the weights and the epoch at the end of every epoch and, when ``fit`` is called
-    again after an interruption, restores them and continues from that epoch. This subclass also saves the
-    optimizer's variables (Adam's moments, the step counter), so the resumed run continues exactly where the
-    interrupted one stopped instead of restarting Adam from zero.
+    again after an interruption, restores them and continues from that epoch. This one
+    (:func:`tlcourse.resume.resumable_backup`) also saves the optimizer's variables (Adam's moments, the step
+    counter), writes every file crash-safely, and restores only a backup made with the same ``key`` (data and
+    settings): another run's or a damaged backup is discarded with one line, a resumed run says so.
     """
-    keras = _keras()
+    from tlcourse import resume
 
-    class ResumableBackup(keras.callbacks.BackupAndRestore):
-        def __init__(self, directory: str) -> None:
-            super().__init__(backup_dir=directory)
-            self._optimizer_path = os.path.join(directory, "optimizer.npz")
-
-        def _save_model(self) -> None:
-            super()._save_model()
-            optimizer = self.model.optimizer
-            if optimizer is not None and optimizer.built:
-                arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-                tmp = self._optimizer_path + ".tmp.npz"
-                np.savez(tmp, **arrays)
-                os.replace(tmp, self._optimizer_path)
-
-        def _load_model(self) -> None:
-            super()._load_model()
-            optimizer = self.model.optimizer
-            if optimizer is None or not os.path.exists(self._optimizer_path):
-                return
-            if not optimizer.built:
-                optimizer.build(self.model.trainable_variables)
-            with np.load(self._optimizer_path) as saved:
-                if len(saved.files) != len(optimizer.variables):
-                    return
-                for i, variable in enumerate(optimizer.variables):
-                    value = saved[f"v{i}"]
-                    if tuple(value.shape) == tuple(variable.shape):
-                        variable.assign(value)
-
-    return ResumableBackup(str(backup_dir))
+    return resume.resumable_backup(backup_dir, key=key)
 
 
 def training_callbacks(
@@ -236,6 +210,7 @@ def training_callbacks(
     monitor: str = "val_accuracy",
     resume: bool = True,
     checkpoint: bool = True,
+    resume_key: str | None = None,
 ) -> list[Any]:
     """The callbacks every phase uses (lesson 05).
 
@@ -243,6 +218,8 @@ def training_callbacks(
     - with a ``run_dir``: a checkpoint of the best weights (``run_dir/best.weights.h5``) and a backup of the
       training state after every epoch (``run_dir/backup/``), so calling ``fit`` again with the same run
       directory after a crash or an interrupt resumes from the last finished epoch instead of epoch 0.
+      With ``resume_key`` (:func:`tlcourse.resume.resume_key`) only a backup of the same data and settings is
+      restored; another run's or a damaged backup is discarded with one line.
     """
     keras = _keras()
     mode = "min" if "loss" in monitor else "max"
@@ -251,7 +228,7 @@ def training_callbacks(
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            callbacks.append(resumable_backup(run_dir / "backup"))
+            callbacks.append(resumable_backup(run_dir / "backup", key=resume_key))
         if checkpoint:
             callbacks.append(
                 keras.callbacks.ModelCheckpoint(
@@ -619,6 +596,7 @@ def _plain_fit(
     from tlcourse.config import seed_everything
 
     seed_everything(seed)
+    key = _plain_key(model, splits, epochs=epochs, initial_epoch=initial_epoch, augment=augment, seed=seed)
     train_data = _augmented(splits.train, default_augmentation(seed)) if augment else splits.train
     start = time.perf_counter()
     start_weights = model.get_weights() if keep_better else None
@@ -628,7 +606,7 @@ def _plain_fit(
         validation_data=splits.validation,
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
-        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
+        callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=verbose,
     )
@@ -651,7 +629,22 @@ def _plain_fit(
         epochs_run=len(history.history.get("loss", [])),
         trainable_params=count_params(model),
         notes=notes,
+        resume_key=key,
     )
+
+
+def _architecture(model: Any) -> list[Any]:
+    """What a backup's weights must fit: the shapes of its weights and how many of them train."""
+    return [count_params(model), [tuple(w.shape) for w in model.weights]]
+
+
+def _plain_key(model: Any, splits: Any, **settings: Any) -> str:
+    """The resume key of a plain ``fit``: the data, the model's architecture and optimizer, the settings."""
+    from tlcourse import resume
+
+    optimizer = getattr(model, "optimizer", None)
+    config = optimizer.get_config() if hasattr(optimizer, "get_config") else None
+    return resume.resume_key(splits, phase="plain", model=_architecture(model), optimizer=config, **settings)
 
 
 def _accuracy(model: Any, dataset: Any) -> float:
@@ -882,6 +875,40 @@ def fit_head_fast(
         "weights": _weights_key(weights),
         "pooling": "avg",
     }
+    from tlcourse import resume
+
+    key = resume.resume_key(
+        splits,
+        phase="head",
+        **key_parts,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        augmented_passes=passes,
+        dropout=dropout,
+        seed=seed,
+        batch_size=prof.batch_size,
+        patience=patience,
+        boundary=boundary,
+    )
+    if run_dir is not None:
+        saved = _saved_head_phase(
+            run_dir, key, int(extractor.output_shape[-1]), num_classes, dropout, learning_rate
+        )
+        if saved is not None:
+            return _reused_head_phase(
+                saved,
+                splits,
+                backbone,
+                backbone_name,
+                boundary,
+                passes,
+                seed,
+                max_cache_bytes,
+                notes,
+                start,
+                key,
+                dropout,
+            )
     t0 = time.perf_counter()
     bcache: BoundaryCache | None = None
     if boundary is not None:
@@ -931,27 +958,106 @@ def fit_head_fast(
         sampler,
         validation_data=(x_val, y_val),
         epochs=epochs,
-        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
+        callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
     train_seconds = time.perf_counter() - t1
     _, val_accuracy = head.evaluate(x_val, y_val, verbose=0, batch_size=256)
+    history_dict = {k: list(map(float, v)) for k, v in history.history.items()}
+    epochs_run = len(history.history.get("loss", []))
+    # saved with its key: a rerun with the same data and settings (after a crash in fine-tuning) reuses it
+    if run_dir is not None:
+        info = {"history": history_dict, "val_accuracy": float(val_accuracy), "epochs_run": epochs_run}
+        resume.save_phase(run_dir, key, head, info)
     with strategy_scope():
         classifier = _join(backbone, head, backbone_name)
     return PhaseResult(
         model=classifier,
         backbone=backbone,
         head=head,
-        history={k: list(map(float, v)) for k, v in history.history.items()},
+        history=history_dict,
         val_accuracy=float(val_accuracy),
         seconds=time.perf_counter() - start,
-        epochs_run=len(history.history.get("loss", [])),
+        epochs_run=epochs_run,
         trainable_params=count_params(head),
         notes=notes,
         timings={"extract_seconds": extract_seconds, "head_train_seconds": train_seconds},
         dropout=dropout,
         boundary_cache=bcache,
+        resume_key=key,
+    )
+
+
+def _saved_head_phase(
+    run_dir: str | os.PathLike,
+    key: str,
+    feature_dim: int,
+    num_classes: int,
+    dropout: float,
+    learning_rate: float,
+) -> tuple[Any, dict[str, Any]] | None:
+    """The head and record of a head phase saved in ``run_dir`` with ``key`` (None when there is none)."""
+    from tlcourse import resume
+
+    if (
+        not (Path(run_dir) / resume.PHASE_RECORD).exists()
+        and not (Path(run_dir) / resume.PHASE_WEIGHTS).exists()
+    ):
+        return None
+    with strategy_scope():
+        head = _head_model(feature_dim, num_classes, dropout)
+        _compile(head, learning_rate, num_classes)
+        head.optimizer.build(head.trainable_variables)  # the saved weights hold its state too
+    info = resume.load_phase(run_dir, key, head)
+    return None if info is None else (head, info)
+
+
+def _reused_head_phase(
+    saved: tuple[Any, dict[str, Any]],
+    splits: Any,
+    backbone: Any,
+    backbone_name: str,
+    boundary: int | str | None,
+    passes: int,
+    seed: int,
+    max_cache_bytes: int,
+    notes: list[str],
+    start: float,
+    key: str,
+    dropout: float,
+) -> PhaseResult:
+    """The head phase saved by an earlier run with the same key, joined onto ``backbone``; the boundary cache
+    that fine-tuning needs is computed again (training the head is not)."""
+    head, info = saved
+    t0 = time.perf_counter()
+    bcache: BoundaryCache | None = None
+    if boundary is not None:
+        index = resolve_layer(backbone, boundary)
+        needed = boundary_bytes(
+            backbone, index, int(getattr(splits, "train_count", 0) or 0), passes + 1
+        ) + boundary_bytes(backbone, index, int(getattr(splits, "validation_count", 0) or 0))
+        if index > 0 and needed <= max_cache_bytes:
+            bcache = cache_boundary(
+                backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
+            )
+    notes.append("head phase reused from the earlier run with the same data and settings (not trained again)")
+    with strategy_scope():
+        classifier = _join(backbone, head, backbone_name)
+    return PhaseResult(
+        model=classifier,
+        backbone=backbone,
+        head=head,
+        history={k: [float(x) for x in v] for k, v in dict(info.get("history") or {}).items()},
+        val_accuracy=float(info.get("val_accuracy", math.nan)),
+        seconds=time.perf_counter() - start,
+        epochs_run=int(info.get("epochs_run", 0)),
+        trainable_params=count_params(head),
+        notes=notes,
+        timings={"extract_seconds": time.perf_counter() - t0, "head_train_seconds": 0.0},
+        dropout=dropout,
+        boundary_cache=bcache,
+        resume_key=key,
     )
 
 
@@ -1132,6 +1238,25 @@ def fine_tune_fast(
         validation_data = splits.validation
 
     val_args = validation_data if use_cache else (validation_data,)
+    from tlcourse import resume
+
+    key = resume.resume_key(
+        splits,
+        phase="fine_tune",
+        head=head.resume_key or _architecture(head.head),
+        trainer=_architecture(trainer),
+        backbone=backbone_name,
+        from_layer=index,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+        augmented_passes=passes,
+        boundary_cache=use_cache,
+        batch_size=prof.batch_size,
+        patience=patience,
+        keep_better=keep_better,
+        seed=seed,
+    )
     t1 = time.perf_counter()
     start_weights = trainer.get_weights() if keep_better else None
     start_accuracy = float(trainer.evaluate(*val_args, verbose=0)[1]) if keep_better else math.nan
@@ -1139,7 +1264,7 @@ def fine_tune_fast(
         train_data,
         validation_data=validation_data,
         epochs=epochs,
-        callbacks=[*training_callbacks(run_dir, patience=patience), *callbacks],
+        callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
@@ -1178,6 +1303,7 @@ def fine_tune_fast(
         timings=timings,
         dropout=head.dropout,
         boundary=backbone.layers[index].name,
+        resume_key=key,
     )
 
 
