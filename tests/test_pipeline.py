@@ -229,3 +229,37 @@ def test_retraining_with_force_keeps_the_earlier_model_and_a_failed_export_still
     assert (out / "previous" / "model.keras").read_bytes() == earlier
     assert not (out / "model.keras").exists()  # no model beside metrics that describe another one
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
+    trained, tmp_path, monkeypatch, capsys
+):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("simulated crash in fine-tuning")
+
+    real = pipeline._progress_kwargs
+
+    def crashing(function, phase):
+        kwargs = real(function, phase)
+        if phase == "fine-tune":
+            kwargs["callbacks"].append(Crash())
+        return kwargs
+
+    out = tmp_path / "out"
+    argv = ["train", str(trained["folder"]), "--out", str(out), "--profile", "smoke", "--size", str(SIZE)]
+    args = cli.build_parser().parse_args([*argv, "--weights", "random"])
+    args.profile_overrides = {"fine_tune_epochs": 4}
+    monkeypatch.setattr(pipeline, "_progress_kwargs", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.train_command(args)
+    assert not (out / "model.keras").exists()
+    monkeypatch.setattr(pipeline, "_progress_kwargs", real)
+    capsys.readouterr()
+    assert pipeline.train_command(args) == 0
+    text = capsys.readouterr().out
+    assert "head phase reused" in text and "resumed from epoch 2" in text and "discarded" not in text
+    assert "fine-tune epoch 1/" not in text and "fine-tune epoch 3/4" in text

@@ -912,10 +912,7 @@ def fit_head_fast(
     t0 = time.perf_counter()
     bcache: BoundaryCache | None = None
     if boundary is not None:
-        index = resolve_layer(backbone, boundary)
-        needed = boundary_bytes(
-            backbone, index, int(getattr(splits, "train_count", 0) or 0), passes + 1
-        ) + boundary_bytes(backbone, index, int(getattr(splits, "validation_count", 0) or 0))
+        index, needed = _boundary_need(backbone, splits, boundary, passes)
         if index > 0 and needed <= max_cache_bytes:
             bcache, pooled = cache_boundary(
                 backbone,
@@ -989,6 +986,17 @@ def fit_head_fast(
     )
 
 
+def _boundary_need(backbone: Any, splits: Any, boundary: int | str, passes: int) -> tuple[int, int]:
+    """The layer index of ``boundary`` and the bytes its cache would need (``1 + passes`` training passes)."""
+    index = resolve_layer(backbone, boundary)
+    train_count = int(getattr(splits, "train_count", 0) or 0)
+    val_count = int(getattr(splits, "validation_count", 0) or 0)
+    needed = boundary_bytes(backbone, index, train_count, passes + 1) + boundary_bytes(
+        backbone, index, val_count
+    )
+    return index, needed
+
+
 def _saved_head_phase(
     run_dir: str | os.PathLike,
     key: str,
@@ -1033,10 +1041,7 @@ def _reused_head_phase(
     t0 = time.perf_counter()
     bcache: BoundaryCache | None = None
     if boundary is not None:
-        index = resolve_layer(backbone, boundary)
-        needed = boundary_bytes(
-            backbone, index, int(getattr(splits, "train_count", 0) or 0), passes + 1
-        ) + boundary_bytes(backbone, index, int(getattr(splits, "validation_count", 0) or 0))
+        index, needed = _boundary_need(backbone, splits, boundary, passes)
         if index > 0 and needed <= max_cache_bytes:
             bcache = cache_boundary(
                 backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
