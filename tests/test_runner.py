@@ -464,6 +464,22 @@ def test_cli_without_notebooks_explains_and_exits_2(tmp_path, monkeypatch, capsy
     assert cli.main(["run", "--jobs", "0", str(tmp_path)]) == 2
 
 
+def test_cli_refuses_a_parameter_for_a_notebook_without_a_parameters_cell(tmp_path, capsys):
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "a_tagged.ipynb", "x = 1")
+    untagged = nbformat.v4.new_notebook()
+    untagged.cells = [
+        nbformat.v4.new_markdown_cell("# no parameters"),
+        nbformat.v4.new_code_cell("EPOCHS = 1"),
+    ]
+    nbformat.write(untagged, folder / "b_untagged.ipynb")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(folder), "--out", str(out), "-p", "TYPO", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "b_untagged.ipynb has no cell tagged `parameters`" in err[0] and "TYPO" in err[0]
+    assert not (out / runner.MANIFEST_NAME).exists() and not list(out.rglob("*.ipynb"))  # refused before work
+
+
 # ------------------------------------------------------------------------------------------------------------
 # record() and read_records() without a kernel
 

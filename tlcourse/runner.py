@@ -481,6 +481,21 @@ def declared_parameters(source: Path) -> dict[str, Any]:
     return declared
 
 
+def has_parameters_cell(source: Path) -> bool:
+    """Whether a notebook has a cell tagged ``parameters`` (True for a file that is not notebook JSON: running
+    it reports that)."""
+    try:
+        node = json.loads(Path(source).read_bytes())
+        cells = node.get("cells", []) if isinstance(node, dict) else []
+    except (OSError, ValueError):
+        return True
+    return any(
+        "parameters" in ((cell.get("metadata") or {}).get("tags") or [])
+        for cell in cells
+        if isinstance(cell, dict)
+    )
+
+
 def work_dir_for(output: Path) -> Path:
     """The folder beside an executed notebook that receives what it writes: ``OUT/.../<stem>_files``."""
     return output.with_name(output.stem + WORK_SUFFIX)
@@ -1109,6 +1124,14 @@ def run_command(args: Any) -> int:
     Exit status 0 when every notebook succeeded or was skipped as unchanged, 1 when any failed.
     """
     parameters = {name: parse_value(value) for name, value in (getattr(args, "parameter", None) or [])}
+    if parameters:
+        out_dir = Path(getattr(args, "out", "runs/latest")).resolve()
+        for notebook in find_notebooks(getattr(args, "paths", None) or None, out_dir=out_dir):
+            if not has_parameters_cell(notebook):
+                raise TLCourseError(
+                    f"-p {', '.join(parameters)}: {_display_path(notebook)} has no cell tagged `parameters`, so "
+                    "nothing in it would read the value: tag its settings cell `parameters`, or drop -p."
+                )
     results = run_notebooks(
         getattr(args, "paths", None) or None,
         profile=getattr(args, "profile", None),
