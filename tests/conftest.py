@@ -60,3 +60,11 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(autouse=True)
+def fresh_notices(monkeypatch):
+    """Each test starts as a fresh process for tlcourse.assets.announce (a stand-in notice prints once)."""
+    from tlcourse import assets
+
+    monkeypatch.setattr(assets, "_ANNOUNCED", set())

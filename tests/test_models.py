@@ -125,6 +125,29 @@ def test_imagenet_weights_come_from_assets_and_the_notice_prints_once(monkeypatc
     assert built._tlcourse_notice == "Note: the 224px file stands in for 32px."
 
 
+def test_the_stand_in_notice_prints_once_per_process_per_alpha_and_size(monkeypatch, tmp_path, capsys):
+    from tlcourse import assets
+
+    weights_file = tmp_path / "stand_in.weights.h5"
+    tiny_backbone(seed=7).save_weights(weights_file)
+
+    def fake(name, **kwargs):
+        notice = (
+            f"Note: no alpha {kwargs.get('alpha')} weights for {kwargs.get('image_size')}px; using 224px."
+        )
+        return assets.ResolvedFile(weights_file, "mirror", notice)
+
+    monkeypatch.setattr(assets, "backbone_weights", fake)
+    for _ in range(2):
+        built = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights="imagenet")
+    models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE)
+    printed = capsys.readouterr().out
+    assert printed.count(f"for {SIZE}px") == 1 and built._tlcourse_notice in printed
+    models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE * 2)  # another size: its own notice
+    models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE * 2)
+    assert capsys.readouterr().out.count(f"for {SIZE * 2}px") == 1
+
+
 def test_mirror_imagenet_weights_load_at_another_size(mirror, capsys):
     backbone = models.build_backbone(
         "mobilenet_v2", alpha=0.35, image_size=96, weights="imagenet", mirror=mirror

@@ -98,6 +98,23 @@ class ResolvedFile:
     """One line to show the user when the file is a stand-in (e.g. another input size), else None."""
 
 
+_ANNOUNCED: set[str] = set()
+"""Stand-in notices already printed by this process (the one piece of module state: what was said)."""
+
+
+def announce(notice: str | None) -> bool:
+    """Print a stand-in notice the first time this process meets it; True when it printed (lesson 03).
+
+    The notice names the backbone, width and input size, so each (alpha, size) is announced once per process
+    however many times a lesson or ``tlcourse train`` builds that backbone.
+    """
+    if not notice or notice in _ANNOUNCED:
+        return False
+    _ANNOUNCED.add(notice)
+    print(notice, flush=True)
+    return True
+
+
 def mobilenet_v2_file_name(alpha: float, image_size: int, include_top: bool = False) -> str:
     """Keras' cache name for MobileNetV2 ImageNet weights at ``alpha`` and ``image_size`` (lesson 03).
 

@@ -311,7 +311,8 @@ def build_backbone(
 
     - ``"imagenet"``: the file found by :func:`tlcourse.assets.backbone_weights` (mirror, Keras cache, then
       download), loaded explicitly into a model built with ``weights=None``. When a different input size
-      stands in (same weight shapes), its one-line notice is printed and kept in ``model._tlcourse_notice``.
+      stands in (same weight shapes), its one-line notice is printed (once per process and size) and kept in
+      ``model._tlcourse_notice``.
     - ``"random"`` (or ``None``): no pretrained weights. With ``seed`` the initialisation runs after
       ``keras.utils.set_random_seed(seed)`` (which seeds Python/NumPy/TF globally), so two builds with the
       same seed are identical; without it the draw follows the caller's seeding (``seed_everything``).
@@ -350,7 +351,7 @@ def build_backbone(
         if resolved.notice:
             model._tlcourse_notice = resolved.notice
             if verbose:
-                print(resolved.notice)
+                assets.announce(resolved.notice)
         path = Path(resolved.path)
     else:
         path = Path(choice)
@@ -402,8 +403,7 @@ def imagenet_weights(
             f"{border}\nWARNING: {error}\nUsing RANDOM weights: the accuracies below mean nothing.\n{border}"
         )
         return None
-    if resolved.notice:
-        print(resolved.notice)
+    assets.announce(resolved.notice)
     return str(resolved.path)
 
 

@@ -327,9 +327,11 @@ def _train(args: Any) -> int:
         **_progress_kwargs(train.fit_head, "head"),
     )
     timings["head"] = time.perf_counter() - t
+    said = getattr(head.backbone, "_tlcourse_notice", None)  # the weights notice, printed when they loaded
+    shown = [note for note in head.notes if note != said]
     _say(
         f"      head val accuracy {head.val_accuracy:.3f} after {head.epochs_run} epoch(s), "
-        f"{timings['head']:.1f}s" + (f" ({'; '.join(head.notes)})" if head.notes else "")
+        f"{timings['head']:.1f}s" + (f" ({'; '.join(shown)})" if shown else "")
     )
 
     _say(f"[4/6] fine-tune from {fine_tune_from} at learning rate {profile.fine_tune_learning_rate:g}")
