@@ -409,6 +409,50 @@ def test_a_failing_model_shows_an_error_in_the_result_instead_of_raising_in_the_
         predictor.predict()
 
 
+def _error_line(note: str) -> str:
+    assert 'data-status="error"' in note, note
+    text = html.unescape(re.sub(r"<[^>]+>", "", note))
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def test_folder_uploader_saves_into_the_class_folder_and_says_so(tmp_path: Path) -> None:
+    uploader = widgets.folder_uploader(tmp_path / "mine")
+    uploader.upload.value = v8_value([("../a.png", image_bytes(RED)), ("b.png", image_bytes(BLUE))])
+    uploader.label.value = " ripe "
+    uploader.button.click()
+    assert sorted(p.name for p in (tmp_path / "mine" / "ripe").iterdir()) == ["a.png", "b.png"]
+    assert (
+        uploader.last_saved
+        and 'data-status="saved"' in uploader.note.value
+        and "saved 2 file(s)" in (uploader.note.value)
+    )
+
+
+@pytest.mark.parametrize("problem", ["no class", "no photos", "too big", "folder is a file"])
+def test_folder_uploader_shows_each_error_as_one_line_instead_of_swallowing_it(
+    tmp_path: Path, problem
+) -> None:
+    folder = tmp_path / "mine"
+    uploader = widgets.FolderUploader(folder, max_bytes=100 if problem == "too big" else 10**7)
+    if problem != "no photos":
+        uploader.upload.value = v8_value([("a.png", image_bytes(RED))])
+    uploader.label.value = "" if problem == "no class" else "ripe"
+    if problem == "folder is a file":
+        folder.write_text("not a folder")
+    uploader.button.click()  # a callback: it must not raise, and must not stay silent
+    line = _error_line(uploader.note.value)
+    expected = {
+        "no class": "type the class",
+        "no photos": "no photos chosen",
+        "too big": "too big",
+        "folder is a file": "Error",
+    }[problem]
+    assert expected in line
+    assert not (folder / "ripe").is_dir() or not list((folder / "ripe").iterdir())
+    assert uploader.last_saved == []
+
+
 def test_predictor_displays_as_its_widget(model) -> None:
     predictor = widgets.upload_and_predict(model, CLASSES)
     bundle = predictor._repr_mimebundle_()

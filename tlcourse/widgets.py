@@ -8,6 +8,8 @@ module costs nothing and works without Jupyter):
   thumbnail with its top classes and probability bars. Files that are not usable images (a web page saved
   as ``photo.jpg``, an empty or truncated file, a file over the size limit) get a one-line reason instead,
   and never stop the other files being classified.
+- :func:`folder_uploader` (lesson 08) saves uploaded photos into ``folder/<class>/`` for training; any
+  problem shows as one line under its button.
 - :func:`unfreeze_explorer` (lesson 05) is a slider over the layers of a backbone with a live report of what
   fine-tuning from that layer would train (:func:`unfreeze_summary`), without touching the model.
 
@@ -623,6 +625,87 @@ def upload_and_predict(
     end a cell with the returned predictor to display it. (On Colab keep uploads under about 1 MB.)
     """
     return UploadPredictor(model, class_names, top=top, max_bytes=max_bytes, auto=auto)
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one short line: the course's own message, else its type and first line."""
+    text = str(error) if isinstance(error, TLCourseError) else f"{type(error).__name__}: {error}"
+    return (text.strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+class FolderUploader:
+    """Save uploaded photos into ``folder/<class>/`` (lesson 08): what :func:`folder_uploader` returns.
+
+    Attributes: ``widget`` (the ``VBox`` to display), ``upload`` (``FileUpload``), ``label`` (``Text``: the
+    class the photos show), ``button`` (``Button``), ``note`` (``HTML``: what was saved, or why nothing was)
+    and ``last_saved`` (the paths written by the last save). A problem (no class typed, no photo chosen, a
+    file over the size limit, a folder that cannot be written) is shown in ``note`` as one line, never lost
+    in a callback's log. ``upload`` can be any widget with a ``FileUpload`` value (tests).
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], *, max_bytes: int = MAX_SAVE_BYTES, upload: Any = None
+    ):
+        import ipywidgets as widgets
+
+        self.folder = Path(folder)
+        self.max_bytes = int(max_bytes)
+        self.last_saved: list[Path] = []
+        self.upload = upload if upload is not None else widgets.FileUpload(accept="image/*", multiple=True)
+        if upload is None:
+            self.upload.description = "Images"
+        self.label = widgets.Text(description="Class", placeholder="e.g. ripe")
+        self.button = widgets.Button(description="Save to folder", icon="save")
+        self.note = widgets.HTML()
+        self.widget = widgets.VBox([self.upload, self.label, self.button, self.note])
+        self.button.on_click(self._on_click)
+
+    def _on_click(self, _button: Any = None) -> None:
+        try:
+            self.save()
+        except Exception as error:  # a callback's traceback would go to the log nobody reads
+            self.note.value = (
+                f'<span class="{CSS_PREFIX}-error" data-status="error" style="color:{_ERROR_COLOUR}">'
+                f"Nothing more was saved: {_esc(_one_line(error))}</span>"
+            )
+
+    def save(self, value: Any = None, label: str | None = None) -> list[Path]:
+        """Save the files in ``value`` (default: ``upload.value``) under ``folder/<label>/``; returns their paths.
+
+        Raises :class:`~tlcourse.errors.TLCourseError` (one line) for a missing class name or no files; the
+        button shows that line in ``note`` instead.
+        """
+        name = (self.label.value if label is None else label).strip()
+        if not name:
+            raise TLCourseError("type the class these photos show in the Class box first, then save again.")
+        uploads = read_uploads(self.upload.value if value is None else value)
+        if not uploads:
+            raise TLCourseError("no photos chosen yet: click Images and pick one or more, then save.")
+        target = self.folder / sanitize_filename(name)
+        self.last_saved = save_uploads(uploads, target, max_bytes=self.max_bytes)
+        self.note.value = (
+            f'<span class="{CSS_PREFIX}-message" data-status="saved">saved {len(self.last_saved)} file(s) into '
+            f"{_esc(target)}; the audit will skip any that are not images</span>"
+        )
+        return self.last_saved
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return _widget_bundle(self, **kwargs)
+
+    def _ipython_display_(self) -> None:
+        _display_widget(self)
+
+    def __repr__(self) -> str:
+        return f"FolderUploader({str(self.folder)!r}, {len(self.last_saved)} saved)"
+
+
+def folder_uploader(folder: str | os.PathLike[str], *, max_bytes: int = MAX_SAVE_BYTES) -> FolderUploader:
+    """A widget that saves uploaded photos into ``folder/<class>/`` for training (lesson 08).
+
+    Type the class, choose the photos, click *Save to folder*; names are sanitised and never overwrite
+    (:func:`save_uploads`), and any problem shows as one line under the button. End a cell with it to show it.
+    """
+    return FolderUploader(folder, max_bytes=max_bytes)
 
 
 # ------------------------------------------------------------------------------------------ unfreezing
