@@ -157,3 +157,18 @@ def test_train_distribute_mirrored_says_what_it_chose_and_records_it(tmp_path, c
     settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
     assert settings["distribute"] == "mirrored" and settings["replicas"] == 1
     assert settings["batch_size"] == 16  # the smoke profile's batch per replica x 1 replica
+
+
+def test_a_model_built_outside_the_strategy_scope_is_refused_in_one_line():
+    import keras
+    import tensorflow as tf
+
+    from tlcourse import train
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="outside")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        with pytest.raises(TLCourseError, match="made outside the MirroredStrategy scope") as caught:
+            train._compile(model, 1e-3, 3)
+        inside = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="inside")
+        train._compile(inside, 1e-3, 3)  # built in the scope: compiles
+    assert "\n" not in str(caught.value) and "'outside'" in str(caught.value)

@@ -99,3 +99,27 @@ def choose(kind: str = "none", *, batch_size: int = 32) -> Distribution:
     replicas = int(strategy.num_replicas_in_sync)
     global_batch_size(batch_size, replicas)  # refuses a batch size below 1
     return Distribution(key, strategy, replicas, int(batch_size), devices)
+
+
+def require_built_in_scope(model: Any, what: str = "This step") -> None:
+    """Refuse, in one line, a model whose weights were made outside the active strategy's scope (lesson 05).
+
+    Under a ``tf.distribute`` strategy every weight must be created inside ``with strategy.scope():``; one made
+    outside fails deep inside TensorFlow when the optimizer builds its slots (``colocate_vars_with must only
+    be passed a variable created in this tf.distribute.Strategy.scope()``). Nothing to check without one.
+    """
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return
+    outside = [
+        v.path if hasattr(v, "path") else v.name
+        for v in model.trainable_variables
+        if not isinstance(getattr(v, "value", v), tf.distribute.DistributedValues)
+    ]
+    if outside:
+        raise TLCourseError(
+            f"{what}: {len(outside)} weight(s) of {model.name!r} (e.g. {outside[0]}) were made outside the "
+            f"{type(tf.distribute.get_strategy()).__name__} scope: build the model inside `with strategy.scope():`."
+        )
