@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
+        "--distribute",
+        choices=["none", "mirrored", "tpu"],
+        default="none",
+        help="train on one device (none), every GPU of this machine (mirrored) or a TPU; the batch size is "
+        "per replica (tlcourse.distribute)",
+    )
+    train.add_argument(
         "--force",
         action="store_true",
         help="replace a model already in OUT (the earlier files are kept in OUT/previous/)",

@@ -103,6 +103,21 @@ def _batches(dataset: Any, batch_size: int) -> tuple[Any, int | None]:
     return pairs(), steps
 
 
+def _predict_batch(model: Any) -> Any:
+    """``model.predict_on_batch``, or a traced ``model(x, training=False)`` under a strategy of several replicas.
+
+    Keras 3.15's ``predict_on_batch`` hands the whole batch to every replica of a ``MirroredStrategy`` and
+    concatenates their outputs (8 images in, 16 rows out), so it cannot be used there (tests/test_distribute.py).
+    """
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync == 1:
+        return model.predict_on_batch
+    return tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+
 def extract_features(
     model: Any,
     dataset: Any,
@@ -123,9 +138,10 @@ def extract_features(
     outputs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     start = time.perf_counter()
+    predict = _predict_batch(model)
     with tqdm(total=steps, desc=description, unit="batch", disable=not progress, leave=False) as bar:
         for images, batch_labels in pairs:
-            outputs.append(np.asarray(model.predict_on_batch(images)))
+            outputs.append(np.asarray(predict(images)))
             if batch_labels is not None:
                 labels.append(np.asarray(batch_labels))
             bar.update(1)

@@ -244,13 +244,14 @@ def train_command(args: Any) -> int:
     so does any other problem the user can fix (missing weights offline, ...). Never a traceback for those.
     """
     try:
-        return _train(args)
+        with contextlib.ExitStack() as scope:  # the --distribute strategy's scope, entered by _train
+            return _train(args, scope)
     except TLCourseError as error:
         print(f"tlcourse train: {error}", file=sys.stderr, flush=True)
         return 2
 
 
-def _train(args: Any) -> int:
+def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     directory = str(args.directory)
@@ -296,6 +297,13 @@ def _train(args: Any) -> int:
     mirror = getattr(args, "mirror", None)
     fine_tune_from = getattr(args, "fine_tune_from", None) or train.default_fine_tune_from(backbone_name)
     seed_everything(seed)
+    from tlcourse import distribute
+
+    chosen = distribute.choose(getattr(args, "distribute", None) or "none", batch_size=profile.batch_size)
+    profile = profile.replace(batch_size=chosen.global_batch_size)  # fit splits each batch across replicas
+    if scope is not None:
+        scope.enter_context(chosen.scope())
+    _say(f"      {chosen.describe()}")
 
     _say(f"[2/6] load images (profile {profile.name}, {size}px, batch {profile.batch_size})")
     t = time.perf_counter()
@@ -386,6 +394,8 @@ def _train(args: Any) -> int:
             "weights": str(weights),
             "seed": seed,
             "batch_size": profile.batch_size,
+            "distribute": chosen.kind,
+            "replicas": chosen.replicas,
             "head_epochs": profile.head_epochs,
             "fine_tune_epochs": profile.fine_tune_epochs,
             "learning_rate": profile.learning_rate,

@@ -279,8 +279,10 @@ def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: Any 
     """Compile with :func:`tlcourse.models.compile_classifier`: Adam, RMSprop when asked, or a fresh copy of
     a given optimizer (the same class and settings: how the fast path keeps a model's own compile)."""
     keras = _keras()
+    from tlcourse.distribute import require_built_in_scope
     from tlcourse.models import compile_classifier
 
+    require_built_in_scope(model, "compile")
     if not isinstance(optimizer, str):
         opt = type(optimizer).from_config(optimizer.get_config())
     elif optimizer == "rmsprop":
@@ -568,7 +570,9 @@ def _head_model(feature_dim: int, num_classes: int, dropout: float) -> Any:
 
 def _require_compiled(model: Any, what: str) -> None:
     from tlcourse import models
+    from tlcourse.distribute import require_built_in_scope
 
+    require_built_in_scope(model, what)
     report = models.trainable_report(model)
     if not report.compiled:
         raise TLCourseError(f"{what} trains the model as you compiled it: call model.compile(...) first.")
