@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse.config import get_profile, quiet_tensorflow
+from tlcourse.config import CAPSTONE_SECONDS_PER_1000_IMAGES, get_profile, quiet_tensorflow
 from tlcourse.errors import DataError, TLCourseError
 from tlcourse.evaluate import to_probabilities
 
@@ -286,7 +286,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     from tlcourse import data, evaluate, export, train
     from tlcourse.config import seed_everything
 
-    profile = get_profile(args.profile or "auto")
+    profile = get_profile(args.profile or "auto").for_capstone()  # the capstone's width and size (config.py)
     alpha = float(args.alpha) if args.alpha else profile.alpha
     size = int(args.size) if args.size else profile.image_size
     overrides = dict(getattr(args, "profile_overrides", None) or {})  # for scripts/tests: e.g. head_epochs=5
@@ -405,6 +405,10 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "fine_tune_boundary": tuned.boundary,
             "max_images_per_class": profile.max_images_per_class,
         }
+        measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
+        capstone = get_profile(profile.name).for_capstone()
+        if measured and (alpha, size) == (capstone.alpha, capstone.image_size) and not overrides:
+            settings["measured_seconds_per_1000_images"] = measured  # benchmarks/accuracy_vs_time.py
         metrics = {
             "head_val_accuracy": head.val_accuracy,
             "fine_tune_val_accuracy": tuned.val_accuracy,
@@ -423,6 +427,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             },
             "settings": settings,
             "timings_seconds": timings,
+            "phase_timings": {"head": head.timings, "fine_tune": tuned.timings},  # extraction vs training
             "epochs_run": {"head": head.epochs_run, "fine_tune": tuned.epochs_run},
             "history": history,
             "export": exported,
