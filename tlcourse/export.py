@@ -874,7 +874,7 @@ def model_card(
     lines.append("")
 
     lines += ["## Metrics", ""]
-    split = str(top.get("evaluated_on") or "validation")  # "test" when a test split no choice looked at exists
+    split = str(top.get("evaluated_on") or "validation")  # "test": a split that no choice looked at
     n = evaluation.get("n") or data.get(f"{split}_count")
     chosen_on = " (epochs and early stopping chose on the validation images; these took no part)"
     lines.append(

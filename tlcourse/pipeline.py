@@ -47,7 +47,7 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.md"
 CURVES_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
-TEST_FRACTION = 0.2  # share of each class's training images held out as the test split (without a test/ folder)
+TEST_FRACTION = 0.2  # share of each class's training images held out as test (when there is no test/ folder)
 
 
 def _say(message: str) -> None:
