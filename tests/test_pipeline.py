@@ -60,7 +60,9 @@ def test_train_writes_model_metrics_card_and_class_names(trained):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
         "head_val_accuracy",
-        "val_accuracy",
+        "head_test_accuracy",
+        "test_accuracy",
+        "test_accuracy_interval",
         "evaluation",
         "timings_seconds",
         "settings",
@@ -73,27 +75,41 @@ def test_train_writes_model_metrics_card_and_class_names(trained):
     assert metrics["class_names"] == sorted(COLOURS)
     assert json.loads((out / "class_names.json").read_text()) == sorted(COLOURS)
     assert metrics["settings"]["image_size"] == SIZE and metrics["settings"]["profile"] == "smoke"
-    assert metrics["data"]["train_count"] + metrics["data"]["validation_count"] == 3 * 6
+    counts = metrics["data"]
+    assert counts["train_count"] + counts["validation_count"] + counts["test_count"] == 3 * 6
+    assert metrics["evaluated_on"] == "test" and counts["test_count"] >= 3  # one test image a class at least
     for stage in ("audit", "load", "head", "fine_tune", "evaluate", "export", "total"):
         assert metrics["timings_seconds"][stage] >= 0
     assert metrics["timings_seconds"]["total"] <= trained["seconds"]
     assert metrics["history"]["phase_starts"][0] == 1 and len(metrics["history"]["phase_starts"]) == 2
     assert 0.0 <= metrics["head_val_accuracy"] <= 1.0
-    assert "apples" in (out / "model_card.md").read_text()
+    card = (out / "model_card.md").read_text()
+    assert "apples" in card
+    assert f"Measured on {counts['test_count']} held-out test images" in card
+    assert "validation images. Intervals" not in card
 
 
-def test_reported_val_accuracy_is_what_the_saved_model_scores_on_the_validation_set(trained):
-    from tlcourse import data, export
+def test_model_card_of_a_validation_only_evaluation_says_validation():
+    from tlcourse import export
+
+    card = export.model_card(metrics={"evaluation": {"accuracy": 0.5, "n": 10}}, class_names=["a", "b"])
+    assert "Measured on 10 held-out validation images" in card and "test images" not in card
+
+
+def test_reported_test_accuracy_is_what_the_saved_model_scores_on_the_test_split(trained):
+    from tlcourse import data, export, pipeline
     from tlcourse.config import get_profile
 
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     model = export.load_keras(trained["out"] / "model.keras")
     profile = get_profile("smoke", image_size=SIZE)
-    splits = data.load_for_profile(profile, source=str(trained["folder"]), image_size=SIZE, seed=42)
-    labels = np.concatenate([np.asarray(y) for _, y in splits.validation])
-    logits = model.predict(splits.validation.map(lambda x, y: x), verbose=0)
-    assert len(labels) == metrics["data"]["validation_count"]
-    assert metrics["val_accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == labels)), abs=1e-6)
+    splits = data.load_for_profile(
+        profile, source=str(trained["folder"]), image_size=SIZE, seed=42, test_fraction=pipeline.TEST_FRACTION
+    )
+    labels = np.concatenate([np.asarray(y) for _, y in splits.test])
+    logits = model.predict(splits.test.map(lambda x, y: x), verbose=0)
+    assert len(labels) == metrics["data"]["test_count"] == metrics["evaluation"]["n"]
+    assert metrics["test_accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == labels)), abs=1e-6)
     per_class = metrics["evaluation"]
     assert any(name in json.dumps(per_class) for name in COLOURS)
 

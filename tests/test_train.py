@@ -384,46 +384,6 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     assert stopper.restore_best_weights and stopper.monitor == "val_accuracy"
 
 
-# ---------------------------------------------------------------------------------------------- harness
-
-
-def test_compare_strategies_gives_one_sane_row_per_strategy(
-    splits, profile, tmp_path, monkeypatch, no_network
-):
-    monkeypatch.delenv(
-        "TLCOURSE_MIRROR", raising=False
-    )  # no ImageNet classifier at all: zero_shot is skipped
-    strategies = ["zero_shot", "head_only", "fine_tune_from:block_16", "from_scratch"]
-    table = train.compare_strategies(
-        splits,
-        strategies,
-        alpha=0.35,
-        image_size=SIZE,
-        profile=profile.replace(head_epochs=1, fine_tune_epochs=1),
-        weights="random",
-        download=False,
-        cache_dir=tmp_path / "cache",
-    )
-    assert list(table.columns) == train.RESULT_COLUMNS
-    assert list(table["strategy"]) == strategies
-    rows = table.set_index("strategy")
-    assert rows.loc["zero_shot", "notes"] == train.ZERO_SHOT_SKIPPED
-    assert math.isnan(rows.loc["zero_shot", "val_accuracy"])
-    trained = rows.drop(index="zero_shot")
-    assert trained["val_accuracy"].between(0, 1).all()
-    assert (trained["train_seconds"] > 0).all() and (trained["epochs_run"] >= 1).all()
-    assert rows.loc["head_only", "trainable_params"] < rows.loc["fine_tune_from:block_16", "trainable_params"]
-    assert (
-        rows.loc["fine_tune_from:block_16", "trainable_params"] < rows.loc["from_scratch", "trainable_params"]
-    )
-    assert rows.loc["fine_tune_from:block_16", "epochs_run"] > rows.loc["head_only", "epochs_run"]
-
-
-def test_compare_strategies_rejects_an_unknown_strategy_before_training(splits):
-    with pytest.raises(ValueError, match="Unknown strategy"):
-        train.compare_strategies(splits, ["head_only", "fine_tune_everything"], weights="random")
-
-
 def test_models_are_built_inside_the_current_distribution_strategy(splits, tmp_path):
     import tensorflow as tf
 

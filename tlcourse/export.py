@@ -812,7 +812,8 @@ def model_card(
     """A Markdown model card: what the model is, what it was trained on, how good it is, where it fails.
 
     ``metrics`` is :func:`tlcourse.evaluate.evaluation_summary`'s dict, or the ``metrics.json`` dict of
-    ``tlcourse train`` (its ``"evaluation"``, ``"data"`` and ``"export"`` entries are used). ``class_counts``
+    ``tlcourse train`` (its ``"evaluation"``, ``"data"`` and ``"export"`` entries are used; ``"evaluated_on":
+    "test"`` says the evaluation is on a test split that no training choice looked at). ``class_counts``
     maps each class to its number of images; ``export_info`` is :func:`export_all`'s result (taken from
     ``metrics["export"]`` when not given). ``model_name`` and ``data_source`` are accepted as other names for
     ``name`` and ``data_provenance``. Sections: Model, Intended use, Data, Metrics (with bootstrap
@@ -855,6 +856,7 @@ def model_card(
     for key, label in (
         ("train_count", "Training images"),
         ("validation_count", "Validation images"),
+        ("test_count", "Test images"),
         ("skipped_files", "Files skipped as unusable"),
         ("fingerprint", "Data fingerprint"),
     ):
@@ -872,11 +874,14 @@ def model_card(
     lines.append("")
 
     lines += ["## Metrics", ""]
-    n = evaluation.get("n") or data.get("validation_count")
+    split = str(top.get("evaluated_on") or "validation")  # "test": a split that no choice looked at
+    n = evaluation.get("n") or data.get(f"{split}_count")
+    chosen_on = " (epochs and early stopping chose on the validation images; these took no part)"
     lines.append(
-        f"Measured on {n if n is not None else 'the'} held-out validation images. Intervals are {pct} "
+        f"Measured on {n if n is not None else 'the'} held-out {split} images"
+        f"{chosen_on if split == 'test' else ''}. Intervals are {pct} "
         f"percentile-bootstrap intervals ({(evaluation.get('bootstrap') or {}).get('n', 'n/a')} resamples): "
-        "with few validation images they are wide, and the true accuracy can be anywhere inside them."
+        f"with few {split} images they are wide, and the true accuracy can be anywhere inside them."
     )
     lines += ["", f"| metric | value | {pct} interval |", "|---|---:|---|"]
     accuracy = evaluation.get("accuracy", top.get("val_accuracy"))
@@ -888,8 +893,9 @@ def model_card(
     calib = evaluation.get("calibration") or {}
     if "ece" in calib:
         lines.append(f"| expected calibration error | {_fmt(calib['ece'])} | |")
-    if "head_val_accuracy" in top:
-        lines.append(f"| accuracy after head training only | {_fmt(top['head_val_accuracy'])} | |")
+    head_only = top.get("head_test_accuracy") if split == "test" else top.get("head_val_accuracy")
+    if head_only is not None:  # the same images as the rows above
+        lines.append(f"| accuracy after head training only | {_fmt(head_only)} | |")
     lines.append("")
 
     per_class = evaluation.get("per_class") or {}
@@ -918,7 +924,7 @@ def model_card(
     lines += ["## Limitations and ethical considerations", ""]
     notes: list[str] = [limitations] if isinstance(limitations, str) else list(limitations or [])
     notes += _automatic_limitations(
-        counts, evaluation, n, pretrained=str(opts.get("weights", "imagenet")) == "imagenet"
+        counts, evaluation, n, pretrained=str(opts.get("weights", "imagenet")) == "imagenet", split=split
     )
     lines += [f"- {note}" for note in notes]
     lines.append("")
@@ -972,13 +978,18 @@ def model_card(
 
 
 def _automatic_limitations(
-    counts: Mapping[str, int], evaluation: Mapping[str, Any], n: Any, *, pretrained: bool = True
+    counts: Mapping[str, int],
+    evaluation: Mapping[str, Any],
+    n: Any,
+    *,
+    pretrained: bool = True,
+    split: str = "validation",
 ) -> list[str]:
     """Notes a reader should see, derived from the numbers themselves."""
     notes: list[str] = []
     if isinstance(n, int) and n < 200:
         notes.append(
-            f"Only {n} validation images: the metrics above are rough estimates (see the interval widths)."
+            f"Only {n} {split} images: the metrics above are rough estimates (see the interval widths)."
         )
     if counts:
         smallest, largest = min(counts.values()), max(counts.values())
@@ -988,7 +999,7 @@ def _automatic_limitations(
             )
     absent = evaluation.get("absent_classes") or []
     if absent:
-        notes.append(f"No validation images for: {', '.join(absent)}; their performance is unmeasured.")
+        notes.append(f"No {split} images for: {', '.join(absent)}; their performance is unmeasured.")
     notes.append(
         "Trained on a small, specific set of photos: expect worse results on images that look different "
         "(other cameras, lighting, backgrounds, image quality) - a domain shift (lesson 07)."

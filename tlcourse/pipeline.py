@@ -3,12 +3,14 @@
 ``tlcourse train DIR --out OUT`` runs the same steps as lesson 08's notebook, printing each stage:
 
 1. audit the folder (an unusable folder stops here with the audit's one-line reason, exit status 2);
-2. load the images (train/validation splits, float32 [0, 255]);
+2. load the images (train/validation/test splits, float32 [0, 255]; without a ``test/`` folder
+   ``TEST_FRACTION`` of each class's training images become the test split);
 3. feature extraction: a head trained on cached features of the frozen backbone
    (:func:`tlcourse.train.fit_head_fast`, the opt-in fast path);
 4. fine-tuning of the backbone's top, on cached boundary activations
    (:func:`tlcourse.train.fine_tune_fast`, the opt-in fast path);
-5. evaluation on the validation set with bootstrap intervals (:mod:`tlcourse.evaluate`);
+5. evaluation on the **test** split with bootstrap intervals (:mod:`tlcourse.evaluate`): epochs, early
+   stopping and keep_better chose on validation, so only test is untouched by selection;
 6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite, each checked by a round trip.
 
 Each training phase prints one line per epoch (loss, accuracy, validation accuracy, seconds). It writes
@@ -45,6 +47,7 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.md"
 CURVES_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+TEST_FRACTION = 0.2  # share of each class's training images held out as test (when there is no test/ folder)
 
 
 def _say(message: str) -> None:
@@ -309,11 +312,18 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     t = time.perf_counter()
     with quiet_decoding():
         splits = data.load_for_profile(
-            profile, source=directory, image_size=size, seed=seed, mirror=mirror, report=report
+            profile,
+            source=directory,
+            image_size=size,
+            seed=seed,
+            mirror=mirror,
+            report=report,
+            test_fraction=TEST_FRACTION,
         )
     timings["load"] = time.perf_counter() - t
     _say(
-        f"      {splits.train_count} training / {splits.validation_count} validation images, "
+        f"      {splits.train_count} training / {splits.validation_count} validation / {splits.test_count} test "
+        "images, "
         f"classes: {', '.join(_printable(name) for name in splits.class_names)}"
     )
 
@@ -342,6 +352,10 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         f"{timings['head']:.1f}s" + (f" ({'; '.join(shown)})" if shown else "")
     )
 
+    held_out = splits.test if splits.test is not None else splits.validation  # never used to choose
+    y_held, head_probs = evaluate.predict_dataset(head.model, held_out)  # before fine-tuning changes the base
+    head_held_out = float(np.mean(head_probs.argmax(axis=1) == y_held)) if len(y_held) else None
+
     _say(f"[4/6] fine-tune from {fine_tune_from} at learning rate {profile.fine_tune_learning_rate:g}")
     t = time.perf_counter()
     tuned = train.fine_tune_fast(
@@ -361,14 +375,16 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     )
     model = tuned.model
 
-    _say("[5/6] evaluate on the validation set")
+    # epochs, early stopping and keep_better chose on validation; the headline figures come from test
+    split = "test" if splits.test is not None else "validation"
+    _say(f"[5/6] evaluate on the {split} set")
     t = time.perf_counter()
-    summary = evaluate.evaluation_summary(model, splits.validation, splits.class_names)
+    summary = evaluate.evaluation_summary(model, held_out, splits.class_names)
     timings["evaluate"] = time.perf_counter() - t
-    val_accuracy = float(summary["accuracy"])
+    test_accuracy = float(summary["accuracy"])
     interval = summary.get("accuracy_interval")
     _say(
-        f"      val accuracy {val_accuracy:.3f}"
+        f"      {split} accuracy {test_accuracy:.3f}"
         + (f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
     )
 
@@ -412,8 +428,10 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         metrics = {
             "head_val_accuracy": head.val_accuracy,
             "fine_tune_val_accuracy": tuned.val_accuracy,
-            "val_accuracy": val_accuracy,
-            "val_accuracy_interval": interval,
+            "evaluated_on": split,
+            f"head_{split}_accuracy": head_held_out,
+            f"{split}_accuracy": test_accuracy,
+            f"{split}_accuracy_interval": interval,
             "evaluation": summary,
             "class_names": list(splits.class_names),
             "data": {
@@ -421,6 +439,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
                 "source": splits.source,
                 "train_count": splits.train_count,
                 "validation_count": splits.validation_count,
+                "test_count": splits.test_count,
                 "fingerprint": splits.fingerprint,
                 "class_counts": dict(report.classes),
                 "skipped_files": len(report.problems),
@@ -464,7 +483,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         return 1
     _say(
         f"done in {timings['total']:.1f}s: {out / MODEL_FILE}, {out / METRICS_FILE}, {out / CARD_FILE} "
-        f"(head {head.val_accuracy:.3f} -> fine-tuned {val_accuracy:.3f})"
+        f"({split} accuracy {test_accuracy:.3f})"
     )
     return 0
 

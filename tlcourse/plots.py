@@ -505,7 +505,7 @@ def accuracy_vs_time(
 ) -> Any:
     """Scatter of validation accuracy against training time, one labelled point per strategy (lesson 05).
 
-    ``results`` is :func:`tlcourse.train.compare_strategies`'s table (a DataFrame, or a list of dicts) with
+    ``results`` is :func:`tlcourse.strategies.compare_strategies`'s table (a DataFrame, or a list of dicts) with
     columns ``strategy``, ``val_accuracy`` and ``seconds`` (``train_seconds`` is used when there is no
     ``seconds``). Rows with a missing accuracy (a strategy that could not run) are left out and named in
     the title.

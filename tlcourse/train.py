@@ -11,18 +11,8 @@ the layers below the unfreeze boundary are frozen and their BatchNorm layers run
 compute a fixed function of the image; the frozen bottom runs once per cached pass and only the top and the
 head are trained on the tensors that cross the boundary (same layer objects, so the end-to-end model carries
 the trained weights). tests/test_train.py proves it reaches the plain path's weights on the same batches.
-:func:`compare_strategies` (lesson 05's harness) and ``tlcourse train`` use the fast path.
-
-Strategies the harness compares on the same data, seed and splits:
-
-- ``zero_shot``: no training at all; ImageNet's 1000-class classifier, its outputs summed per task class
-  through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`).
-- ``head_only``: frozen backbone, a new head trained on cached features (plus cached augmented passes).
-- ``fine_tune_from:<layer>``: head first, then the backbone from ``<layer>`` upwards is trained too.
-  ``<layer>`` is a layer index (``100``: layers 100 and above, as in the TensorFlow tutorial) or a layer or
-  block name (``block_13``: the first layer whose name starts with ``block_13_``).
-- ``full_fine_tune``: head first, then every backbone layer trained (BatchNorm still in inference mode).
-- ``from_scratch``: the same architecture with random weights, every layer trained (the baseline).
+:func:`tlcourse.strategies.compare_strategies` (lesson 05's harness) and ``tlcourse train`` use the fast
+path. :func:`zero_shot` and :func:`from_scratch` are two of the harness's strategies.
 
 Every model is built inside ``tf.distribute.get_strategy().scope()``, so the same code runs under a
 ``MirroredStrategy`` or ``TPUStrategy`` scope without change.
@@ -33,41 +23,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tlcourse.config import Profile, get_profile, quiet_tensorflow
-from tlcourse.errors import AssetMissingError, TLCourseError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
-DEFAULT_STRATEGIES: tuple[str, ...] = (
-    "zero_shot",
-    "head_only",
-    "fine_tune_from:block_13",
-    "fine_tune_from:100",
-    "full_fine_tune",
-    "from_scratch",
-)
-"""The strategies lesson 05 compares, from no training at all to training everything."""
+from tlcourse.errors import TLCourseError
 
 DEFAULT_FINE_TUNE_FROM = "block_13"
 """Where :func:`fine_tune` (and ``tlcourse train``) unfreezes by default: the last three MobileNetV2 blocks."""
 
 DEFAULT_MAX_CACHE_BYTES = 1 << 30
 """Largest boundary cache :func:`fine_tune` keeps in memory (1 GiB) before falling back to the standard path."""
-
-ZERO_SHOT_SKIPPED = "skipped: ImageNet classifier weights not available offline"
-
-RESULT_COLUMNS = ["strategy", "val_accuracy", "train_seconds", "trainable_params", "epochs_run", "notes"]
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -1416,185 +1387,6 @@ def from_scratch(
         trainable_params=count_params(model),
         dropout=dropout,
     )
-
-
-# --------------------------------------------------------------------------------------- the harness
-
-
-def compare_strategies(
-    splits: Any,
-    strategies: Iterable[str] = DEFAULT_STRATEGIES,
-    *,
-    backbone: str = "mobilenet_v2",
-    alpha: float | None = None,
-    image_size: int | None = None,
-    profile: Profile | str = "auto",
-    seed: int = 42,
-    mirror: Any = None,
-    weights: str = "imagenet",
-    head_epochs: int | None = None,
-    fine_tune_epochs: int | None = None,
-    task_classes: Mapping[str, list[str]] | None = None,
-    run_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    verbose: int = 0,
-) -> pd.DataFrame:
-    """Train every strategy on the same data, seed and splits; return one row per strategy (lesson 05).
-
-    Columns: ``strategy``, ``val_accuracy``, ``train_seconds`` (the whole strategy, head phase included),
-    ``trainable_params`` (in the last phase), ``epochs_run`` (all phases), ``notes``. The head is trained
-    once (on cached features) and every fine-tuning strategy starts from a fresh copy of it; its time is added
-    to each fine-tuning row. A strategy that cannot run (e.g. ``zero_shot`` offline) gets a row whose notes
-    say why, with ``val_accuracy`` NaN. An unknown strategy name raises ``ValueError`` before any training.
-    """
-    import pandas as pd
-
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    alpha = alpha or prof.alpha
-    image_size = image_size or prof.image_size
-    strategies = list(strategies)
-    for name in strategies:
-        if name not in ("zero_shot", "head_only", "full_fine_tune", "from_scratch") and not name.startswith(
-            "fine_tune_from:"
-        ):
-            raise ValueError(
-                f"Unknown strategy {name!r}: use zero_shot, head_only, fine_tune_from:<layer>, "
-                "full_fine_tune or from_scratch."
-            )
-    own_run_dir = run_dir is None
-    base_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="tlcourse-strategies-"))
-    rows: list[dict[str, Any]] = []
-    head_state: dict[str, Any] = {}
-
-    def head_phase() -> PhaseResult:
-        if "result" not in head_state:
-            head_state["result"] = fit_head_fast(
-                splits,
-                backbone_name=backbone,
-                alpha=alpha,
-                image_size=image_size,
-                weights=weights,
-                mirror=mirror,
-                profile=prof,
-                epochs=head_epochs,
-                seed=seed,
-                cache_dir=cache_dir,
-                verbose=verbose,
-            )
-            head_state["weights"] = head_state["result"].model.get_weights()
-        return head_state["result"]
-
-    def fresh_head() -> PhaseResult:
-        """The trained head on a backbone rebuilt with the original weights (fine-tuning changes it)."""
-        trained = head_phase()
-        with strategy_scope():
-            bb, _ = _build_backbone(backbone, alpha, image_size, weights, mirror)
-            head_copy = _clone_head(trained.head)
-            model = _join(bb, head_copy, backbone)
-        model.set_weights(head_state["weights"])
-        return PhaseResult(
-            model=model,
-            backbone=bb,
-            head=head_copy,
-            history=trained.history,
-            val_accuracy=trained.val_accuracy,
-            seconds=trained.seconds,
-            epochs_run=trained.epochs_run,
-            trainable_params=trained.trainable_params,
-            notes=list(trained.notes),
-            dropout=trained.dropout,
-        )
-
-    try:
-        for i, name in enumerate(strategies):
-            row: dict[str, Any] = {"strategy": name}
-            try:
-                if name == "zero_shot":
-                    t0 = time.perf_counter()
-                    try:
-                        acc, note = zero_shot(
-                            splits, task_classes=task_classes, alpha=alpha, mirror=mirror, download=download
-                        )
-                        row.update(
-                            val_accuracy=acc,
-                            train_seconds=time.perf_counter() - t0,
-                            trainable_params=0,
-                            epochs_run=0,
-                            notes=note,
-                        )
-                    except AssetMissingError:
-                        row.update(
-                            val_accuracy=math.nan,
-                            train_seconds=0.0,
-                            trainable_params=0,
-                            epochs_run=0,
-                            notes=ZERO_SHOT_SKIPPED,
-                        )
-                elif name == "head_only":
-                    result = head_phase()
-                    row.update(
-                        val_accuracy=result.val_accuracy,
-                        train_seconds=result.seconds,
-                        trainable_params=result.trainable_params,
-                        epochs_run=result.epochs_run,
-                        notes="; ".join(result.notes),
-                    )
-                elif name == "from_scratch":
-                    result = from_scratch(
-                        splits,
-                        backbone_name=backbone,
-                        alpha=alpha,
-                        image_size=image_size,
-                        profile=prof,
-                        epochs=None
-                        if head_epochs is None and fine_tune_epochs is None
-                        else (head_epochs or prof.head_epochs) + (fine_tune_epochs or prof.fine_tune_epochs),
-                        seed=seed,
-                        run_dir=base_dir / f"{i:02d}_from_scratch",
-                        verbose=verbose,
-                    )
-                    row.update(
-                        val_accuracy=result.val_accuracy,
-                        train_seconds=result.seconds,
-                        trainable_params=result.trainable_params,
-                        epochs_run=result.epochs_run,
-                        notes="random weights, BatchNorm in training mode",
-                    )
-                else:
-                    where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
-                    start_head = fresh_head()
-                    result = fine_tune_fast(
-                        start_head,
-                        splits,
-                        from_layer=where,
-                        backbone_name=backbone,
-                        profile=prof,
-                        epochs=fine_tune_epochs,
-                        seed=seed,
-                        run_dir=base_dir / f"{i:02d}_{name.replace(':', '_')}",
-                        verbose=verbose,
-                    )
-                    row.update(
-                        val_accuracy=result.val_accuracy,
-                        train_seconds=start_head.seconds + result.seconds,
-                        trainable_params=result.trainable_params,
-                        epochs_run=start_head.epochs_run + result.epochs_run,
-                        notes="; ".join([f"unfrozen from {result.boundary}", *result.notes]),
-                    )
-            except TLCourseError as error:
-                row.update(
-                    val_accuracy=math.nan,
-                    train_seconds=0.0,
-                    trainable_params=0,
-                    epochs_run=0,
-                    notes=f"failed: {error}",
-                )
-            rows.append(row)
-    finally:
-        if own_run_dir:
-            shutil.rmtree(base_dir, ignore_errors=True)
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def history_to_json(history: Mapping[str, Any]) -> str:

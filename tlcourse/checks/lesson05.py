@@ -232,7 +232,7 @@ def check_depth_choice(
 ) -> CheckResult:
     """Is ``choice`` a fine-tuning depth the harness's table supports, and does ``reason`` cite it? (lesson 05)
 
-    ``results`` is :func:`tlcourse.train.compare_strategies`'s table with at least two ``fine_tune_from:``
+    ``results`` is :func:`tlcourse.strategies.compare_strategies`'s table with at least two ``fine_tune_from:``
     rows that ran. The choice must be one of those rows and either the most accurate, or inside the
     ``level`` bootstrap interval of the most accurate (:func:`accuracy_interval` on ``validation_count``
     images) *and* cheaper than it (fewer seconds or fewer trainable parameters). ``reason`` must quote the
@@ -241,7 +241,7 @@ def check_depth_choice(
     try:
         rows = _rows(results)
     except Exception:  # noqa: BLE001 - anything that is not a table
-        return _fail("results must be the table returned by train.compare_strategies (a DataFrame).")
+        return _fail("results must be the table returned by strategies.compare_strategies (a DataFrame).")
     depths = [
         row
         for row in rows

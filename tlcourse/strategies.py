@@ -1,0 +1,425 @@
+"""The strategy harness of lesson 05: ways to use a pretrained network, compared on the same images.
+
+:data:`STRATEGIES` is a table from a strategy's name to the function that runs it; :func:`compare_strategies`
+runs the ones you name on the same data, seed and splits and returns one row per strategy:
+
+- ``zero_shot``: no training at all; ImageNet's 1000-class classifier, its outputs summed per task class
+  through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`).
+- ``head_only``: frozen backbone, a new head trained on cached features (:func:`tlcourse.train.fit_head_fast`).
+- ``fine_tune_from:<layer>``: that head, then the backbone from ``<layer>`` upwards trained too
+  (:func:`tlcourse.train.fine_tune_fast`); ``<layer>`` is a layer index (``100``) or a block name
+  (``block_13``).
+- ``full_fine_tune``: that head, then every backbone layer trained (BatchNorm still in inference mode).
+- ``from_scratch``: the same architecture with random weights, every layer trained (the baseline that transfer
+  has to beat).
+
+Epochs and early stopping choose on validation; the accuracies that compare strategies are measured on the
+test split (``splits.test``; the validation images when there is none) and each row is compared with a named
+baseline as a **paired** difference on the same images (:func:`tlcourse.evaluate.paired_bootstrap`), which
+separates strategies that separate intervals cannot. :func:`verdict` never names a winner within noise.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlcourse import evaluate, train
+from tlcourse.config import Profile, get_profile
+from tlcourse.errors import AssetMissingError, TLCourseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "RESULT_COLUMNS",
+    "STRATEGIES",
+    "TIED",
+    "ZERO_SHOT_SKIPPED",
+    "Outcome",
+    "compare_strategies",
+    "runner_for",
+    "verdict",
+]
+
+DEFAULT_STRATEGIES: tuple[str, ...] = (
+    "zero_shot",
+    "head_only",
+    "fine_tune_from:block_13",
+    "fine_tune_from:100",
+    "full_fine_tune",
+    "from_scratch",
+)
+"""The strategies lesson 05 compares, from no training at all to training everything."""
+
+ZERO_SHOT_SKIPPED = "skipped: ImageNet classifier weights not available offline"
+
+TIED = "tied within noise"
+"""What :func:`verdict` says when the best row cannot be told apart from the runner-up."""
+
+RESULT_COLUMNS = [
+    "strategy",
+    "val_accuracy",
+    "test_accuracy",
+    "vs_baseline",
+    "vs_baseline_low",
+    "vs_baseline_high",
+    "train_seconds",
+    "trainable_params",
+    "epochs_run",
+    "notes",
+]
+
+
+@dataclass
+class Outcome:
+    """What one strategy produced: its accuracies, its predicted classes on the test images, its cost."""
+
+    val_accuracy: float
+    predictions: np.ndarray | None  # predicted class of every test image, in order; None when it did not run
+    train_seconds: float = 0.0
+    trainable_params: int = 0
+    epochs_run: int = 0
+    notes: str = ""
+
+
+@dataclass
+class Context:
+    """Everything the runners share: the data, the settings and the head trained once for every strategy."""
+
+    splits: Any
+    profile: Profile
+    backbone: str
+    alpha: float
+    image_size: int
+    weights: str
+    mirror: Any
+    seed: int
+    head_epochs: int | None
+    fine_tune_epochs: int | None
+    task_classes: Mapping[str, list[str]] | None
+    run_dir: Path
+    cache_dir: Any
+    download: bool
+    verbose: int
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    head: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, model: Any) -> np.ndarray:
+        """Predicted classes of ``model`` on the test images."""
+        scores = model.predict(self.test_images, verbose=0, batch_size=self.profile.batch_size)
+        return np.asarray(scores).argmax(axis=1)
+
+
+# ------------------------------------------------------------------------------------------- runners
+
+
+def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
+    from tlcourse import imagenet, zeroshot
+
+    start = time.perf_counter()
+    try:
+        classifier = zeroshot.load_imagenet_classifier(ctx.alpha, mirror=ctx.mirror, download=ctx.download)
+    except AssetMissingError:
+        return Outcome(math.nan, None, notes=ZERO_SHOT_SKIPPED)
+    names = ctx.splits.class_names
+    mapping = imagenet.zero_shot_mapping(
+        dict(ctx.task_classes) if ctx.task_classes else {c: [c.replace("_", " ")] for c in names},
+        missing="error" if ctx.task_classes else "skip",  # a class ImageNet lacks is scored, never a crash
+    )
+    val_x, val_y = _arrays(ctx.splits.validation)
+    on_val = zeroshot.evaluate_zero_shot(val_y, np.asarray(classifier.predict(val_x)), mapping, names)
+    on_test = zeroshot.evaluate_zero_shot(
+        ctx.test_labels, np.asarray(classifier.predict(ctx.test_images)), mapping, names
+    )
+    note = "no training; ImageNet classes summed per task class"
+    if on_val.get("unmapped"):
+        note += f"; no ImageNet class for {', '.join(on_val['unmapped'])}"
+    return Outcome(on_val["accuracy"], np.asarray(on_test["y_pred"]), time.perf_counter() - start, notes=note)
+
+
+def _trained_head(ctx: Context) -> train.PhaseResult:
+    """The head on cached features, trained once and shared by every fine-tuning strategy."""
+    if "result" not in ctx.head:
+        ctx.head["result"] = train.fit_head_fast(
+            ctx.splits,
+            backbone_name=ctx.backbone,
+            alpha=ctx.alpha,
+            image_size=ctx.image_size,
+            weights=ctx.weights,
+            mirror=ctx.mirror,
+            profile=ctx.profile,
+            epochs=ctx.head_epochs,
+            seed=ctx.seed,
+            cache_dir=ctx.cache_dir,
+            verbose=ctx.verbose,
+        )
+        ctx.head["weights"] = ctx.head["result"].model.get_weights()
+        ctx.head["predictions"] = ctx.predict(ctx.head["result"].model)
+    return ctx.head["result"]
+
+
+def _head_only(ctx: Context, name: str, index: int) -> Outcome:
+    result = _trained_head(ctx)
+    return Outcome(
+        result.val_accuracy,
+        ctx.head["predictions"],
+        result.seconds,
+        result.trainable_params,
+        result.epochs_run,
+        "; ".join(result.notes),
+    )
+
+
+def _fresh_head(ctx: Context) -> train.PhaseResult:
+    """The trained head on a backbone rebuilt with the original weights (fine-tuning changes the backbone)."""
+    trained = _trained_head(ctx)
+    with train.strategy_scope():
+        backbone, _ = train._build_backbone(ctx.backbone, ctx.alpha, ctx.image_size, ctx.weights, ctx.mirror)
+        head = train._clone_head(trained.head)
+        model = train._join(backbone, head, ctx.backbone)
+    model.set_weights(ctx.head["weights"])
+    return train.PhaseResult(
+        model=model,
+        backbone=backbone,
+        head=head,
+        history=trained.history,
+        val_accuracy=trained.val_accuracy,
+        seconds=trained.seconds,
+        epochs_run=trained.epochs_run,
+        trainable_params=trained.trainable_params,
+        notes=list(trained.notes),
+        dropout=trained.dropout,
+    )
+
+
+def _fine_tune(ctx: Context, name: str, index: int) -> Outcome:
+    where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
+    start = _fresh_head(ctx)
+    result = train.fine_tune_fast(
+        start,
+        ctx.splits,
+        from_layer=where,
+        backbone_name=ctx.backbone,
+        profile=ctx.profile,
+        epochs=ctx.fine_tune_epochs,
+        seed=ctx.seed,
+        run_dir=ctx.run_dir / f"{index:02d}_{name.replace(':', '_')}",
+        verbose=ctx.verbose,
+    )
+    return Outcome(
+        result.val_accuracy,
+        ctx.predict(result.model),
+        start.seconds + result.seconds,
+        result.trainable_params,
+        start.epochs_run + result.epochs_run,
+        "; ".join([f"unfrozen from {result.boundary}", *result.notes]),
+    )
+
+
+def _from_scratch(ctx: Context, name: str, index: int) -> Outcome:
+    prof = ctx.profile
+    epochs = None
+    if ctx.head_epochs is not None or ctx.fine_tune_epochs is not None:
+        epochs = (ctx.head_epochs or prof.head_epochs) + (ctx.fine_tune_epochs or prof.fine_tune_epochs)
+    result = train.from_scratch(
+        ctx.splits,
+        backbone_name=ctx.backbone,
+        alpha=ctx.alpha,
+        image_size=ctx.image_size,
+        profile=prof,
+        epochs=epochs,
+        seed=ctx.seed,
+        run_dir=ctx.run_dir / f"{index:02d}_from_scratch",
+        verbose=ctx.verbose,
+    )
+    return Outcome(
+        result.val_accuracy,
+        ctx.predict(result.model),
+        result.seconds,
+        result.trainable_params,
+        result.epochs_run,
+        "random weights, BatchNorm in training mode",
+    )
+
+
+Runner = Callable[[Context, str, int], Outcome]
+
+STRATEGIES: dict[str, Runner] = {
+    "zero_shot": _zero_shot,
+    "head_only": _head_only,
+    "fine_tune_from": _fine_tune,  # named "fine_tune_from:<layer>"
+    "full_fine_tune": _fine_tune,
+    "from_scratch": _from_scratch,
+}
+"""Strategy name -> the function that runs it (``fine_tune_from`` takes its layer after a colon)."""
+
+
+def runner_for(name: str) -> Runner:
+    """The runner of a strategy name; an unknown name raises ``ValueError`` saying which names exist."""
+    key, colon, layer = name.partition(":")
+    if key not in STRATEGIES or (key == "fine_tune_from") != bool(colon and layer):
+        raise ValueError(
+            f"Unknown strategy {name!r}: use zero_shot, head_only, fine_tune_from:<layer>, "
+            "full_fine_tune or from_scratch."
+        )
+    return STRATEGIES[key]
+
+
+# --------------------------------------------------------------------------------------------- harness
+
+
+def _arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+    return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs]).astype("int64")
+
+
+def verdict(
+    labels: Any,
+    predictions: Mapping[str, Any],
+    val_accuracy: Mapping[str, float],
+    *,
+    seed: int = 42,
+    n: int = 2000,
+) -> str:
+    """One sentence on the best strategy that never names a winner within noise (lesson 05).
+
+    The best row is chosen on **validation** (``val_accuracy``; the choice must not look at test); it is then
+    compared with the runner-up on the same test images (``labels`` and each strategy's ``predictions``) by
+    :func:`tlcourse.evaluate.paired_bootstrap`. When that 95% interval contains 0 the sentence says
+    :data:`TIED`; only an interval above 0 names a winner.
+    """
+    ran = sorted(
+        (name for name in predictions if predictions[name] is not None), key=lambda s: -val_accuracy[s]
+    )
+    if len(ran) < 2:
+        return "fewer than two strategies ran: nothing to compare"
+    best, runner_up = ran[0], ran[1]
+    diff, low, high = evaluate.paired_bootstrap(
+        labels, predictions[runner_up], predictions[best], n=n, seed=seed
+    )
+    detail = (
+        f"{best} minus {runner_up} on {len(np.asarray(labels))} test images: {diff:+.3f} "
+        f"(paired 95% interval {low:+.3f} to {high:+.3f})"
+    )
+    if low <= 0 <= high:
+        return f"{best} and {runner_up} are {TIED}: {detail}; prefer the cheaper one"
+    if low > 0:
+        return f"{best} is best beyond noise: {detail}"
+    return f"validation chose {best}, but it is behind {runner_up} on the test images: {detail}"
+
+
+def compare_strategies(
+    splits: Any,
+    strategies: Iterable[str] = DEFAULT_STRATEGIES,
+    *,
+    baseline: str = "head_only",
+    backbone: str = "mobilenet_v2",
+    alpha: float | None = None,
+    image_size: int | None = None,
+    profile: Profile | str = "auto",
+    seed: int = 42,
+    mirror: Any = None,
+    weights: str = "imagenet",
+    head_epochs: int | None = None,
+    fine_tune_epochs: int | None = None,
+    task_classes: Mapping[str, list[str]] | None = None,
+    run_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    verbose: int = 0,
+) -> pd.DataFrame:
+    """Run every strategy on the same data, seed and splits; one row per strategy (lesson 05).
+
+    Columns (:data:`RESULT_COLUMNS`): ``val_accuracy`` (what the epochs and early stopping chose on),
+    ``test_accuracy`` on ``splits.test`` (the validation images when there is no test split),
+    ``vs_baseline`` with ``vs_baseline_low``/``vs_baseline_high``: the row's test accuracy minus the
+    ``baseline`` strategy's, as a paired 95% bootstrap interval on the same test images; ``train_seconds`` (the
+    whole strategy, head phase included), ``trainable_params`` (last phase), ``epochs_run`` (all phases) and
+    ``notes``. ``table.attrs`` holds ``evaluated_on``, ``n_test``, ``baseline`` and ``verdict``
+    (:func:`verdict`). The head is trained once; every fine-tuning strategy starts from a fresh copy of it. A
+    strategy that cannot run gets a row whose notes say why, with NaN accuracies. An unknown strategy name
+    raises ``ValueError`` before any training.
+    """
+    import pandas as pd
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    names = list(strategies)
+    runners = [runner_for(name) for name in names]
+    test = splits.test if getattr(splits, "test", None) is not None else splits.validation
+    test_images, test_labels = _arrays(test)
+    own_run_dir = run_dir is None
+    base_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="tlcourse-strategies-"))
+    ctx = Context(
+        splits=splits,
+        profile=prof,
+        backbone=backbone,
+        alpha=alpha or prof.alpha,
+        image_size=image_size or prof.image_size,
+        weights=weights,
+        mirror=mirror,
+        seed=seed,
+        head_epochs=head_epochs,
+        fine_tune_epochs=fine_tune_epochs,
+        task_classes=task_classes,
+        run_dir=base_dir,
+        cache_dir=cache_dir,
+        download=download,
+        verbose=verbose,
+        test_images=test_images,
+        test_labels=test_labels,
+    )
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for index, (name, runner) in enumerate(zip(names, runners, strict=True)):
+            try:
+                outcomes[name] = runner(ctx, name, index)
+            except TLCourseError as error:
+                outcomes[name] = Outcome(math.nan, None, notes=f"failed: {error}")
+    finally:
+        if own_run_dir:
+            shutil.rmtree(base_dir, ignore_errors=True)
+
+    reference = outcomes.get(baseline)
+    rows = []
+    for name in names:
+        out = outcomes[name]
+        row = {"strategy": name, "val_accuracy": out.val_accuracy, "test_accuracy": math.nan}
+        row.update(vs_baseline=math.nan, vs_baseline_low=math.nan, vs_baseline_high=math.nan)
+        if out.predictions is not None:
+            row["test_accuracy"] = float(np.mean(out.predictions == test_labels))
+            if reference is not None and reference.predictions is not None:
+                diff, low, high = evaluate.paired_bootstrap(
+                    test_labels, reference.predictions, out.predictions, seed=seed
+                )
+                row.update(vs_baseline=diff, vs_baseline_low=low, vs_baseline_high=high)
+        row.update(
+            train_seconds=out.train_seconds,
+            trainable_params=out.trainable_params,
+            epochs_run=out.epochs_run,
+            notes=out.notes,
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    table.attrs.update(
+        evaluated_on="test" if getattr(splits, "test", None) is not None else "validation",
+        n_test=len(test_labels),
+        baseline=baseline,
+        verdict=verdict(
+            test_labels,
+            {name: out.predictions for name, out in outcomes.items()},
+            {name: out.val_accuracy for name, out in outcomes.items()},
+            seed=seed,
+        ),
+    )
+    return table
