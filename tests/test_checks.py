@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcourse import checks
+from tlcourse import checks, diagnose
 
 keras = pytest.importorskip("keras")
 
@@ -233,25 +233,24 @@ def _fit_once(model):
 
 
 def test_frozen_unchanged_passes_after_freezing_before_compile_and_fails_when_frozen_after():
-    from tlcourse import models
 
     keras.utils.set_random_seed(0)
     backbone = tiny_backbone()
     model = classifier(backbone)
     backbone.trainable = False
-    before = models.snapshot_weights(model)
+    before = diagnose.snapshot_weights(model)
     _fit_once(model)
     assert checks.check_frozen_unchanged(before, model).passed
 
     backbone2 = tiny_backbone()
     model2 = classifier(backbone2, training_flag=True)
     backbone2.trainable = False
-    before2 = models.snapshot_weights(model2)
+    before2 = diagnose.snapshot_weights(model2)
     backbone2.trainable = True  # the mistake: weights meant frozen are trained
     _fit_once(model2)
     result = checks.check_frozen_unchanged(before2, model2)
     assert not result.passed and "frozen weight" in result.message
-    untouched = checks.check_frozen_unchanged(models.snapshot_weights(model), model)
+    untouched = checks.check_frozen_unchanged(diagnose.snapshot_weights(model), model)
     assert not untouched.passed and "did fit run" in untouched.message
 
 

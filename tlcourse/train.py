@@ -501,9 +501,9 @@ def _build_backbone(
 
 def models_learning_rate(model: Any) -> float | None:
     """The learning rate a compiled model's optimizer starts with (None when it cannot be read) (lesson 05)."""
-    from tlcourse import models
+    from tlcourse import diagnose
 
-    return models.trainable_report(model).learning_rate
+    return diagnose.trainable_report(model).learning_rate
 
 
 def _name_of(backbone: Any, backbone_name: str | None = None) -> str:
@@ -590,9 +590,9 @@ def _head_model(feature_dim: int, num_classes: int, dropout: float) -> Any:
 
 
 def _require_compiled(model: Any, what: str) -> None:
-    from tlcourse import models
+    from tlcourse import diagnose
 
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.compiled:
         raise TLCourseError(f"{what} trains the model as you compiled it: call model.compile(...) first.")
     if report.needs_recompile:
@@ -695,11 +695,11 @@ def fit_head(
     not frozen. ``epochs`` defaults to the profile's ``head_epochs``. For the cached-features shortcut see
     :func:`fit_head_fast`.
     """
-    from tlcourse import models
+    from tlcourse import diagnose
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     _require_compiled(model, "fit_head")
-    if any(m.code == "base_not_frozen" for m in models.check_mistakes(model, phase="head")):
+    if any(m.code == "base_not_frozen" for m in diagnose.check_mistakes(model, phase="head")):
         raise TLCourseError(
             "fit_head trains a new head on a frozen base, but the base is trainable: set base.trainable = False "
             "and compile again (lesson 04, step 3)."

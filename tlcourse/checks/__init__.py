@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 from tlcourse.record import record_check
@@ -539,10 +540,8 @@ def check_trainable_split(model: Any, expected_trainable_params: int) -> CheckRe
 
 
 def check_frozen_unchanged(before: Any, model: Any, *, require_training: bool = True) -> CheckResult:
-    """Weights frozen when ``before`` was taken (:func:`tlcourse.models.snapshot_weights`) did not move (lesson 05)."""
-    from tlcourse import models
-
-    after = models.snapshot_weights(model)
+    """Weights frozen when ``before`` was taken (:func:`tlcourse.diagnose.snapshot_weights`) did not move (lesson 05)."""
+    after = diagnose.snapshot_weights(model)
     if len(before.values) != len(after.values):
         return _fail(
             "the snapshot and the model have different weights: take the snapshot of this same model just before fit."
@@ -573,9 +572,7 @@ def check_frozen_unchanged(before: Any, model: Any, *, require_training: bool = 
 
 def check_batchnorm_inference(model: Any) -> CheckResult:
     """Every BatchNormalization layer keeps its moving statistics during ``fit`` (lesson 05)."""
-    from tlcourse import models
-
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.batchnorm:
         return _ok("the model has no BatchNorm layers.")
     training = [bn for bn in report.batchnorm if not bn.inference_mode]
@@ -590,9 +587,7 @@ def check_batchnorm_inference(model: Any) -> CheckResult:
 
 def check_recompiled(model: Any) -> CheckResult:
     """The model was compiled after its last change of ``trainable`` flags (lesson 05)."""
-    from tlcourse import models
-
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.compiled:
         return _fail("the model is not compiled: call compile before fit.")
     if report.needs_recompile:

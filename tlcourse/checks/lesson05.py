@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.checks import (
     CheckResult,
     _call,
@@ -156,7 +157,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     """One correct fine-tuning step: recompiled, BatchNorm in inference mode, a low rate, only unfrozen
     weights moved, and more than the head trained (lesson 05).
 
-    ``before`` is :func:`tlcourse.models.snapshot_weights` of ``model`` taken after unfreezing and compiling,
+    ``before`` is :func:`tlcourse.diagnose.snapshot_weights` of ``model`` taken after unfreezing and compiling,
     just before ``fit``. Uses the generic graders :func:`tlcourse.checks.check_recompiled`,
     :func:`tlcourse.checks.check_batchnorm_inference` and :func:`tlcourse.checks.check_frozen_unchanged`.
     """
@@ -166,7 +167,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     for result in (check_recompiled(model), check_batchnorm_inference(model)):
         if not result.passed:
             return result
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     rate = report.learning_rate
     if rate is None:
         return _fail("cannot read the learning rate: compile with keras.optimizers.Adam(learning_rate=...).")
@@ -187,7 +188,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     frozen = check_frozen_unchanged(before, model)
     if not frozen.passed:
         return frozen
-    after = models.snapshot_weights(model)
+    after = diagnose.snapshot_weights(model)
     moved = sum(
         1
         for old, new, on in zip(before.values, after.values, before.trainable, strict=True)
