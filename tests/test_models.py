@@ -178,7 +178,7 @@ def test_unfreeze_top_by_count_and_the_tutorial_index():
 
 
 def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
-    from tlcourse import train, widgets
+    from tlcourse import diagnose, train
 
     backbone = models.build_backbone(
         "mobilenet_v2", alpha=0.35, image_size=96, weights="random", verbose=False
@@ -188,7 +188,7 @@ def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
     for where in ("block_13", "block_1", "block_16_project", 100, "100", -5):
         index = models.layer_index(backbone, where)
         assert train.resolve_layer(backbone, where) == index
-        assert widgets.unfreeze_summary(backbone, where)["boundary_layer"] == names[index]
+        assert diagnose.unfreeze_summary(backbone, where)["boundary_layer"] == names[index]
     assert names[models.layer_index(backbone, "block_1")].startswith("block_1_")  # not block_10 or block_11
     assert models.layer_index(backbone, count) == count  # unfreeze nothing
     with pytest.raises(TLCourseError):

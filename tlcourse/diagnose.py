@@ -6,6 +6,8 @@
   weights stayed put and explains, in plain words, the classic transfer-learning errors (base not called with
   ``training=False``, BatchNorm statistics moving, preprocessing twice, not recompiled, a fine-tuning rate
   that is too high, a base left trainable in the head phase).
+- :func:`unfreeze_summary` says what fine-tuning from a layer would train, without changing the model (the
+  unfreeze widget of lesson 05 shows it at a slider's position).
 - :func:`outer_training_overrides_nested` measures a Keras 3 behaviour that lessons 04 and 05 explain.
 
 Lesson 05 shows each of these by hand first (``base.trainable``, ``len(model.trainable_weights)``, the
@@ -23,7 +25,7 @@ renames it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,13 @@ import numpy as np
 from tlcourse.backend import count_variables, is_container, walk_layers
 from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import TLCourseError
-from tlcourse.models import FINE_TUNE_MAX_LEARNING_RATE, is_batchnorm, spec_of, trainable_signature
+from tlcourse.models import (
+    FINE_TUNE_MAX_LEARNING_RATE,
+    is_batchnorm,
+    layer_index,
+    spec_of,
+    trainable_signature,
+)
 
 # ------------------------------------------------------------------------------------------ graph walking
 
@@ -63,6 +71,23 @@ def _graph_calls(model: Any) -> list[tuple[Any, Any]] | None:
             training = node.arguments.kwargs.get("training") if node.arguments is not None else None
             calls.append((op, training))
     return calls
+
+
+def graph_node(model: Any, layer: Any) -> Any:
+    """The node where ``model``'s graph calls ``layer`` (a layer can be called by several models).
+
+    Grad-CAM (lesson 06, :func:`tlcourse.evaluate.grad_cam`) uses it to read the feature map a layer gives
+    inside this model.
+    """
+    # Private (Keras 3.15): the graph's nodes and a layer's call sites; no public API lists them.
+    nodes = {id(node) for depth in getattr(model, "_nodes_by_depth", {}).values() for node in depth}
+    for node in getattr(layer, "_inbound_nodes", []):
+        if id(node) in nodes:
+            return node
+    raise TLCourseError(
+        f"Could not find where {model.name!r} calls {layer.name!r}; Grad-CAM needs a functional classifier "
+        "(keras.Model(inputs, outputs)) and a layer on its path from input to output."
+    )
 
 
 @dataclass
@@ -628,3 +653,103 @@ def check_mistakes(
             )
         )
     return mistakes
+
+
+# ------------------------------------------------------------------------------------------ unfreezing
+
+
+@dataclass(frozen=True)
+class UnfreezeLayer:
+    """One layer of a backbone as the unfreeze summary sees it."""
+
+    name: str
+    kind: str
+    is_input: bool
+    is_batchnorm: bool
+    trainable_ids: tuple[int, ...]
+
+
+def _intrinsic_trainable(layer: Any) -> list[Any]:
+    """Variables of ``layer`` (and its sublayers) that train when the layer is trainable."""
+    # Private (Keras 3.15): a layer's own trainable-in-principle variables, whatever its current flag;
+    # ``trainable_weights`` is empty for a frozen layer, so the public API cannot say what unfreezing adds.
+    own = getattr(layer, "_trainable_variables", None)
+    if own is None:  # not a Keras 3 layer: fall back to the public flag
+        return [weight for weight in layer.weights if getattr(weight, "trainable", True)]
+    found = list(own)
+    for sub in getattr(layer, "layers", None) or []:
+        found.extend(_intrinsic_trainable(sub))
+    return found
+
+
+def unfreeze_table(backbone: Any) -> tuple[list[UnfreezeLayer], dict[int, int], int]:
+    """Per-layer facts, sizes of every trainable-in-principle variable, and the model's total params."""
+    keras = _keras()
+
+    sizes: dict[int, int] = {}
+    table = []
+    for layer in backbone.layers:
+        ids = []
+        for variable in _intrinsic_trainable(layer):
+            sizes[id(variable)] = int(np.prod(variable.shape))
+            ids.append(id(variable))
+        table.append(
+            UnfreezeLayer(
+                name=str(layer.name),
+                kind=type(layer).__name__,
+                is_input=isinstance(layer, keras.layers.InputLayer),
+                is_batchnorm=isinstance(layer, keras.layers.BatchNormalization),
+                trainable_ids=tuple(dict.fromkeys(ids)),
+            )
+        )
+    total = int(sum(int(np.prod(v.shape)) for v in backbone.weights))
+    return table, sizes, total
+
+
+def resolve_unfreeze_index(backbone: Any, where: int | str) -> int:
+    """:func:`tlcourse.models.layer_index`, also accepting a NumPy integer (a slider's value)."""
+    # len(layers) is allowed: the slider's top position, "nothing unfrozen"
+    return layer_index(backbone, int(where) if isinstance(where, np.integer) else where)
+
+
+def summarise_unfreeze(
+    table: Sequence[UnfreezeLayer], sizes: Mapping[int, int], total: int, index: int
+) -> dict[str, Any]:
+    unfrozen = [info for info in table[index:] if not info.is_input and not info.is_batchnorm]
+    kept_bn = [info for info in table[index:] if info.is_batchnorm]
+    trainable_ids = {vid for info in unfrozen for vid in info.trainable_ids}
+    trainable = int(sum(sizes[vid] for vid in trainable_ids))
+    bn_ids = {vid for info in kept_bn for vid in info.trainable_ids} - trainable_ids
+    content = [info for info in table if not info.is_input]
+    return {
+        "fine_tune_from": index,
+        "boundary_layer": table[index].name if index < len(table) else None,
+        "first_unfrozen": unfrozen[0].name if unfrozen else None,
+        "layers_total": len(content),
+        "layers_unfrozen": len(unfrozen),
+        "layers_frozen": len(content) - len(unfrozen),
+        "layers_with_weights_unfrozen": sum(1 for info in unfrozen if info.trainable_ids),
+        "batchnorm_kept_frozen": len(kept_bn),
+        "batchnorm_params_kept_frozen": int(sum(sizes[vid] for vid in bn_ids)),
+        "trainable_params": trainable,
+        "frozen_params": total - trainable,
+        "total_params": total,
+        "trainable_share": trainable / total if total else 0.0,
+    }
+
+
+def unfreeze_summary(backbone: Any, fine_tune_from: int | str) -> dict[str, Any]:
+    """What fine-tuning from ``fine_tune_from`` would train, without changing ``backbone`` (lesson 05).
+
+    ``fine_tune_from`` is a layer index (``0`` ... ``len(backbone.layers)``, the last meaning nothing is
+    unfrozen) or a layer/block name as :func:`tlcourse.models.layer_index` accepts. The counts follow
+    :func:`tlcourse.train.set_trainable_from`: layers from that index up become trainable except BatchNorm
+    layers, which stay frozen (inference mode, ImageNet statistics). Returns ``fine_tune_from`` (the index),
+    ``boundary_layer``, ``first_unfrozen`` (first layer that would train), ``layers_total``,
+    ``layers_unfrozen``, ``layers_frozen``, ``layers_with_weights_unfrozen``, ``batchnorm_kept_frozen``,
+    ``batchnorm_params_kept_frozen``, ``trainable_params``, ``frozen_params``, ``total_params`` and
+    ``trainable_share`` (trainable / total).
+    """
+    index = resolve_unfreeze_index(backbone, fine_tune_from)
+    table, sizes, total = unfreeze_table(backbone)
+    return summarise_unfreeze(table, sizes, total, index)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from tlcourse import diagnose
+from tlcourse.backend import keras_module as _keras
+from tlcourse.backend import walk_layers
 from tlcourse.checks import (
     CheckResult,
     _call,
@@ -26,8 +28,8 @@ from tlcourse.checks import (
     check_frozen_unchanged,
     check_recompiled,
 )
-from tlcourse.config import quiet_tensorflow
 from tlcourse.evaluate import accuracy_interval  # re-exported: the exercise grader quotes it
+from tlcourse.models import is_batchnorm
 
 __all__ = [
     "UNFREEZE_CASES",
@@ -45,17 +47,6 @@ UNFREEZE_CASES: tuple[tuple[str, str], ...] = (
 )
 """(block, starting state) pairs :func:`check_unfreeze_from_block` tries: it starts from a fully frozen base
 (as after training the head) and from a fully trainable one (so "freeze everything below" is really tested)."""
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
-
-
-def _is_batchnorm(layer: Any) -> bool:
-    return isinstance(layer, _keras().layers.BatchNormalization)
 
 
 def reference_backbone(image_size: int = 96, alpha: float = 0.35) -> Any:
@@ -123,7 +114,7 @@ def check_unfreeze_from_block(
                 f"{where}: {len(early)} layer(s) below the block are trainable (e.g. {early[0]!r}); freeze "
                 "every layer before the block's first layer, whatever the base's state was."
             )
-        bn = [layer.name for _, layer, on in rows if on and _is_batchnorm(layer)]
+        bn = [layer.name for _, layer, on in rows if on and is_batchnorm(layer)]
         if bn:
             return _fail(
                 f"{where}: {len(bn)} BatchNorm layer(s) are trainable (e.g. {bn[0]!r}); keep every BatchNorm "
@@ -145,11 +136,7 @@ def check_unfreeze_from_block(
 
 def _last_dense_params(model: Any) -> int:
     keras = _keras()
-    dense = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.Dense)
-    ]
+    dense = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.Dense)]
     return int(dense[-1].count_params()) if dense else 0
 
 
