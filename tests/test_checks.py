@@ -27,7 +27,7 @@ def test_a_stub_that_still_raises_not_implemented_gets_a_replace_the_stub_hint()
     def stub(*args, **kwargs):
         raise NotImplementedError()
 
-    result = checks.check_conv_output_size(stub)
+    result = lesson02.check_conv_output_size(stub)
     assert not result.passed and "NotImplementedError" in result.message
 
 
@@ -39,8 +39,8 @@ def conv_output_size(size, kernel, stride, padding):
 
 
 def test_conv_output_size_passes_the_formula_and_fails_when_same_padding_is_ignored():
-    assert checks.check_conv_output_size(conv_output_size).passed
-    result = checks.check_conv_output_size(
+    assert lesson02.check_conv_output_size(conv_output_size).passed
+    result = lesson02.check_conv_output_size(
         lambda size, kernel, stride, padding: (size - kernel) // stride + 1
     )
     assert not result.passed and "ceil(size / stride)" in result.message
@@ -51,25 +51,25 @@ def conv_params(kernel, c_in, c_out, groups=1, use_bias=True):
 
 
 def test_conv_params_passes_the_formula_and_fails_without_biases_or_groups():
-    assert checks.check_conv_params(conv_params).passed
-    no_bias = checks.check_conv_params(
+    assert lesson02.check_conv_params(conv_params).passed
+    no_bias = lesson02.check_conv_params(
         lambda k, c_in, c_out, groups=1, use_bias=True: k * k * (c_in // groups) * c_out
     )
     assert not no_bias.passed and "biases" in no_bias.message
-    no_groups = checks.check_conv_params(
+    no_groups = lesson02.check_conv_params(
         lambda k, c_in, c_out, groups=1, use_bias=True: k * k * c_in * c_out + (c_out if use_bias else 0)
     )
     assert not no_groups.passed and "groups" in no_groups.message
 
 
 def test_alexnet_params_passes_the_real_split_and_fails_without_biases():
-    expected = checks.alexnet_param_split()
+    expected = lesson02.alexnet_param_split()
     assert expected["dense"] > expected["conv"] > 0
-    assert checks.check_alexnet_params(dict(expected)).passed
+    assert lesson02.check_alexnet_params(dict(expected)).passed
     wrong = dict(expected, dense=expected["dense"] - (4096 + 4096 + 1000))
-    result = checks.check_alexnet_params(wrong)
+    result = lesson02.check_alexnet_params(wrong)
     assert not result.passed and "biases" in result.message
-    assert not checks.check_alexnet_params({"conv": 1}).passed
+    assert not lesson02.check_alexnet_params({"conv": 1}).passed
 
 
 def separable_cost(h, w, c_in, c_out, k, stride=1):
@@ -79,15 +79,15 @@ def separable_cost(h, w, c_in, c_out, k, stride=1):
 
 
 def test_separable_cost_passes_the_formula_and_fails_on_input_positions_with_stride():
-    assert checks.check_separable_cost(separable_cost).passed
-    wrong = checks.check_separable_cost(
+    assert lesson03.check_separable_cost(separable_cost).passed
+    wrong = lesson03.check_separable_cost(
         lambda h, w, c_in, c_out, k, stride=1: (
             k * k * c_in + c_in * c_out,
             h * w * (k * k * c_in + c_in * c_out),
         )
     )
     assert not wrong.passed and "OUTPUT positions" in wrong.message
-    standard = checks.check_separable_cost(lambda h, w, c_in, c_out, k, stride=1: (k * k * c_in * c_out, 0))
+    standard = lesson03.check_separable_cost(lambda h, w, c_in, c_out, k, stride=1: (k * k * c_in * c_out, 0))
     assert not standard.passed and "standard" in standard.message
 
 
@@ -106,8 +106,8 @@ def params_by_kind(model):
 
 
 def test_params_by_kind_passes_a_recursive_walk_and_fails_on_a_flat_one():
-    assert checks.check_params_by_kind(params_by_kind).passed
-    flat = checks.check_params_by_kind(
+    assert lesson03.check_params_by_kind(params_by_kind).passed
+    flat = lesson03.check_params_by_kind(
         lambda model: {
             type(layer).__name__: layer.count_params() for layer in model.layers if layer.count_params()
         }
@@ -123,12 +123,12 @@ def choose_backbone(rows, budget_ms):
 
 
 def test_choose_backbone_passes_the_rule_and_fails_when_nothing_fits_but_the_fastest_is_returned():
-    assert checks.check_choose_backbone(choose_backbone).passed
+    assert lesson03.check_choose_backbone(choose_backbone).passed
 
     def fastest_fallback(rows, budget_ms):
         return choose_backbone(rows, budget_ms) or min(rows, key=lambda row: row["ms"])["name"]
 
-    result = checks.check_choose_backbone(fastest_fallback)
+    result = lesson03.check_choose_backbone(fastest_fallback)
     assert not result.passed and "None" in result.message
 
 
@@ -169,13 +169,13 @@ def alexnet_head(feature_shape, num_classes, hidden=4096):
 
 
 def test_alexnet_head_passes_the_reference_and_fails_with_softmax_or_without_dropout():
-    assert checks.check_alexnet_head(alexnet_head).passed
+    assert lesson02.check_alexnet_head(alexnet_head).passed
 
     def with_softmax(feature_shape, num_classes, hidden=4096):
         model = alexnet_head(feature_shape, num_classes, hidden)
         return keras.Sequential([model, keras.layers.Softmax()])
 
-    softmax = checks.check_alexnet_head(with_softmax)
+    softmax = lesson02.check_alexnet_head(with_softmax)
     assert not softmax.passed and "logits" in softmax.message
 
     def no_dropout(feature_shape, num_classes, hidden=4096):
@@ -186,7 +186,7 @@ def test_alexnet_head_passes_the_reference_and_fails_with_softmax_or_without_dro
         ]
         return keras.Sequential([keras.Input(feature_shape), *layers])
 
-    result = checks.check_alexnet_head(no_dropout)
+    result = lesson02.check_alexnet_head(no_dropout)
     assert not result.passed and "Dropout" in result.message
 
 
@@ -274,8 +274,8 @@ def test_recompiled_passes_after_compile_and_fails_after_changing_trainable():
 
 
 def test_preprocessing_range_passes_minus_one_to_one_and_fails_on_zero_to_one():
-    assert checks.check_preprocessing_range(lambda x: x / 127.5 - 1.0).passed
-    result = checks.check_preprocessing_range(lambda x: x / 255.0)
+    assert lesson03.check_preprocessing_range(lambda x: x / 127.5 - 1.0).passed
+    result = lesson03.check_preprocessing_range(lambda x: x / 255.0)
     assert not result.passed and "0.00 to 1.00" in result.message and "-1 to 1" in result.message
-    untouched = checks.check_preprocessing_range(lambda x: x)
+    untouched = lesson03.check_preprocessing_range(lambda x: x)
     assert not untouched.passed and "not changed" in untouched.message

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import diagnose, imageio, pipeline, widgets
+from tlcourse import diagnose, imageio, predict, widgets
 from tlcourse.errors import TLCourseError
 
 ipywidgets = pytest.importorskip("ipywidgets")
@@ -320,7 +320,7 @@ def test_widget_results_equal_pipeline_predict_images_on_the_same_files(model, t
     for name, data in files:
         (tmp_path / name).write_bytes(data)
         paths.append(str(tmp_path / name))
-    from_files = pipeline.predict_images(model, paths, CLASSES, top=3)
+    from_files = predict.predict_images(model, paths, CLASSES, top=3)
     from_widget = widgets.upload_and_predict(model, CLASSES, auto=False).predict(v8_value(files))
     for a, b in zip(from_files, from_widget, strict=True):
         assert [c for c, _ in a["top"]] == [c for c, _ in b["top"]]

@@ -4,6 +4,7 @@
   a ``tlcourse`` module stays cheap and prints nothing.
 - :func:`walk_layers` lists every layer of a model, nested models included, through public Keras API only
   (``Model.layers``); it is the one layer walk of the library.
+- :func:`leaf_layers` is the same walk without the nested models themselves.
 - :func:`count_params` counts trainable (or frozen) parameters.
 - :func:`jsonable` makes numpy values, paths and NaN safe for ``json.dump``.
 
@@ -63,6 +64,11 @@ def walk_layers(model: Any, *, include_self: bool = False) -> list[Any]:
         for child in getattr(model, "layers", None) or []:
             visit(child)
     return out
+
+
+def leaf_layers(model: Any) -> list[Any]:
+    """The layers of ``model`` that are not themselves models: :func:`walk_layers` without the containers."""
+    return [layer for layer in walk_layers(model) if not is_container(layer)]
 
 
 def is_container(layer: Any) -> bool:

@@ -37,7 +37,7 @@ import numpy as np
 from tlcourse import diagnose
 from tlcourse import imageio as imageio_budget
 from tlcourse.errors import DataError, TLCourseError
-from tlcourse.pipeline import classify_arrays, model_image_size
+from tlcourse.predict import classify_arrays, model_image_size
 
 MAX_UPLOAD_BYTES: int = 8 * 1024 * 1024
 """Largest upload classified (lesson 08); bigger files are rejected before any decoding."""

@@ -337,7 +337,7 @@ def reference_probabilities(model: Any, paths: Sequence[str | Path]) -> np.ndarr
     logits, then a softmax.
     """
     from tlcourse import evaluate, imageio
-    from tlcourse.pipeline import model_image_size
+    from tlcourse.predict import model_image_size
 
     size = model_image_size(model)
     batch = np.stack([imageio.load_image(p, size).astype("float32") for p in paths])
