@@ -2,7 +2,7 @@
 
 - :func:`keras_module` and :func:`tf_module` import Keras / TensorFlow on first use, quietly, so that importing
   a ``tlcourse`` module stays cheap and prints nothing.
-- :func:`walk_layers` lists every layer of a model, nested models included, through public Keras API only
+- :func:`named_layers` / :func:`walk_layers` list every layer of a model, nested models included, through public Keras API only
   (``Model.layers``); it is the one layer walk of the library.
 - :func:`leaf_layers` is the same walk without the nested models themselves.
 - :func:`count_params` counts trainable (or frozen) parameters.
@@ -40,30 +40,37 @@ def tf_module() -> Any:
     return tf
 
 
-def walk_layers(model: Any, *, include_self: bool = False) -> list[Any]:
-    """Every layer of ``model`` in order, depth first, nested models and their layers included.
+def named_layers(model: Any, *, include_self: bool = False) -> list[tuple[str, Any]]:
+    """``(path, layer)`` for every layer of ``model`` in order, depth first, nested models included.
 
-    Uses only the public ``layers`` property of Keras models (Functional, Sequential and subclassed), so a
-    layer shared by two nested models is listed once.
+    ``path`` is ``outer/inner`` for a layer inside a nested model. Uses only the public ``layers`` property of
+    Keras models (Functional, Sequential and subclassed); a layer shared by two nested models is listed once.
     """
     seen: set[int] = set()
-    out: list[Any] = []
+    out: list[tuple[str, Any]] = []
 
-    def visit(layer: Any) -> None:
+    def visit(layer: Any, prefix: str) -> None:
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        out.append(layer)
+        path = prefix + str(layer.name)
+        out.append((path, layer))
         for child in getattr(layer, "layers", None) or []:
-            visit(child)
+            visit(child, path + "/")
 
     if include_self:
-        visit(model)
+        visit(model, "")
     else:
         seen.add(id(model))
         for child in getattr(model, "layers", None) or []:
-            visit(child)
+            visit(child, "")
     return out
+
+
+def walk_layers(model: Any, *, include_self: bool = False) -> list[Any]:
+    """Every layer of ``model`` in order, depth first, nested models and their layers included
+    (:func:`named_layers` without the paths)."""
+    return [layer for _, layer in named_layers(model, include_self=include_self)]
 
 
 def leaf_layers(model: Any) -> list[Any]:

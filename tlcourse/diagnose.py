@@ -90,6 +90,19 @@ def graph_node(model: Any, layer: Any) -> Any:
     )
 
 
+def call_inputs(layer: Any) -> list[tuple[Any, Any]]:
+    """(symbolic tensor, layer that produced it) for each input of ``layer``'s first call in a graph.
+
+    The fast path of :mod:`tlcourse.train` uses it to find the tensors that cross a cut through a backbone.
+    An uncalled layer gives an empty list.
+    """
+    # Private (Keras 3.15): a layer's call sites and each symbolic tensor's producer; no public API has them.
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    return [(tensor, tensor._keras_history.operation) for tensor in nodes[0].input_tensors]
+
+
 @dataclass
 class _LayerMode:
     layer: Any
@@ -671,14 +684,14 @@ class UnfreezeLayer:
 
 def _intrinsic_trainable(layer: Any) -> list[Any]:
     """Variables of ``layer`` (and its sublayers) that train when the layer is trainable."""
-    # Private (Keras 3.15): a layer's own trainable-in-principle variables, whatever its current flag;
-    # ``trainable_weights`` is empty for a frozen layer, so the public API cannot say what unfreezing adds.
-    own = getattr(layer, "_trainable_variables", None)
-    if own is None:  # not a Keras 3 layer: fall back to the public flag
-        return [weight for weight in layer.weights if getattr(weight, "trainable", True)]
-    found = list(own)
-    for sub in getattr(layer, "layers", None) or []:
-        found.extend(_intrinsic_trainable(sub))
+    found: list[Any] = []
+    for sub in walk_layers(layer, include_self=True):
+        # Private (Keras 3.15): a layer's own trainable-in-principle variables, whatever its current flag;
+        # ``trainable_weights`` is empty for a frozen layer, so the public API cannot say what unfreezing adds.
+        own = getattr(sub, "_trainable_variables", None)
+        if own is None:  # not a Keras 3 layer: fall back to the public flag
+            return [weight for weight in layer.weights if getattr(weight, "trainable", True)]
+        found.extend(own)
     return found
 
 

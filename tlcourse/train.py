@@ -313,24 +313,6 @@ def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: Any 
     return compile_classifier(model, learning_rate, num_classes=num_classes, optimizer=opt)
 
 
-def _last_dense(model: Any) -> Any:
-    keras = _keras()
-    dense = [layer for layer in _walk_layers(model) if isinstance(layer, keras.layers.Dense)]
-    if not dense:
-        raise ValueError(f"Model {model.name!r} has no Dense layer to carry the head's weights.")
-    return dense[-1]
-
-
-def _walk_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers") and not layer.name.startswith("augmentation"):
-            # nested models (a head model inside a classifier); the backbone has no Dense layers
-            out.extend(_walk_layers(layer))
-    return out
-
-
 def _forward_function(model: Any, augmentation: Any | None = None) -> Any:
     """One traced ``model(x, training=False)`` (after ``augmentation`` when given), reused across passes."""
     tf = _tf()
@@ -423,15 +405,13 @@ def boundary_tensors(backbone: Any, index: int) -> list[Any]:
     In a plain chain that is one tensor; inside a residual block it is two (the block's input, still needed by
     the ``add``, and the branch's current value).
     """
+    from tlcourse.diagnose import call_inputs
+
     layers = backbone.layers
     position = {id(layer): i for i, layer in enumerate(layers)}
     found: dict[int, Any] = {}
     for layer in layers[index:]:
-        nodes = getattr(layer, "_inbound_nodes", [])
-        if not nodes:
-            continue
-        for tensor in nodes[0].input_tensors:
-            producer = tensor._keras_history.operation
+        for tensor, producer in call_inputs(layer):
             if position.get(id(producer), index) < index and id(tensor) not in found:
                 found[id(tensor)] = tensor
     if not found:  # index 0 / the input layer: the boundary is the input itself
