@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcourse import models
+from tlcourse import diagnose
 from tlcourse.checks import keras_recipe as grade
 
 SIZE = 32
@@ -58,7 +58,7 @@ def _head_phase(freeze=True):
     base, model = _model()
     base.trainable = not freeze
     _compile(model, 1e-2)
-    before = models.snapshot_weights(model)
+    before = diagnose.snapshot_weights(model)
     model.fit(data, epochs=2, verbose=0)
     return model, base, before, data, x
 
@@ -86,7 +86,7 @@ def _fine_tune(*, recompile=True, freeze_batchnorm=True, rate=1e-4):
                 layer.trainable = False
     if recompile:
         _compile(model, rate)
-    before = models.snapshot_weights(model)
+    before = diagnose.snapshot_weights(model)
     if recompile:
         model.fit(data, epochs=2, initial_epoch=0, verbose=0)
     return model, before

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tlcourse import diagnose
 from tlcourse.checks import lesson05 as grade
 
 keras = pytest.importorskip("keras")
@@ -105,7 +106,7 @@ def _fine_tune(rate=1e-5, freeze_batchnorm=True, recompile=True, unfreeze=True):
         models.unfreeze_from(base, "block_16", freeze_batchnorm=freeze_batchnorm)
     if recompile:
         models.compile_classifier(model, rate, num_classes=3)
-    before = models.snapshot_weights(model)
+    before = diagnose.snapshot_weights(model)
     x, y = _data()
     model.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)
     return model, before

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import data
+from tlcourse import data, diagnose
 from tlcourse.checks import lesson08 as grade
 
 keras = pytest.importorskip("keras")
@@ -147,30 +147,27 @@ def train_head(base, splits, *, freeze=True, classes=None):
 
 
 def test_head_phase_passes_a_frozen_base_with_a_new_head(tiny_splits):
-    from tlcourse import models
 
     base = tiny_base()
-    before = models.snapshot_weights(base)
+    before = diagnose.snapshot_weights(base)
     model = train_head(base, tiny_splits)
     result = grade.check_head_phase(model, base, before, tiny_splits, enforce_accuracy=False)
     assert result.passed, result.message
 
 
 def test_head_phase_fails_when_the_base_was_left_trainable(tiny_splits):
-    from tlcourse import models
 
     base = tiny_base()
-    before = models.snapshot_weights(base)
+    before = diagnose.snapshot_weights(base)
     model = train_head(base, tiny_splits, freeze=False)
     result = grade.check_head_phase(model, base, before, tiny_splits, enforce_accuracy=False)
     assert not result.passed and "changed during the head phase" in result.message
 
 
 def test_head_phase_fails_when_the_head_has_the_wrong_number_of_classes(tiny_splits):
-    from tlcourse import models
 
     base = tiny_base()
-    before = models.snapshot_weights(base)
+    before = diagnose.snapshot_weights(base)
     model = train_head(base, tiny_splits, classes=5)
     result = grade.check_head_phase(model, base, before, tiny_splits, enforce_accuracy=False)
     assert not result.passed and "Dense(2)" in result.message

@@ -10,7 +10,11 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from tlcourse import features, models  # noqa: E402
+from tlcourse import (  # noqa: E402
+    diagnose,  # noqa: E402
+    features,
+    models,
+)
 from tlcourse.errors import TLCourseError  # noqa: E402
 
 SIZE = 32
@@ -174,7 +178,7 @@ def test_joined_model_predicts_exactly_what_the_head_predicts_on_features(backbo
     end_to_end = np.asarray(joined.predict(data[0], verbose=0))
     np.testing.assert_allclose(end_to_end, via_head, rtol=1e-4, atol=1e-4)
     assert joined.input_shape == (None, SIZE, SIZE, 3)
-    assert models.check_mistakes(joined, sample_images=data[0], learning_rate=1e-3) == []
+    assert diagnose.check_mistakes(joined, sample_images=data[0], learning_rate=1e-3) == []
 
 
 def test_a_head_trained_on_another_backbone_does_not_join(backbone):

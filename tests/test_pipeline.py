@@ -165,14 +165,6 @@ def test_train_on_a_bad_folder_prints_one_clear_line_and_fails(kind, tmp_path, c
     assert not (tmp_path / "out" / "model.keras").exists()
 
 
-def test_read_class_names_falls_back_when_the_file_is_missing_or_wrong(tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"")
-    assert pipeline.read_class_names(tmp_path / "model.keras", 2) == ["class_0", "class_1"]
-    (tmp_path / "class_names.json").write_text('["a", "b", "c"]')
-    assert pipeline.read_class_names(tmp_path / "model.keras", 2) == ["class_0", "class_1"]
-    assert pipeline.read_class_names(tmp_path / "model.keras", 3) == ["a", "b", "c"]
-
-
 @pytest.mark.slow
 def test_train_on_the_mirror_flowers_beats_chance_by_far(mirror, tmp_path):
     """Real transfer: ImageNet weights on real photos (96 px, 16 images per class, a few epochs)."""
@@ -200,22 +192,6 @@ def test_train_on_the_mirror_flowers_beats_chance_by_far(mirror, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["class_names"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert metrics["head_val_accuracy"] > 0.4  # chance is 0.2; random weights stay near it
-
-
-def test_predict_images_turns_a_single_binary_logit_into_two_class_probabilities(tmp_path):
-    import keras
-
-    inputs = keras.Input((4, 4, 3))
-    logit = keras.layers.Dense(
-        1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(2.0)
-    )(keras.layers.GlobalAveragePooling2D()(inputs))
-    model = keras.Model(inputs, logit)
-    path = tmp_path / "grey.png"
-    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(path)
-    (result,) = pipeline.predict_images(model, [str(path)], ["cat", "dog"], top=2)
-    p_dog = 1 / (1 + np.exp(-2.0))
-    assert [name for name, _ in result["top"]] == ["dog", "cat"]
-    np.testing.assert_allclose(result["probabilities"], [1 - p_dog, p_dog], rtol=1e-6)
 
 
 def test_retraining_with_force_keeps_the_earlier_model_and_a_failed_export_still_records_the_run(

@@ -10,6 +10,16 @@ import pytest
 from tlcourse import train
 from tlcourse.config import get_profile
 
+
+def _last_dense(model):
+    """The last Dense layer of ``model``, nested models included (where a head's weights are)."""
+    import keras
+
+    from tlcourse.backend import walk_layers
+
+    return [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
+
+
 SIZE = 32
 
 
@@ -131,12 +141,12 @@ def test_fit_head_fast_leaves_backbone_weights_unchanged_and_trains_the_head(hea
         42
     )  # fit_head_fast seeds the same way before building its head: these are its initial weights
     fresh = train._head_model(again.head.input_shape[-1], 3, 0.2)
-    initial, trained = train._last_dense(fresh).get_weights(), train._last_dense(again.head).get_weights()
+    initial, trained = _last_dense(fresh).get_weights(), _last_dense(again.head).get_weights()
     np.testing.assert_array_equal(initial[0].shape, trained[0].shape)
     assert not np.allclose(initial[1], trained[1])  # the bias moved (random-weight features are tiny)
     # the end-to-end model carries the trained head's weights
     np.testing.assert_array_equal(
-        train._last_dense(again.model).get_weights()[0], train._last_dense(again.head).get_weights()[0]
+        _last_dense(again.model).get_weights()[0], _last_dense(again.head).get_weights()[0]
     )
     assert isinstance(again.model, keras.Model)
 
@@ -398,5 +408,5 @@ def test_models_are_built_inside_the_current_distribution_strategy(splits, tmp_p
             epochs=1,
             cache_dir=tmp_path,
         )
-    variable = train._last_dense(result.head).kernel
+    variable = _last_dense(result.head).kernel
     assert isinstance(getattr(variable, "value", variable), tf.distribute.DistributedValues)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import imageio, pipeline, widgets
+from tlcourse import diagnose, imageio, predict, widgets
 from tlcourse.errors import TLCourseError
 
 ipywidgets = pytest.importorskip("ipywidgets")
@@ -320,7 +320,7 @@ def test_widget_results_equal_pipeline_predict_images_on_the_same_files(model, t
     for name, data in files:
         (tmp_path / name).write_bytes(data)
         paths.append(str(tmp_path / name))
-    from_files = pipeline.predict_images(model, paths, CLASSES, top=3)
+    from_files = predict.predict_images(model, paths, CLASSES, top=3)
     from_widget = widgets.upload_and_predict(model, CLASSES, auto=False).predict(v8_value(files))
     for a, b in zip(from_files, from_widget, strict=True):
         assert [c for c, _ in a["top"]] == [c for c, _ in b["top"]]
@@ -522,7 +522,7 @@ def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(bac
     for where in [0, 1, "block_13", "block_16_project", len(layers) - 5, len(layers)]:
         backbone.trainable = False  # the summary must not depend on the current state
         before = _flags(backbone)
-        summary = widgets.unfreeze_summary(backbone, where)
+        summary = diagnose.unfreeze_summary(backbone, where)
         assert _flags(backbone) == before
         index = summary["fine_tune_from"]
         trainable = train.set_trainable_from(backbone, index)
@@ -538,16 +538,16 @@ def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(bac
         assert summary["batchnorm_kept_frozen"] == len(kept) and not any(layer.trainable for layer in kept)
         assert summary["trainable_share"] == pytest.approx(trainable / backbone.count_params())
         # the summary taken now, with the backbone unfrozen, is the same
-        assert widgets.unfreeze_summary(backbone, index) == summary
-    assert widgets.unfreeze_summary(backbone, "block_13")["first_unfrozen"].startswith("block_13")
-    assert widgets.unfreeze_summary(backbone, len(layers))["trainable_params"] == 0
+        assert diagnose.unfreeze_summary(backbone, index) == summary
+    assert diagnose.unfreeze_summary(backbone, "block_13")["first_unfrozen"].startswith("block_13")
+    assert diagnose.unfreeze_summary(backbone, len(layers))["trainable_params"] == 0
 
 
 def test_unfreeze_summary_refuses_unknown_layers(backbone) -> None:
     with pytest.raises(TLCourseError):
-        widgets.unfreeze_summary(backbone, "no_such_block")
+        diagnose.unfreeze_summary(backbone, "no_such_block")
     with pytest.raises(TLCourseError):
-        widgets.unfreeze_summary(backbone, len(backbone.layers) + 1)
+        diagnose.unfreeze_summary(backbone, len(backbone.layers) + 1)
 
 
 def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
@@ -562,7 +562,7 @@ def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
     assert explorer.report.value != first_report
     assert 'data-fine-tune-from="10"' in explorer.report.value
     summary = explorer.summary()
-    assert summary == widgets.unfreeze_summary(backbone, 10)
+    assert summary == diagnose.unfreeze_summary(backbone, 10)
     assert f'data-trainable-params="{summary["trainable_params"]}"' in explorer.report.value
     assert "tlcourse-unfreeze-slider" in explorer.slider._dom_classes
     assert explorer._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]

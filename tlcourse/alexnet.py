@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tlcourse.backend import is_container, named_layers
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
@@ -305,26 +306,13 @@ def layer_table(model: Any) -> list[LayerRow]:
     """
     keras = _keras()
     rows: list[LayerRow] = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.Model):
-            rows.extend(
-                LayerRow(
-                    f"{layer.name}/{row.layer}",
-                    row.kind,
-                    row.output_shape,
-                    row.params,
-                    row.macs,
-                    row.activations,
-                )
-                for row in layer_table(layer)
-            )
+    for path, layer in named_layers(model):
+        if isinstance(layer, keras.layers.InputLayer) or is_container(layer):
             continue
         shape = _output_shape(layer)
         rows.append(
             LayerRow(
-                layer=layer.name,
+                layer=path,
                 kind=type(layer).__name__,
                 output_shape=shape,
                 params=int(layer.count_params()),

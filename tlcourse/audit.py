@@ -475,7 +475,7 @@ def audit_folder(
         pass
     except OSError as error:
         raise DataError(
-            f"Cannot read '{_printable(str(root))}' ({error.strerror or type(error).__name__}): check the "
+            f"Cannot read '{printable(str(root))}' ({error.strerror or type(error).__name__}): check the "
             "permissions of the folders above it."
         ) from None
     if not base.exists():
@@ -707,7 +707,7 @@ def _reason(
 # --------------------------------------------------------------------------------------------- output
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """A path safe to print on any terminal (undecodable bytes and control characters escaped)."""
     cleaned = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cleaned)
@@ -715,7 +715,7 @@ def _printable(text: str) -> str:
 
 def format_report(report: AuditReport, *, limit: int = 20) -> str:
     """A readable multi-line summary of an :class:`AuditReport` (lesson 08); long lists stop after ``limit``."""
-    lines = [f"Image folder: {_printable(str(report.root))}"]
+    lines = [f"Image folder: {printable(str(report.root))}"]
     lines.append(
         f"Layout: {' + '.join(report.splits) + ' splits' if report.splits else 'class folders, no splits'}"
     )
@@ -729,7 +729,7 @@ def format_report(report: AuditReport, *, limit: int = 20) -> str:
         if len(rows) > limit:
             lines.append(f"  ... and {len(rows) - limit} more")
 
-    width = max((len(_printable(name)) for name in report.classes), default=0)
+    width = max((len(printable(name)) for name in report.classes), default=0)
     class_rows = []
     for name, count in report.classes.items():
         detail = ""
@@ -739,39 +739,39 @@ def format_report(report: AuditReport, *, limit: int = 20) -> str:
                 + ", ".join(f"{split} {report.split_counts[split][name]}" for split in report.splits)
                 + ")"
             )
-        class_rows.append(f"{_printable(name):<{width}}  {count:>5} images{detail}")
+        class_rows.append(f"{printable(name):<{width}}  {count:>5} images{detail}")
     section(f"Classes used for training ({len(report.classes)}):", class_rows)
     section(
         "Classes left out:",
-        [f"{_printable(name)}: {_plural(count, 'usable image')}" for name, count in report.excluded.items()],
+        [f"{printable(name)}: {_plural(count, 'usable image')}" for name, count in report.excluded.items()],
     )
     section(
         f"Problems ({_plural(len(report.problems), 'file')} skipped):",
-        [f"{_printable(item.path)}: {item.problem}" for item in report.problems],
+        [f"{printable(item.path)}: {item.problem}" for item in report.problems],
     )
     section(
         f"Duplicates ({_plural(len(report.duplicates), 'pair')} of identical files):",
-        [f"{_printable(first)} = {_printable(second)}" for first, second in report.duplicates],
+        [f"{printable(first)} = {printable(second)}" for first, second in report.duplicates],
     )
     section(
         f"Near-duplicates ({_plural(len(report.near_duplicates), 'pair')} of nearly identical pictures):",
-        [f"{_printable(first)} ~ {_printable(second)}" for first, second in report.near_duplicates],
+        [f"{printable(first)} ~ {printable(second)}" for first, second in report.near_duplicates],
     )
     section(
         f"Odd but usable ({_plural(len(report.notes), 'file')}):",
-        [f"{_printable(item.path)}: {item.problem}" for item in report.notes],
+        [f"{printable(item.path)}: {item.problem}" for item in report.notes],
     )
     section(
         f"Ignored ({_plural(len(report.ignored), 'entry')}: system files, hidden folders, non-images):",
-        [_printable(item) for item in report.ignored],
+        [printable(item) for item in report.ignored],
     )
-    section("Warnings:", [f"- {_printable(text)}" for text in report.warnings])
+    section("Warnings:", [f"- {printable(text)}" for text in report.warnings])
     lines.append("")
     total = sum(report.classes.values())
     if report.usable:
         lines.append(f"Result: usable ({_plural(total, 'image')} in {len(report.classes)} classes).")
     else:
-        lines.append(f"Result: NOT usable: {_printable(report.reason)}")
+        lines.append(f"Result: NOT usable: {printable(report.reason)}")
     return "\n".join(lines)
 
 
@@ -796,6 +796,6 @@ def check_data_command(args: object) -> int:
     else:
         print(format_report(report))
     if not report.usable:
-        print(f"tlcourse check-data: {_printable(report.reason)}", file=sys.stderr)
+        print(f"tlcourse check-data: {printable(report.reason)}", file=sys.stderr)
         return 1
     return 0

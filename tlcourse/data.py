@@ -11,7 +11,7 @@ One call, :func:`load_dataset`, serves every source the course uses and always a
 - ``"synthetic"``: generated pictures (a colour and a pattern per class) that a model can learn, for
   offline smoke runs.
 
-Conventions (``docs/CONTRACTS.md``): images are ``float32`` in ``[0, 255]`` with shape ``[B, S, S, 3]``, labels
+Conventions (the package docstring, :mod:`tlcourse`): images are ``float32`` in ``[0, 255]`` with shape ``[B, S, S, 3]``, labels
 are ``int32`` class indices, class names are sorted alphabetically whichever source served them (tfds lists
 ``tf_flowers`` as dandelion, daisy, ... and is re-labelled). Backbone preprocessing belongs to the model.
 

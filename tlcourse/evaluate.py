@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
@@ -446,18 +447,6 @@ def last_conv_layer(model: Any) -> Any:
     return layers[-1]
 
 
-def _node_in(model: Any, layer: Any) -> Any:
-    """The node where ``model``'s graph calls ``layer`` (a layer can be called by several models)."""
-    nodes = {id(node) for depth in getattr(model, "_nodes_by_depth", {}).values() for node in depth}
-    for node in layer._inbound_nodes:
-        if id(node) in nodes:
-            return node
-    raise TLCourseError(
-        f"Could not find where {model.name!r} calls {layer.name!r}; Grad-CAM needs a functional classifier "
-        "(keras.Model(inputs, outputs)) and a layer on its path from input to output."
-    )
-
-
 def _resolve_layer(model: Any, backbone: Any | None, layer: Any) -> tuple[Any, bool]:
     """``(layer object, inside_backbone)`` for a layer given by name or object, or the default."""
     if layer is None:
@@ -513,16 +502,18 @@ def grad_cam(
     backbone = find_backbone(model)
     target, inside = _resolve_layer(model, backbone, layer)
     if inside:
-        node = _node_in(model, backbone)
+        node = diagnose.graph_node(model, backbone)
         before = keras.Model(model.input, node.input_tensors[0])
         after = keras.Model(node.output_tensors[0], model.output)
-        inner = keras.Model(backbone.input, [_node_in(backbone, target).output_tensors[0], backbone.output])
+        inner = keras.Model(
+            backbone.input, [diagnose.graph_node(backbone, target).output_tensors[0], backbone.output]
+        )
 
         def forward(x: Any) -> tuple[Any, Any]:
             features, base = inner(before(x, training=False), training=False)
             return features, after(base, training=False)
     else:
-        whole = keras.Model(model.input, [_node_in(model, target).output_tensors[0], model.output])
+        whole = keras.Model(model.input, [diagnose.graph_node(model, target).output_tensors[0], model.output])
 
         def forward(x: Any) -> tuple[Any, Any]:
             features, out = whole(x, training=False)

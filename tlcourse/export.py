@@ -612,23 +612,30 @@ def export_all(
             report_dir=stage.out,
         )
         if class_names is not None:
-            stage.write_text("class_names.json", json.dumps([str(c) for c in class_names], indent=1) + "\n")
+            stage.write_text(CLASS_NAMES_FILE, json.dumps([str(c) for c in class_names], indent=1) + "\n")
         stage.commit()
     return results
 
 
+CLASS_NAMES_FILE = "class_names.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "model_card.md"
+CURVES_FILE = "learning_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
+"""The file names of one run's folder, shared by ``tlcourse train``, lesson 08 and ``tlcourse predict``."""
+
 ARTEFACTS = (
-    "class_names.json",
-    "learning_curves.png",
-    "confusion_matrix.png",
-    "metrics.json",
-    "model_card.md",
+    CLASS_NAMES_FILE,
+    CURVES_FILE,
+    CONFUSION_FILE,
+    METRICS_FILE,
+    CARD_FILE,
     FILE_NAMES["tflite"],
     FILE_NAMES["saved_model"],
     FILE_NAMES["keras"],
 )
 """What one export puts in its folder, in the order :meth:`ExportStage.commit` moves them in (model last)."""
-MODEL_ARTEFACTS = ("class_names.json", *(FILE_NAMES[kind] for kind in FORMATS))
+MODEL_ARTEFACTS = (CLASS_NAMES_FILE, *(FILE_NAMES[kind] for kind in FORMATS))
 """The artefacts that describe one model: after a commit, those the export did not write are gone."""
 
 PREVIOUS_DIR = "previous"

@@ -18,17 +18,14 @@ functions that need it, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tlcourse.config import quiet_tensorflow
+from tlcourse.backend import keras_module as _keras
+from tlcourse.backend import walk_layers
 from tlcourse.errors import AssetMissingError, TLCourseError
 
 KERAS_TABLE = "Keras Applications table, https://keras.io/api/applications/ (single 224/299 px centre crop)"
@@ -80,17 +77,11 @@ class BackboneSpec:
 
     def keras_constructor(self) -> Any:
         """The ``keras.applications`` function that builds this backbone."""
-        quiet_tensorflow()
-        import keras
-
-        return getattr(keras.applications, self.constructor)
+        return getattr(_keras().applications, self.constructor)
 
     def preprocess_input(self) -> Any:
         """Keras' ``preprocess_input`` for this family (NumPy/tensor function; it may modify NumPy input)."""
-        quiet_tensorflow()
-        import keras
-
-        return getattr(keras.applications, self.module).preprocess_input
+        return getattr(_keras().applications, self.module).preprocess_input
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -224,13 +215,6 @@ def spec_of(model: Any) -> BackboneSpec | None:
         if any(name.startswith(prefix) for prefix in spec.keras_names):
             return spec
     return None
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
@@ -508,8 +492,10 @@ def build_head(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _trainable_signature(model: Any) -> str:
-    state = "".join(f"{id(layer)}:{int(layer.trainable)};" for layer in model._flatten_layers())
+def trainable_signature(model: Any) -> str:
+    """A digest of every layer's ``trainable`` flag, recorded at compile time so that
+    :func:`tlcourse.diagnose.trainable_report` can tell whether ``trainable`` changed since (lesson 05)."""
+    state = "".join(f"{id(layer)}:{int(layer.trainable)};" for layer in walk_layers(model, include_self=True))
     return hashlib.sha1(state.encode()).hexdigest()
 
 
@@ -540,14 +526,15 @@ def compile_classifier(
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(float(learning_rate)), loss=loss, metrics=metrics
     )
-    model._tlcourse_compiled = f"{id(model.optimizer)}|{_trainable_signature(model)}"
+    model._tlcourse_compiled = f"{id(model.optimizer)}|{trainable_signature(model)}"
     return model
 
 
 # ------------------------------------------------------------------------------------------ freezing
 
 
-def _is_batchnorm(layer: Any) -> bool:
+def is_batchnorm(layer: Any) -> bool:
+    """Whether ``layer`` is a Keras BatchNormalization layer (lesson 05 keeps these frozen)."""
     keras = _keras()
     return isinstance(layer, keras.layers.BatchNormalization)
 
@@ -609,7 +596,7 @@ def unfreeze_from(backbone: Any, start: int | str, *, freeze_batchnorm: bool = T
     backbone.trainable = True
     count = 0
     for i, layer in enumerate(backbone.layers):
-        on = i >= index and not (freeze_batchnorm and _is_batchnorm(layer))
+        on = i >= index and not (freeze_batchnorm and is_batchnorm(layer))
         layer.trainable = on
         count += int(on and not isinstance(layer, keras.layers.InputLayer))
     return count
@@ -648,612 +635,3 @@ def unfreeze_top(backbone: Any, n: int | str, *, freeze_batchnorm: bool = True) 
     n = min(n, len(content))
     index = len(backbone.layers) if n == 0 else backbone.layers.index(content[len(content) - n])
     return unfreeze_from(backbone, index, freeze_batchnorm=freeze_batchnorm)
-
-
-# ------------------------------------------------------------------------------------------ graph walking
-
-
-def _graph_calls(model: Any) -> list[tuple[Any, Any]] | None:
-    """(layer, explicit ``training`` argument) for each call recorded in ``model``'s graph, or None.
-
-    None means the model has no inspectable graph (a subclassed model).
-    """
-    keras = _keras()
-    graph = model
-    if isinstance(model, keras.Sequential):
-        graph = getattr(model, "_functional", None)
-        if graph is None:
-            return [(layer, None) for layer in model.layers]
-    nodes_by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not isinstance(nodes_by_depth, dict):
-        return None
-    calls = []
-    for depth in sorted(nodes_by_depth, reverse=True):  # inputs first
-        for node in nodes_by_depth[depth]:
-            op = node.operation
-            if isinstance(op, keras.layers.InputLayer):
-                continue
-            training = node.arguments.kwargs.get("training") if node.arguments is not None else None
-            calls.append((op, training))
-    return calls
-
-
-@dataclass
-class _LayerMode:
-    layer: Any
-    path: str
-    training: Any
-    """Effective ``training`` value while ``fit`` runs: False, True, or None (unknown / left to the caller)."""
-    explicit: Any = None
-    """The ``training`` argument recorded where this layer is called in its parent's graph."""
-
-
-@functools.lru_cache(maxsize=1)
-def outer_training_overrides_nested() -> bool:
-    """True when this Keras passes ``fit``'s ``training=True`` through a recorded ``base(x, training=False)``.
-
-    Keras 3's Functional models inject the outer call's ``training`` value into every nested call, replacing
-    the value recorded in the graph (keras-team/keras#20285); Keras 2 / tf.keras kept the recorded value.
-    Measured once per process on a two-layer model, so the checks follow the installed Keras (lesson 05).
-    """
-    keras = _keras()
-    inner_in = keras.Input((2,))
-    norm = keras.layers.BatchNormalization(momentum=0.0)
-    inner = keras.Model(inner_in, norm(inner_in))
-    outer_in = keras.Input((2,))
-    outer = keras.Model(outer_in, inner(outer_in, training=False))
-    outer(np.full((4, 2), 5.0, dtype="float32"), training=True)
-    return not np.allclose(np.asarray(norm.moving_mean), 0.0)
-
-
-def _effective(explicit: Any, inherited: Any) -> Any:
-    if explicit is None:
-        return inherited
-    if inherited is not None and outer_training_overrides_nested():
-        return inherited
-    return bool(explicit)
-
-
-def _walk(model: Any, inherited: Any = True, prefix: str = "") -> Iterator[_LayerMode]:
-    """Every layer of ``model`` (containers too) with the ``training`` value it gets while ``fit`` runs."""
-    calls = _graph_calls(model)
-    if calls is None:
-        for layer in model._flatten_layers(include_self=False, recursive=True):
-            yield _LayerMode(layer, prefix + layer.name, None if inherited is True else inherited)
-        return
-    seen: set[int] = set()
-    for layer, explicit in calls:
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        effective = _effective(explicit, inherited)
-        yield _LayerMode(layer, prefix + layer.name, effective, explicit)
-        if getattr(layer, "_layers", None):
-            yield from _walk(layer, effective, prefix + layer.name + "/")
-
-
-def _has_batchnorm(layer: Any) -> bool:
-    return any(_is_batchnorm(sub) for sub in layer._flatten_layers(include_self=True, recursive=True))
-
-
-def _has_conv(layer: Any) -> bool:
-    keras = _keras()
-    conv = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-    return any(isinstance(sub, conv) for sub in layer._flatten_layers(include_self=False, recursive=True))
-
-
-def _backbones_in(model: Any) -> list[_LayerMode]:
-    """Nested convolutional sub-models (the pretrained bases) with the training value they are called with."""
-    keras = _keras()
-    found = [mode for mode in _walk(model) if isinstance(mode.layer, keras.Model) and _has_conv(mode.layer)]
-    return [m for m in found if not any(m.path.startswith(o.path + "/") for o in found if o is not m)]
-
-
-def _backbone_layers(model: Any) -> list[Any]:
-    """The layers that belong to the pretrained base: nested conv sub-models, else the model's conv stack."""
-    bases = _backbones_in(model)
-    if bases:
-        return [
-            layer
-            for base in bases
-            for layer in base.layer._flatten_layers(include_self=False, recursive=True)
-        ]
-    if _has_conv(model):
-        keras = _keras()
-        head_types = (keras.layers.Dense, keras.layers.Dropout)
-        return [
-            layer
-            for layer in model._flatten_layers(include_self=False, recursive=True)
-            if not isinstance(layer, head_types)
-        ]
-    return []
-
-
-# ------------------------------------------------------------------------------------------ report
-
-
-@dataclass
-class BatchNormStatus:
-    """One BatchNormalization layer: is it trainable, and does it run in inference mode during ``fit``?"""
-
-    name: str
-    trainable: bool
-    inference_mode: bool
-    reason: str
-
-
-@dataclass
-class TrainableReport:
-    """What ``fit`` will train (lesson 05): parameter counts, layers, BatchNorm modes, recompile state."""
-
-    model_name: str
-    total_params: int
-    trainable_params: int
-    frozen_params: int
-    """Non-trainable parameters: frozen weights plus BatchNorm moving statistics."""
-    layers_with_weights: int
-    trainable_layers: int
-    batchnorm: list[BatchNormStatus]
-    compiled: bool
-    needs_recompile: bool
-    """True when ``trainable`` flags changed since the last compile: ``fit`` would still train the old set."""
-    learning_rate: float | None = None
-
-    @property
-    def recompiled(self) -> bool:
-        """Compiled, and compiled after the last change of trainable flags."""
-        return self.compiled and not self.needs_recompile
-
-    @property
-    def batchnorm_in_inference(self) -> bool:
-        """True when every BatchNorm layer keeps its moving statistics during ``fit``."""
-        return all(bn.inference_mode for bn in self.batchnorm)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (JSON-ready)."""
-        return {
-            "model_name": self.model_name,
-            "total_params": self.total_params,
-            "trainable_params": self.trainable_params,
-            "frozen_params": self.frozen_params,
-            "layers_with_weights": self.layers_with_weights,
-            "trainable_layers": self.trainable_layers,
-            "batchnorm": [vars(bn).copy() for bn in self.batchnorm],
-            "batchnorm_in_inference": self.batchnorm_in_inference,
-            "compiled": self.compiled,
-            "needs_recompile": self.needs_recompile,
-            "learning_rate": self.learning_rate,
-        }
-
-    def __str__(self) -> str:
-        bn_inference = sum(bn.inference_mode for bn in self.batchnorm)
-        bn_trainable = sum(bn.trainable for bn in self.batchnorm)
-        rows = [
-            ("model", self.model_name),
-            ("trainable parameters", f"{self.trainable_params:,}"),
-            ("frozen parameters", f"{self.frozen_params:,}"),
-            ("total parameters", f"{self.total_params:,}"),
-            ("trainable layers", f"{self.trainable_layers} of {self.layers_with_weights} with weights"),
-            (
-                "BatchNorm layers",
-                f"{len(self.batchnorm)} ({bn_trainable} trainable, {bn_inference} in inference mode)",
-            ),
-            (
-                "compiled",
-                "no"
-                if not self.compiled
-                else ("yes, but RECOMPILE NEEDED" if self.needs_recompile else "yes"),
-            ),
-        ]
-        if self.learning_rate is not None:
-            rows.append(("learning rate", f"{self.learning_rate:g}"))
-        width = max(len(key) for key, _ in rows)
-        lines = [f"{key:<{width}}  {value}" for key, value in rows]
-        training_bn = [bn for bn in self.batchnorm if not bn.inference_mode]
-        if training_bn:
-            names = ", ".join(bn.name for bn in training_bn[:5]) + (" ..." if len(training_bn) > 5 else "")
-            lines.append(f"{'':<{width}}  BatchNorm in TRAINING mode during fit: {names}")
-        return "\n".join(lines)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-
-def _size(variables: list[Any]) -> int:
-    return int(sum(int(np.prod(v.shape)) for v in variables))
-
-
-def _learning_rate(model: Any) -> float | None:
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    try:
-        value = optimizer.learning_rate
-        if callable(value):
-            value = value(0)
-        return float(np.asarray(value))
-    except Exception:  # an exotic optimizer or schedule: say nothing rather than guess
-        return None
-
-
-def _needs_recompile(model: Any) -> tuple[bool, bool]:
-    """(compiled, needs_recompile)."""
-    compiled = bool(getattr(model, "compiled", False)) and getattr(model, "optimizer", None) is not None
-    if not compiled:
-        return False, False
-    optimizer = model.optimizer
-    record = getattr(model, "_tlcourse_compiled", None)
-    if isinstance(record, str) and record.split("|", 1)[0] == str(id(optimizer)):
-        if record.split("|", 1)[1] != _trainable_signature(model):
-            return True, True
-    else:
-        state = getattr(model, "_compiled_trainable_state", None)  # Keras records this in compile()
-        if isinstance(state, dict):
-            for layer in model._flatten_layers():
-                if layer not in state or state[layer] != layer.trainable:
-                    return True, True
-    if getattr(optimizer, "built", False):
-        # After a fit the optimizer holds slots for the variables it was built with: a different
-        # trainable set means the next fit would not train the newly unfrozen layers.
-        built_with = {id(v) for v in getattr(optimizer, "_trainable_variables", [])}
-        if built_with and built_with != {id(v) for v in model.trainable_variables}:
-            return True, True
-    return True, False
-
-
-def _batchnorm_status(model: Any) -> list[BatchNormStatus]:
-    statuses = []
-    for mode in _walk(model):
-        if not _is_batchnorm(mode.layer):
-            continue
-        layer = mode.layer
-        if not layer.trainable:
-            inference, reason = True, "frozen (trainable=False): always uses its moving statistics"
-        elif mode.training is False:
-            inference, reason = True, "called with training=False"
-        elif mode.training is None:
-            inference, reason = False, "trainable; its caller decides the mode (use trainable=False)"
-        elif _called_with_false(model, mode.path):
-            inference, reason = False, "trainable: fit's training=True overrides training=False in Keras 3"
-        else:
-            inference, reason = False, "trainable and run in training mode: moving statistics update"
-        statuses.append(BatchNormStatus(mode.path, bool(layer.trainable), inference, reason))
-    return statuses
-
-
-def _called_with_false(model: Any, path: str) -> bool:
-    """Whether some container on ``path`` was called with an explicit ``training=False``."""
-    prefixes = {path.rsplit("/", i)[0] for i in range(1, path.count("/") + 1)}
-    return any(mode.explicit is False and mode.path in prefixes for mode in _walk(model))
-
-
-def trainable_report(model: Any) -> TrainableReport:
-    """Trainable vs frozen parameters, BatchNorm modes and whether to recompile (lesson 05).
-
-    Run it on the whole classifier (not just the backbone): whether a BatchNorm layer runs in inference
-    mode depends on how the classifier calls the backbone. ``print(report)`` shows a table;
-    ``report.to_dict()`` gives plain values.
-    """
-    trainable_ids = {id(v) for v in model.trainable_weights}
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if layer.weights and not getattr(layer, "_layers", None)
-    ]
-    trainable_layers = sum(1 for layer in layers if any(id(v) in trainable_ids for v in layer.weights))
-    compiled, stale = _needs_recompile(model)
-    return TrainableReport(
-        model_name=str(model.name),
-        total_params=int(model.count_params()),
-        trainable_params=_size(model.trainable_weights),
-        frozen_params=_size(model.non_trainable_weights),
-        layers_with_weights=len(layers),
-        trainable_layers=trainable_layers,
-        batchnorm=_batchnorm_status(model),
-        compiled=compiled,
-        needs_recompile=stale,
-        learning_rate=_learning_rate(model),
-    )
-
-
-# ------------------------------------------------------------------------------------------ mistakes
-
-
-@dataclass
-class Mistake:
-    """A classic transfer-learning error found by :func:`check_mistakes`, explained in plain words."""
-
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
-
-
-@dataclass
-class WeightSnapshot:
-    """Copies of a model's weights and which were trainable when taken (see :func:`snapshot_weights`)."""
-
-    model_name: str
-    paths: list[str]
-    trainable: list[bool]
-    values: list[np.ndarray]
-
-
-def snapshot_weights(model: Any) -> WeightSnapshot:
-    """Copy every weight of ``model`` and remember which were trainable, e.g. just before ``fit`` (lesson 05).
-
-    Pass it to :func:`check_mistakes` as ``before_weights`` after training to prove frozen weights stayed put.
-    """
-    trainable_ids = {id(v) for v in model.trainable_weights}
-    weights = list(model.weights)
-    return WeightSnapshot(
-        model_name=str(model.name),
-        paths=[str(getattr(v, "path", v.name)) for v in weights],
-        trainable=[id(v) in trainable_ids for v in weights],
-        values=[np.array(v.numpy(), copy=True) for v in weights],
-    )
-
-
-def _changed_frozen(before: WeightSnapshot, after: WeightSnapshot | Any) -> list[str] | None:
-    if not isinstance(after, WeightSnapshot):
-        after = snapshot_weights(after)
-    if len(before.values) != len(after.values):
-        return None
-    changed = []
-    for path, was_trainable, old, new in zip(
-        before.paths, before.trainable, before.values, after.values, strict=True
-    ):
-        if was_trainable or old.shape != new.shape:
-            continue
-        if not np.array_equal(old, new):
-            changed.append(path)
-    return changed
-
-
-def _sample_array(sample_images: Any) -> np.ndarray:
-    if hasattr(sample_images, "take") and hasattr(sample_images, "element_spec"):  # a tf.data.Dataset
-        batch = next(iter(sample_images.take(1)))
-        sample_images = batch[0] if isinstance(batch, tuple | list) else batch
-    return np.asarray(sample_images, dtype="float32")
-
-
-def _range_problem(observed: tuple[float, float], expected: tuple[float, float]) -> str | None:
-    """Why ``observed`` values do not look like inputs in ``expected``, or None when they do."""
-    lo, hi = expected
-    mn, mx = observed
-    span = hi - lo
-    if mx > hi + 0.1 * span or mn < lo - 0.1 * span:
-        return "outside"
-    if mx - mn < 0.1 * span:
-        return "squeezed"
-    if mn >= lo + 0.49 * span or mx <= hi - 0.49 * span:
-        return "half"
-    return None
-
-
-def _backbone_input_range(model: Any, base: Any, sample: np.ndarray) -> tuple[float, float] | None:
-    """Min and max of the values that reach ``base`` inside ``model`` for ``sample``."""
-    keras = _keras()
-    if base is model:
-        return float(sample.min()), float(sample.max())
-    for node in base._inbound_nodes:
-        tensors = node.arguments.keras_tensors if node.arguments is not None else []
-        if not tensors:
-            continue
-        try:
-            probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, tensors[0])
-            values = np.asarray(probe(sample, training=False))
-        except Exception:  # the node belongs to another model that shares this backbone
-            continue
-        return float(values.min()), float(values.max())
-    return None
-
-
-def _check_base_training(model: Any, sample: np.ndarray | None) -> list[Mistake]:
-    if _graph_calls(model) is None:
-        return [] if sample is None else _check_batchnorm_at_runtime(model, sample)
-    bases = _backbones_in(model)
-    if bases:
-        for mode in bases:
-            if mode.explicit is not False and _has_batchnorm(mode.layer):
-                return [
-                    Mistake(
-                        "base_training_mode",
-                        f"The pretrained base '{mode.layer.name}' is called without training=False, so its "
-                        "BatchNorm layers run in training mode as soon as they are trainable: they re-estimate "
-                        "their statistics from your small batches and wreck the ImageNet features. Build the "
-                        "model with `x = base(x, training=False)` (tlcourse.models.build_classifier does) and "
-                        "keep BatchNorm layers frozen when unfreezing (tlcourse.models.unfreeze_top does).",
-                    )
-                ]
-        prefixes = tuple(mode.path + "/" for mode in bases)
-        moving = [
-            bn for bn in _batchnorm_status(model) if not bn.inference_mode and bn.name.startswith(prefixes)
-        ]
-    else:
-        moving = [bn for bn in _batchnorm_status(model) if not bn.inference_mode] if _has_conv(model) else []
-    if not moving:
-        return []
-    return [
-        Mistake(
-            "batchnorm_training_mode",
-            f"{len(moving)} BatchNorm layers of the pretrained base (e.g. '{moving[0].name}') are trainable, so "
-            "during fit they update their moving statistics from your batches. In Keras 3, fit's training=True "
-            "reaches them even through `base(x, training=False)`. Keep them frozen: set each BatchNorm "
-            "layer's trainable to False after unfreezing (tlcourse.models.unfreeze_top does), then recompile.",
-        )
-    ]
-
-
-def _check_batchnorm_at_runtime(model: Any, sample: np.ndarray) -> list[Mistake]:
-    """Run one training-mode forward pass and see whether BatchNorm moving statistics move (then undo it)."""
-    bns = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True) if _is_batchnorm(layer)
-    ]
-    if not bns:
-        return []
-    saved = [(v, np.array(v.numpy(), copy=True)) for bn in bns for v in (bn.moving_mean, bn.moving_variance)]
-    try:
-        model(sample, training=True)
-        moved = [v for v, old in saved if not np.array_equal(old, v.numpy())]
-    finally:
-        for v, old in saved:
-            v.assign(old)
-    if not moved:
-        return []
-    return [
-        Mistake(
-            "base_training_mode",
-            f"During training the model updates the BatchNorm statistics of its pretrained layers "
-            f"({len(moved)} variables moved in one batch). Call the base with training=False (or freeze its "
-            "BatchNorm layers) so they keep the ImageNet statistics.",
-        )
-    ]
-
-
-def _check_preprocessing(model: Any, sample: np.ndarray) -> list[Mistake]:
-    bases = _backbones_in(model)
-    candidates = [(mode.layer, spec_of(mode.layer)) for mode in bases]
-    if not candidates and spec_of(model) is not None:
-        candidates = [(model, spec_of(model))]
-    raw = (float(sample.min()), float(sample.max()))
-    for base, spec in candidates:
-        if spec is None:
-            continue
-        observed = _backbone_input_range(model, base, sample)
-        if observed is None:
-            continue
-        problem = _range_problem(observed, spec.input_range)
-        if problem is None:
-            continue
-        lo, hi = spec.input_range
-        seen = f"[{observed[0]:.3g}, {observed[1]:.3g}]"
-        if base is model:
-            cause = (
-                "Feed pixels through tlcourse.models.preprocessing_layer first, or use build_classifier, "
-                "which takes raw [0, 255] pixels."
-            )
-        elif raw[1] <= 1.0 + 1e-6:
-            cause = (
-                f"Your images are in [{raw[0]:.3g}, {raw[1]:.3g}]: they were already scaled (or preprocessed) "
-                "before reaching a model that expects raw [0, 255] pixels. Remove the extra scaling from the "
-                "data pipeline."
-            )
-        else:
-            cause = (
-                "The preprocessing inside the model does not match this backbone: use "
-                f"tlcourse.models.preprocessing_layer('{spec.name}') and feed raw [0, 255] pixels."
-            )
-        return [
-            Mistake(
-                "preprocessing_mismatch",
-                f"{spec.family} expects inputs in about [{lo:.4g}, {hi:.4g}] but receives {seen}. {cause}",
-            )
-        ]
-    return []
-
-
-def _fine_tuning(model: Any) -> tuple[bool, int]:
-    base_layers = _backbone_layers(model)
-    trainable = [
-        layer for layer in base_layers if layer.trainable_weights and not getattr(layer, "_layers", None)
-    ]
-    return bool(trainable), len(trainable)
-
-
-def check_mistakes(
-    model: Any,
-    *,
-    sample_images: Any = None,
-    before_weights: WeightSnapshot | None = None,
-    after_weights: WeightSnapshot | Any = None,
-    learning_rate: float | None = None,
-    phase: str | None = None,
-) -> list[Mistake]:
-    """Look for the classic transfer-learning mistakes; an empty list means none was found (lesson 05).
-
-    Each rule stays quiet on a correct set-up:
-
-    - ``base_training_mode``: the pretrained base is not called with ``training=False`` (found in the model's
-      graph; for subclassed models by one training-mode pass over ``sample_images``, undone afterwards).
-    - ``frozen_weights_changed``: with ``before_weights=snapshot_weights(model)`` taken before ``fit``,
-      weights that were frozen then are different now (or in ``after_weights``).
-    - ``preprocessing_mismatch``: with ``sample_images`` (a batch as the model will get it, or a dataset),
-      the values reaching the backbone are not in its expected range, e.g. [0, 1] images fed to a model
-      that scales [0, 255] pixels itself, or a [-1, 1] backbone given [0, 1] inputs. Pass several real images.
-    - ``not_recompiled``: ``trainable`` changed since the last compile.
-    - ``learning_rate_too_high``: backbone layers are trainable and the rate (``learning_rate`` or the
-      compiled optimizer's) is above 1e-4 (Adam's default 1e-3 is the classic case).
-    - ``base_not_frozen``: ``phase="head"`` but backbone layers are trainable.
-
-    ``phase`` is ``"head"`` or ``"fine_tune"``; by default it is inferred from whether any backbone layer
-    is trainable.
-    """
-    if phase not in (None, "head", "fine_tune"):
-        raise TLCourseError(f"phase must be 'head' or 'fine_tune'; got {phase!r}.")
-    mistakes: list[Mistake] = []
-    sample = None if sample_images is None else _sample_array(sample_images)
-
-    mistakes += _check_base_training(model, sample)
-
-    if before_weights is not None:
-        changed = _changed_frozen(before_weights, model if after_weights is None else after_weights)
-        if changed is None:
-            mistakes.append(
-                Mistake(
-                    "frozen_weights_changed",
-                    "The weight snapshot does not match this model (different number of weights); take it "
-                    "with snapshot_weights(model) on the same model just before fit.",
-                )
-            )
-        elif changed:
-            stats = [p for p in changed if "moving_" in p]
-            why = (
-                " Some are BatchNorm moving statistics: the base ran in training mode (call it with "
-                "training=False)."
-                if stats
-                else " Trainable flags were probably changed without recompiling before fit."
-            )
-            mistakes.append(
-                Mistake(
-                    "frozen_weights_changed",
-                    f"{len(changed)} weights that were frozen changed during training (e.g. '{changed[0]}')."
-                    + why,
-                )
-            )
-
-    if sample is not None:
-        mistakes += _check_preprocessing(model, sample)
-
-    report_compiled, stale = _needs_recompile(model)
-    if report_compiled and stale:
-        mistakes.append(
-            Mistake(
-                "not_recompiled",
-                "Layers were frozen or unfrozen after the model was compiled, so fit would still train the old "
-                "set of weights. Call compile_classifier(model, ...) (or model.compile) again before fit.",
-            )
-        )
-
-    base_trainable, count = _fine_tuning(model)
-    if phase == "head" and base_trainable:
-        mistakes.append(
-            Mistake(
-                "base_not_frozen",
-                f"This is the head-training phase but {count} backbone layers are trainable: the large "
-                "gradients of a new random head would wreck them. Call freeze(backbone) and recompile first.",
-            )
-        )
-    rate = float(learning_rate) if learning_rate is not None else _learning_rate(model)
-    fine_tune = phase == "fine_tune" or (phase is None and base_trainable)
-    if fine_tune and base_trainable and rate is not None and rate > FINE_TUNE_MAX_LEARNING_RATE * (1 + 1e-6):
-        mistakes.append(
-            Mistake(
-                "learning_rate_too_high",
-                f"The learning rate {rate:g} is too high for fine-tuning {count} pretrained layers: large "
-                "steps erase what they learned on ImageNet. Use 1e-5 to 1e-4 (a hundredth to a tenth of the "
-                "head's 1e-3; at most 1e-4) and recompile.",
-            )
-        )
-    return mistakes

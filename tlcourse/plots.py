@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import leaf_layers
+
 __all__ = [
     "accuracy_vs_time",
     "calibration",
@@ -362,20 +364,13 @@ def grad_cam_overlay(
 def _kernel(conv: Any) -> np.ndarray:
     """The ``[kh, kw, in, out]`` kernel from an array, a Conv2D layer or a model's first Conv2D."""
     if hasattr(conv, "layers"):
-        for layer in _walk(conv):
+        for layer in leaf_layers(conv):
             kernel = getattr(layer, "kernel", None)
             if kernel is not None and len(kernel.shape) == 4:
                 return np.asarray(kernel)
         raise ValueError(f"No convolution layer with a 4-D kernel in {conv.name!r}.")
     kernel = getattr(conv, "kernel", conv)
     return np.asarray(kernel)
-
-
-def _walk(model: Any) -> list[Any]:
-    layers: list[Any] = []
-    for layer in model.layers:
-        layers.extend(_walk(layer) if hasattr(layer, "layers") else [layer])
-    return layers
 
 
 def filters(conv_kernel: Any, *, max_filters: int = 32, ncols: int = 8) -> Any:

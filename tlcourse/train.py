@@ -263,24 +263,6 @@ def _compile(model: Any, learning_rate: float, num_classes: int, optimizer: Any 
     return compile_classifier(model, learning_rate, num_classes=num_classes, optimizer=opt)
 
 
-def _last_dense(model: Any) -> Any:
-    keras = _keras()
-    dense = [layer for layer in _walk_layers(model) if isinstance(layer, keras.layers.Dense)]
-    if not dense:
-        raise ValueError(f"Model {model.name!r} has no Dense layer to carry the head's weights.")
-    return dense[-1]
-
-
-def _walk_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers") and not layer.name.startswith("augmentation"):
-            # nested models (a head model inside a classifier); the backbone has no Dense layers
-            out.extend(_walk_layers(layer))
-    return out
-
-
 def _forward_function(model: Any, augmentation: Any | None = None) -> Any:
     """One traced ``model(x, training=False)`` (after ``augmentation`` when given), reused across passes."""
     tf = _tf()
@@ -373,15 +355,13 @@ def boundary_tensors(backbone: Any, index: int) -> list[Any]:
     In a plain chain that is one tensor; inside a residual block it is two (the block's input, still needed by
     the ``add``, and the branch's current value).
     """
+    from tlcourse.diagnose import call_inputs
+
     layers = backbone.layers
     position = {id(layer): i for i, layer in enumerate(layers)}
     found: dict[int, Any] = {}
     for layer in layers[index:]:
-        nodes = getattr(layer, "_inbound_nodes", [])
-        if not nodes:
-            continue
-        for tensor in nodes[0].input_tensors:
-            producer = tensor._keras_history.operation
+        for tensor, producer in call_inputs(layer):
             if position.get(id(producer), index) < index and id(tensor) not in found:
                 found[id(tensor)] = tensor
     if not found:  # index 0 / the input layer: the boundary is the input itself
@@ -451,9 +431,9 @@ def _build_backbone(
 
 def models_learning_rate(model: Any) -> float | None:
     """The learning rate a compiled model's optimizer starts with (None when it cannot be read) (lesson 05)."""
-    from tlcourse import models
+    from tlcourse import diagnose
 
-    return models.trainable_report(model).learning_rate
+    return diagnose.trainable_report(model).learning_rate
 
 
 def _name_of(backbone: Any, backbone_name: str | None = None) -> str:
@@ -540,11 +520,11 @@ def _head_model(feature_dim: int, num_classes: int, dropout: float) -> Any:
 
 
 def _require_compiled(model: Any, what: str) -> None:
-    from tlcourse import models
+    from tlcourse import diagnose
     from tlcourse.distribute import require_built_in_scope
 
     require_built_in_scope(model, what)
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.compiled:
         raise TLCourseError(f"{what} trains the model as you compiled it: call model.compile(...) first.")
     if report.needs_recompile:
@@ -663,11 +643,11 @@ def fit_head(
     not frozen. ``epochs`` defaults to the profile's ``head_epochs``. For the cached-features shortcut see
     :func:`fit_head_fast`.
     """
-    from tlcourse import models
+    from tlcourse import diagnose
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     _require_compiled(model, "fit_head")
-    if any(m.code == "base_not_frozen" for m in models.check_mistakes(model, phase="head")):
+    if any(m.code == "base_not_frozen" for m in diagnose.check_mistakes(model, phase="head")):
         raise TLCourseError(
             "fit_head trains a new head on a frozen base, but the base is trainable: set base.trainable = False "
             "and compile again (lesson 04, step 3)."

@@ -11,7 +11,7 @@ module costs nothing and works without Jupyter):
 - :func:`folder_uploader` (lesson 08) saves uploaded photos into ``folder/<class>/`` for training; any
   problem shows as one line under its button.
 - :func:`unfreeze_explorer` (lesson 05) is a slider over the layers of a backbone with a live report of what
-  fine-tuning from that layer would train (:func:`unfreeze_summary`), without touching the model.
+  fine-tuning from that layer would train (:func:`tlcourse.diagnose.unfreeze_summary`), without touching the model.
 
 Both work with ipywidgets 8 (JupyterLab 4) and ipywidgets 7.7.1 (Google Colab), whose ``FileUpload.value``
 differ: :func:`read_uploads` accepts either. An uploaded file's name is never used as a path as it is:
@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse import imageio as imageio_budget
 from tlcourse.errors import DataError, TLCourseError
-from tlcourse.pipeline import classify_arrays, model_image_size
+from tlcourse.predict import classify_arrays, model_image_size
 
 MAX_UPLOAD_BYTES: int = 8 * 1024 * 1024
 """Largest upload classified (lesson 08); bigger files are rejected before any decoding."""
@@ -711,104 +712,7 @@ def folder_uploader(folder: str | os.PathLike[str], *, max_bytes: int = MAX_SAVE
 # ------------------------------------------------------------------------------------------ unfreezing
 
 
-@dataclass(frozen=True)
-class _LayerInfo:
-    name: str
-    kind: str
-    is_input: bool
-    is_batchnorm: bool
-    trainable_ids: tuple[int, ...]
-
-
-def _intrinsic_trainable(layer: Any) -> list[Any]:
-    """Variables of ``layer`` (and its sublayers) that train when the layer is trainable."""
-    own = getattr(layer, "_trainable_variables", None)
-    if own is None:  # not a Keras 3 layer: fall back to the public flag
-        return [weight for weight in layer.weights if getattr(weight, "trainable", True)]
-    found = list(own)
-    for sub in getattr(layer, "_layers", None) or []:
-        found.extend(_intrinsic_trainable(sub))
-    return found
-
-
-def _layer_table(backbone: Any) -> tuple[list[_LayerInfo], dict[int, int], int]:
-    """Per-layer facts, sizes of every trainable-in-principle variable, and the model's total params."""
-    from tlcourse.config import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    sizes: dict[int, int] = {}
-    table = []
-    for layer in backbone.layers:
-        ids = []
-        for variable in _intrinsic_trainable(layer):
-            sizes[id(variable)] = int(np.prod(variable.shape))
-            ids.append(id(variable))
-        table.append(
-            _LayerInfo(
-                name=str(layer.name),
-                kind=type(layer).__name__,
-                is_input=isinstance(layer, keras.layers.InputLayer),
-                is_batchnorm=isinstance(layer, keras.layers.BatchNormalization),
-                trainable_ids=tuple(dict.fromkeys(ids)),
-            )
-        )
-    total = int(sum(int(np.prod(v.shape)) for v in backbone.weights))
-    return table, sizes, total
-
-
-def _resolve_index(backbone: Any, where: int | str) -> int:
-    from tlcourse.models import layer_index
-
-    # len(layers) is allowed: the slider's top position, "nothing unfrozen"
-    return layer_index(backbone, int(where) if isinstance(where, np.integer) else where)
-
-
-def _summarise(
-    table: Sequence[_LayerInfo], sizes: Mapping[int, int], total: int, index: int
-) -> dict[str, Any]:
-    unfrozen = [info for info in table[index:] if not info.is_input and not info.is_batchnorm]
-    kept_bn = [info for info in table[index:] if info.is_batchnorm]
-    trainable_ids = {vid for info in unfrozen for vid in info.trainable_ids}
-    trainable = int(sum(sizes[vid] for vid in trainable_ids))
-    bn_ids = {vid for info in kept_bn for vid in info.trainable_ids} - trainable_ids
-    content = [info for info in table if not info.is_input]
-    return {
-        "fine_tune_from": index,
-        "boundary_layer": table[index].name if index < len(table) else None,
-        "first_unfrozen": unfrozen[0].name if unfrozen else None,
-        "layers_total": len(content),
-        "layers_unfrozen": len(unfrozen),
-        "layers_frozen": len(content) - len(unfrozen),
-        "layers_with_weights_unfrozen": sum(1 for info in unfrozen if info.trainable_ids),
-        "batchnorm_kept_frozen": len(kept_bn),
-        "batchnorm_params_kept_frozen": int(sum(sizes[vid] for vid in bn_ids)),
-        "trainable_params": trainable,
-        "frozen_params": total - trainable,
-        "total_params": total,
-        "trainable_share": trainable / total if total else 0.0,
-    }
-
-
-def unfreeze_summary(backbone: Any, fine_tune_from: int | str) -> dict[str, Any]:
-    """What fine-tuning from ``fine_tune_from`` would train, without changing ``backbone`` (lesson 05).
-
-    ``fine_tune_from`` is a layer index (``0`` ... ``len(backbone.layers)``, the last meaning nothing is
-    unfrozen) or a layer/block name as :func:`tlcourse.models.layer_index` accepts. The counts follow
-    :func:`tlcourse.train.set_trainable_from`: layers from that index up become trainable except BatchNorm
-    layers, which stay frozen (inference mode, ImageNet statistics). Returns ``fine_tune_from`` (the index),
-    ``boundary_layer``, ``first_unfrozen`` (first layer that would train), ``layers_total``,
-    ``layers_unfrozen``, ``layers_frozen``, ``layers_with_weights_unfrozen``, ``batchnorm_kept_frozen``,
-    ``batchnorm_params_kept_frozen``, ``trainable_params``, ``frozen_params``, ``total_params`` and
-    ``trainable_share`` (trainable / total).
-    """
-    index = _resolve_index(backbone, fine_tune_from)
-    table, sizes, total = _layer_table(backbone)
-    return _summarise(table, sizes, total, index)
-
-
-def _render_unfreeze(summary: Mapping[str, Any], table: Sequence[_LayerInfo]) -> str:
+def _render_unfreeze(summary: Mapping[str, Any], table: Sequence[diagnose.UnfreezeLayer]) -> str:
     index = summary["fine_tune_from"]
     share = summary["trainable_share"]
     first = summary["first_unfrozen"]
@@ -866,7 +770,7 @@ class UnfreezeExplorer:
     """Slider over a backbone's layers with a live report of what would train (lesson 05).
 
     Attributes: ``widget`` (the ``VBox`` to display), ``slider`` (``IntSlider``, 0 ... number of layers),
-    ``report`` (``HTML``). :meth:`summary` gives :func:`unfreeze_summary` at the slider's position. The
+    ``report`` (``HTML``). :meth:`summary` gives :func:`tlcourse.diagnose.unfreeze_summary` at the slider's position. The
     backbone is never modified.
     """
 
@@ -874,9 +778,13 @@ class UnfreezeExplorer:
         import ipywidgets as widgets
 
         self.backbone = backbone
-        self._table, self._sizes, self._total = _layer_table(backbone)
+        self._table, self._sizes, self._total = diagnose.unfreeze_table(backbone)
         count = len(self._table)
-        index = _resolve_index(backbone, start) if start is not None else _default_start(backbone, count)
+        index = (
+            diagnose.resolve_unfreeze_index(backbone, start)
+            if start is not None
+            else _default_start(backbone, count)
+        )
         self.slider = widgets.IntSlider(
             value=index, min=0, max=count, step=1, description="Unfreeze from", continuous_update=True
         )
@@ -893,8 +801,8 @@ class UnfreezeExplorer:
         self._refresh()
 
     def summary(self) -> dict[str, Any]:
-        """:func:`unfreeze_summary` for the slider's current position."""
-        return _summarise(self._table, self._sizes, self._total, int(self.slider.value))
+        """:func:`tlcourse.diagnose.unfreeze_summary` for the slider's current position."""
+        return diagnose.summarise_unfreeze(self._table, self._sizes, self._total, int(self.slider.value))
 
     def _on_change(self, _change: Any = None) -> None:
         self._refresh()
@@ -919,7 +827,7 @@ def _default_start(backbone: Any, count: int) -> int:
 
         spec = models.spec_of(backbone)
         if spec is not None:
-            return _resolve_index(backbone, spec.default_unfreeze_from)
+            return diagnose.resolve_unfreeze_index(backbone, spec.default_unfreeze_from)
     except TLCourseError:
         pass
     return (3 * count) // 4

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import leaf_layers
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
@@ -136,13 +137,6 @@ def _release(keras: Any) -> None:
 # ----------------------------------------------------------------------------------------------- counting
 
 
-def _flat_layers(model: Any) -> list[Any]:
-    layers: list[Any] = []
-    for layer in model.layers:
-        layers.extend(_flat_layers(layer) if hasattr(layer, "layers") else [layer])
-    return layers
-
-
 def _kernels(layer: Any) -> list[Any]:
     """The multiply-accumulate weight tensors of a layer: a conv/dense kernel, or a separable conv's two."""
     kernels = [getattr(layer, attr, None) for attr in ("depthwise_kernel", "pointwise_kernel")]
@@ -158,7 +152,7 @@ def weight_layer_count(model: Any) -> int:
     This is the sense of the "16" in VGG16 (13 convolutions + 3 dense layers). BatchNorm, activations,
     pooling and additions are not counted.
     """
-    return sum(1 for layer in _flat_layers(model) if _kernels(layer))
+    return sum(1 for layer in leaf_layers(model) if _kernels(layer))
 
 
 def count_macs(model: Any) -> int:
@@ -171,7 +165,7 @@ def count_macs(model: Any) -> int:
     Works on a :func:`weightless` model.
     """
     total = 0
-    for layer in _flat_layers(model):
+    for layer in leaf_layers(model):
         kernels = _kernels(layer)
         if not kernels:
             continue
@@ -324,7 +318,7 @@ def model_summary_row(
         with_top = architecture(spec.name, include_top=True, alpha=alpha)
         params = int(with_top.count_params())
         weight_layers = weight_layer_count(with_top)
-        layers = len(_flat_layers(with_top))
+        layers = len(leaf_layers(with_top))
         macs = count_macs(with_top)
         del with_top
         backbone_params = int(architecture(spec.name, include_top=False, alpha=alpha).count_params())
@@ -573,7 +567,7 @@ def block_layers(model: Any, prefix: str) -> list[dict[str, Any]]:
     Each row: layer name, Keras class, output shape (without the batch axis) and parameter count.
     """
     rows = []
-    for layer in _flat_layers(model):
+    for layer in leaf_layers(model):
         if layer.name.startswith(prefix):
             shape = tuple(layer.output.shape)[1:]
             rows.append(

@@ -8,19 +8,24 @@ scikit-learn), never layer names, printed summaries or version-specific strings.
 That line is also the grader's recorded outcome (:func:`tlcourse.record.record_check`): the executed notebook
 keeps the check's name, pass/fail and hint, which ``tlcourse grade`` reads back.
 
-TensorFlow/Keras are imported inside the functions that need them.
+This package's core (here) holds the result type and the graders several lessons share (honest claims,
+metrics, heads, frozen weights, BatchNorm mode, recompiling); each lesson's own graders live in
+``tlcourse.checks.lessonNN`` (``lesson02`` ... ``lesson08``, ``keras_recipe``), imported in its notebook as
+``from tlcourse.checks import lessonNN as grade``. TensorFlow/Keras are imported inside the functions that
+need them.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 from tlcourse.record import record_check
@@ -100,259 +105,6 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Check
         return None, _fail("the function still raises NotImplementedError: replace the stub with your code.")
     except Exception as error:  # noqa: BLE001 - any student error becomes a hint, not a traceback
         return None, _fail(f"calling it with {args} {kwargs or ''} raised {type(error).__name__}: {error}")
-
-
-# ------------------------------------------------------------------------------ arithmetic (lessons 02-03)
-
-
-def _keras_conv_output(size: int, kernel: int, stride: int, padding: str) -> int:
-    keras = _keras()
-    layer = keras.layers.Conv2D(1, kernel, strides=stride, padding=padding)
-    return int(layer.compute_output_shape((None, size, size, 1))[1])
-
-
-CONV_OUTPUT_CASES = (
-    (227, 11, 4, "valid"),
-    (55, 3, 2, "valid"),
-    (27, 5, 1, "same"),
-    (13, 3, 1, "same"),
-    (32, 3, 2, "same"),
-    (31, 3, 2, "same"),
-    (100, 7, 3, "valid"),
-    (9, 2, 2, "valid"),
-)
-
-
-def check_conv_output_size(fn: Callable[[int, int, int, str], int]) -> CheckResult:
-    """``fn(size, kernel, stride, padding)`` gives a convolution's output side, as Keras computes it (lesson 02)."""
-    for size, kernel, stride, padding in CONV_OUTPUT_CASES:
-        got, error = _call(fn, size, kernel, stride, padding)
-        if error is not None:
-            return error
-        expected = _keras_conv_output(size, kernel, stride, padding)
-        if got != expected:
-            if padding == "same":
-                hint = "with 'same' padding the output is ceil(size / stride), whatever the kernel size"
-            else:
-                hint = "with 'valid' padding the window must fit: floor((size - kernel) / stride) + 1"
-            return _fail(
-                f"size {size}, kernel {kernel}, stride {stride}, padding {padding!r}: got {got}, "
-                f"Keras gives {expected}; {hint}."
-            )
-    return _ok(f"your output sizes match Keras on {len(CONV_OUTPUT_CASES)} shapes, 'valid' and 'same'.")
-
-
-CONV_PARAM_CASES = (
-    (11, 3, 96, 1, True),
-    (5, 96, 256, 2, True),
-    (3, 256, 384, 1, True),
-    (3, 384, 256, 2, True),
-    (1, 32, 16, 1, False),
-    (3, 8, 8, 4, False),
-)
-
-
-def check_conv_params(fn: Callable[..., int]) -> CheckResult:
-    """``fn(kernel, c_in, c_out, groups=1, use_bias=True)`` equals Keras' ``Conv2D.count_params()`` (lesson 02)."""
-    keras = _keras()
-    for kernel, c_in, c_out, groups, use_bias in CONV_PARAM_CASES:
-        got, error = _call(fn, kernel, c_in, c_out, groups=groups, use_bias=use_bias)
-        if error is not None:
-            return error
-        layer = keras.layers.Conv2D(c_out, kernel, groups=groups, use_bias=use_bias)
-        layer.build((None, 32, 32, c_in))
-        expected = int(layer.count_params())
-        if got != expected:
-            case = f"kernel {kernel}, {c_in} -> {c_out} channels, groups {groups}, use_bias {use_bias}"
-            if use_bias and got == expected - c_out:
-                hint = "you left out the biases (one per filter)"
-            elif got == expected + c_out and not use_bias:
-                hint = "use_bias=False means no biases"
-            elif groups > 1 and got == kernel * kernel * c_in * c_out + (c_out if use_bias else 0):
-                hint = "with groups, each filter sees only c_in / groups input channels"
-            else:
-                hint = "each filter has kernel x kernel x (c_in / groups) weights, plus one bias if use_bias"
-            return _fail(f"{case}: got {got}, Keras counts {expected}; {hint}.")
-    return _ok(
-        f"your parameter counts match Keras Conv2D on {len(CONV_PARAM_CASES)} layers, grouped ones included."
-    )
-
-
-def alexnet_param_split() -> dict[str, int]:
-    """Parameters of the single-tower AlexNet by layer kind: ``{"conv": ..., "dense": ...}`` (lesson 02).
-
-    Counted on a weightless model (:func:`tlcourse.zoo.weightless`): no memory is spent on weight values.
-    """
-    from tlcourse import alexnet, zoo
-
-    keras = _keras()
-    with zoo.weightless():
-        model = alexnet.build_alexnet()
-    rows = alexnet.layer_table(model)
-    split = {
-        "conv": sum(row.params for row in rows if row.kind == "Conv2D"),
-        "dense": sum(row.params for row in rows if row.kind == "Dense"),
-    }
-    del model
-    keras.backend.clear_session()
-    return split
-
-
-def check_alexnet_params(counts: Mapping[str, int]) -> CheckResult:
-    """``counts`` = ``{"conv": ..., "dense": ...}``: AlexNet's parameters in its conv and dense layers (lesson 02)."""
-    if not isinstance(counts, Mapping) or not {"conv", "dense"} <= set(counts):
-        return _fail('give a dict with the keys "conv" and "dense" (parameter counts, biases included).')
-    expected = alexnet_param_split()
-    for kind in ("conv", "dense"):
-        got, want = counts[kind], expected[kind]
-        if got != want:
-            hint = (
-                "remember the biases"
-                if isinstance(got, int) and 0 < want - got < 20000
-                else (
-                    "fc6 sees the flattened 6x6x256 map of pool5"
-                    if kind == "dense"
-                    else "conv1 sees 3 channels, the others the previous layer's filters (single tower: groups=1)"
-                )
-            )
-            return _fail(f"{kind} layers: got {got:,}, the network has {want:,}; {hint}.")
-    share = expected["dense"] / (expected["conv"] + expected["dense"])
-    return _ok(
-        f"conv {expected['conv']:,} and dense {expected['dense']:,} parameters: {share:.1%} sit in the dense layers."
-    )
-
-
-def _separable_reference(h: int, w: int, c_in: int, c_out: int, k: int, stride: int) -> tuple[int, int]:
-    from tlcourse import zoo
-
-    keras = _keras()
-    inputs = keras.Input((h, w, c_in))
-    model = keras.Model(
-        inputs, keras.layers.SeparableConv2D(c_out, k, strides=stride, padding="same", use_bias=False)(inputs)
-    )
-    return int(model.count_params()), int(zoo.count_macs(model))
-
-
-SEPARABLE_CASES = (
-    (112, 112, 32, 64, 3, 1),
-    (56, 56, 64, 128, 3, 2),
-    (14, 14, 96, 96, 5, 1),
-    (7, 7, 160, 320, 3, 1),
-    (15, 15, 8, 16, 3, 2),
-)
-
-
-def check_separable_cost(fn: Callable[..., tuple[int, int]]) -> CheckResult:
-    """``fn(h, w, c_in, c_out, k, stride=1)`` -> ``(params, macs)`` of a bias-free ``SeparableConv2D``, 'same' padding (lesson 03)."""
-    for h, w, c_in, c_out, k, stride in SEPARABLE_CASES:
-        got, error = _call(fn, h, w, c_in, c_out, k, stride=stride)
-        if error is not None:
-            return error
-        if not isinstance(got, Sequence) or len(got) != 2:
-            return _fail("return a pair (params, macs).")
-        params, macs = _separable_reference(h, w, c_in, c_out, k, stride)
-        case = f"{h}x{w}x{c_in} -> {c_out}, {k}x{k}, stride {stride}"
-        if got[0] != params:
-            hint = (
-                "that is a standard convolution's count"
-                if got[0] == k * k * c_in * c_out
-                else "depthwise k*k*c_in plus pointwise c_in*c_out"
-            )
-            return _fail(f"{case}: params {got[0]}, Keras counts {params}; {hint}.")
-        if got[1] != macs:
-            out = -(-h // stride) * -(-w // stride)
-            hint = (
-                "count the work at the OUTPUT positions (ceil(h / stride) x ceil(w / stride))"
-                if got[1] == h * w * (k * k * c_in + c_in * c_out) and out != h * w
-                else "every output position costs k*k*c_in (depthwise) + c_in*c_out (pointwise) multiply-adds"
-            )
-            return _fail(f"{case}: MACs {got[1]:,}, expected {macs:,}; {hint}.")
-    return _ok(
-        f"params and multiply-adds match Keras' SeparableConv2D on {len(SEPARABLE_CASES)} shapes, strided ones included."
-    )
-
-
-def _flat_layers(model: Any) -> Iterable[Any]:
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _flat_layers(layer)
-        else:
-            yield layer
-
-
-def reference_params_by_kind(model: Any) -> dict[str, int]:
-    """Parameters of ``model`` grouped by layer class name, nested models walked into (lesson 03)."""
-    totals: dict[str, int] = {}
-    for layer in _flat_layers(model):
-        count = int(layer.count_params()) if layer.weights else 0
-        if count:
-            kind = type(layer).__name__
-            totals[kind] = totals.get(kind, 0) + count
-    return totals
-
-
-def _probe_model() -> Any:
-    keras = _keras()
-    inner_in = keras.Input((8, 8, 4))
-    x = keras.layers.Conv2D(6, 1, use_bias=False)(inner_in)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    inner = keras.Model(inner_in, keras.layers.ReLU()(x), name="inner")
-    inputs = keras.Input((8, 8, 4))
-    y = keras.layers.GlobalAveragePooling2D()(inner(inputs))
-    return keras.Model(inputs, keras.layers.Dense(3)(y), name="probe")
-
-
-def check_params_by_kind(fn: Callable[[Any], Mapping[str, int]]) -> CheckResult:
-    """``fn(model)`` -> ``{layer class name: parameters}``, walking into nested models (lesson 03)."""
-    model = _probe_model()
-    got, error = _call(fn, model)
-    if error is not None:
-        return error
-    expected = reference_params_by_kind(model)
-    got = {kind: int(value) for kind, value in dict(got).items() if value}
-    if got == expected:
-        return _ok(
-            f"grouped {model.count_params():,} parameters by layer kind, nested model included: {expected}."
-        )
-    if not got or set(got) & {"Functional", "Model", "Sequential"}:
-        return _fail(
-            "walk into nested models: a backbone inside a classifier is one 'layer' holding many layers."
-        )
-    if sum(got.values()) != model.count_params():
-        return _fail(
-            f"your counts add up to {sum(got.values()):,}, but the model has {model.count_params():,} "
-            "parameters; count every layer with weights (BatchNorm's moving statistics included)."
-        )
-    return _fail(f"got {got}, expected {expected}; group by the layer's class (type(layer).__name__).")
-
-
-def check_choose_backbone(fn: Callable[[Sequence[Mapping[str, Any]], float], str | None]) -> CheckResult:
-    """``fn(rows, budget_ms)``: the most accurate backbone whose measured ``ms`` fits the budget (lesson 03).
-
-    ``rows`` are dicts with ``name``, ``ms`` and ``top1``. Ties in accuracy go to the faster model; a model
-    exactly on the budget fits; when none fits the answer is ``None``.
-    """
-    rows = [
-        {"name": "big", "ms": 120.0, "top1": 76.0},
-        {"name": "mid", "ms": 40.0, "top1": 74.0},
-        {"name": "mid_slow", "ms": 45.0, "top1": 74.0},
-        {"name": "small", "ms": 8.0, "top1": 65.0},
-    ]
-    cases = [
-        (200.0, "big", "the most accurate model fits"),
-        (50.0, "mid", "equal accuracy: prefer the faster one"),
-        (40.0, "mid", "a model exactly on the budget fits"),
-        (10.0, "small", "only the smallest fits"),
-        (5.0, None, "nothing fits: return None, not the fastest"),
-    ]
-    for budget, expected, reason in cases:
-        got, error = _call(fn, [dict(row) for row in rows], budget)
-        if error is not None:
-            return error
-        if got != expected:
-            return _fail(f"budget {budget:g} ms: got {got!r}, expected {expected!r} ({reason}).")
-    return _ok(f"your choice is right on {len(cases)} budgets, ties and 'nothing fits' included.")
 
 
 # ------------------------------------------------------------------------------ honest comparisons
@@ -449,45 +201,6 @@ def _trainable_count(model: Any) -> int:
     return int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
 
 
-def check_alexnet_head(build: Callable[..., Any]) -> CheckResult:
-    """``build(feature_shape, num_classes, hidden=...)``: AlexNet's dropout + dense classifier, returning logits (lesson 02).
-
-    Tried at a tiny size: the parameters must be those of Flatten -> Dense(hidden) -> Dense(hidden) ->
-    Dense(num_classes); dropout must act in training and switch off at inference.
-    """
-    feature_shape, classes, hidden = (3, 3, 8), 5, 16
-    model, error = _call(build, feature_shape, classes, hidden=hidden)
-    if error is not None:
-        return error
-    batch = np.random.default_rng(0).normal(size=(4, *feature_shape)).astype("float32") * 3
-    out = _forward(model, batch)
-    if out.shape != (4, classes):
-        return _fail(
-            f"for feature maps {feature_shape} and {classes} classes the output has shape {out.shape}, "
-            f"expected (4, {classes}); flatten the map and end with Dense(num_classes)."
-        )
-    if _looks_like_probabilities(out):
-        return _fail(
-            "the outputs are probabilities: end with a plain Dense layer (logits); the loss uses from_logits=True."
-        )
-    flat = int(np.prod(feature_shape))
-    expected = flat * hidden + hidden + hidden * hidden + hidden + hidden * classes + classes
-    if model.count_params() != expected:
-        return _fail(
-            f"{model.count_params():,} parameters at this tiny size, expected {expected:,}: "
-            "Flatten -> Dense(hidden, relu) -> Dense(hidden, relu) -> Dense(num_classes)."
-        )
-    if not np.allclose(out, _forward(model, batch), atol=1e-6):
-        return _fail("two inference passes give different outputs: dropout must be off when training=False.")
-    if np.allclose(out, _forward(model, batch, training=True), atol=1e-6):
-        return _fail(
-            "training and inference give the same outputs: add Dropout layers (AlexNet uses 0.5) before the dense layers."
-        )
-    return _ok(
-        f"shape, parameter count ({expected:,} at the test size), logits and dropout behaviour are right."
-    )
-
-
 def check_head(
     model: Any, num_classes: int, feature_shape: Sequence[int], *, expected_params: int | None = None
 ) -> CheckResult:
@@ -539,10 +252,8 @@ def check_trainable_split(model: Any, expected_trainable_params: int) -> CheckRe
 
 
 def check_frozen_unchanged(before: Any, model: Any, *, require_training: bool = True) -> CheckResult:
-    """Weights frozen when ``before`` was taken (:func:`tlcourse.models.snapshot_weights`) did not move (lesson 05)."""
-    from tlcourse import models
-
-    after = models.snapshot_weights(model)
+    """Weights frozen when ``before`` was taken (:func:`tlcourse.diagnose.snapshot_weights`) did not move (lesson 05)."""
+    after = diagnose.snapshot_weights(model)
     if len(before.values) != len(after.values):
         return _fail(
             "the snapshot and the model have different weights: take the snapshot of this same model just before fit."
@@ -573,9 +284,7 @@ def check_frozen_unchanged(before: Any, model: Any, *, require_training: bool = 
 
 def check_batchnorm_inference(model: Any) -> CheckResult:
     """Every BatchNormalization layer keeps its moving statistics during ``fit`` (lesson 05)."""
-    from tlcourse import models
-
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.batchnorm:
         return _ok("the model has no BatchNorm layers.")
     training = [bn for bn in report.batchnorm if not bn.inference_mode]
@@ -590,9 +299,7 @@ def check_batchnorm_inference(model: Any) -> CheckResult:
 
 def check_recompiled(model: Any) -> CheckResult:
     """The model was compiled after its last change of ``trainable`` flags (lesson 05)."""
-    from tlcourse import models
-
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.compiled:
         return _fail("the model is not compiled: call compile before fit.")
     if report.needs_recompile:
@@ -600,34 +307,3 @@ def check_recompiled(model: Any) -> CheckResult:
             "trainable flags changed after compile, so fit would still train the old set: compile again."
         )
     return _ok(f"compiled after the last change; {report.trainable_params:,} parameters will train.")
-
-
-def check_preprocessing_range(
-    fn_or_layer: Callable[[Any], Any], backbone: str = "mobilenet_v2"
-) -> CheckResult:
-    """Raw pixels 0 and 255 are mapped where ``backbone`` expects them (lesson 03)."""
-    from tlcourse import models
-
-    pixels = np.zeros((1, 2, 2, 3), dtype="float32")
-    pixels[0, 1] = 255.0
-    out, error = _call(fn_or_layer, pixels.copy())
-    if error is not None:
-        return error
-    expected = np.asarray(models.preprocessing_layer(backbone)(pixels.copy()))
-    out = np.asarray(out, dtype="float32")
-    if out.shape == expected.shape and np.allclose(out, expected, atol=1e-3):
-        return _ok(
-            f"0 -> {expected[0, 0, 0].round(2).tolist()} and 255 -> {expected[0, 1, 0].round(2).tolist()}, "
-            f"as {backbone} expects."
-        )
-    low, high = float(out.min()), float(out.max())
-    hint = (
-        "the pixels were not changed: apply the backbone's preprocessing"
-        if np.allclose(out, pixels)
-        else (f"your output spans {low:.2f} to {high:.2f}")
-    )
-    spec = models.get_spec(backbone)
-    return _fail(
-        f"{hint}; {backbone} expects {spec.input_range[0]:g} to {spec.input_range[1]:g} "
-        f"(0 -> {expected.min():.2f}, 255 -> {expected.max():.2f})."
-    )

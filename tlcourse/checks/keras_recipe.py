@@ -2,7 +2,7 @@
 
 The student writes the TensorFlow tutorial's pipeline with TensorFlow/Keras alone: load, augment, base, head,
 compile, fit, unfreeze, recompile, fit, evaluate, save, reload, predict. These graders only *look* at what the
-student's objects do: weight snapshots taken before each ``fit`` (:func:`tlcourse.models.snapshot_weights`),
+student's objects do: weight snapshots taken before each ``fit`` (:func:`tlcourse.diagnose.snapshot_weights`),
 the compiled state, the accuracy on held-out images and the reloaded model's predictions. They never read
 layer names or printed summaries, so any correct way of writing the recipe passes.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.checks import (
     CheckResult,
     _fail,
@@ -40,12 +41,11 @@ def _moved(before: Any, after: Any, trainable: bool) -> int:
 def check_head_phase(model: Any, before: Any) -> CheckResult:
     """Head training left the whole base untouched, BatchNorm statistics included, and trained the head.
 
-    ``before`` is :func:`tlcourse.models.snapshot_weights` of ``model`` taken after compiling and just before
+    ``before`` is :func:`tlcourse.diagnose.snapshot_weights` of ``model`` taken after compiling and just before
     the head's ``fit``; ``model`` is the same object after that ``fit``.
     """
-    from tlcourse import models
 
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     if not report.compiled:
         return _fail("the model is not compiled: call model.compile(...) before model.fit(...).")
     head_sized = sum(

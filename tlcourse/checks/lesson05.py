@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
+from tlcourse.backend import keras_module as _keras
+from tlcourse.backend import walk_layers
 from tlcourse.checks import (
     CheckResult,
     _call,
@@ -25,8 +28,8 @@ from tlcourse.checks import (
     check_frozen_unchanged,
     check_recompiled,
 )
-from tlcourse.config import quiet_tensorflow
 from tlcourse.evaluate import accuracy_interval  # re-exported: the exercise grader quotes it
+from tlcourse.models import is_batchnorm
 
 __all__ = [
     "UNFREEZE_CASES",
@@ -44,17 +47,6 @@ UNFREEZE_CASES: tuple[tuple[str, str], ...] = (
 )
 """(block, starting state) pairs :func:`check_unfreeze_from_block` tries: it starts from a fully frozen base
 (as after training the head) and from a fully trainable one (so "freeze everything below" is really tested)."""
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
-
-
-def _is_batchnorm(layer: Any) -> bool:
-    return isinstance(layer, _keras().layers.BatchNormalization)
 
 
 def reference_backbone(image_size: int = 96, alpha: float = 0.35) -> Any:
@@ -122,7 +114,7 @@ def check_unfreeze_from_block(
                 f"{where}: {len(early)} layer(s) below the block are trainable (e.g. {early[0]!r}); freeze "
                 "every layer before the block's first layer, whatever the base's state was."
             )
-        bn = [layer.name for _, layer, on in rows if on and _is_batchnorm(layer)]
+        bn = [layer.name for _, layer, on in rows if on and is_batchnorm(layer)]
         if bn:
             return _fail(
                 f"{where}: {len(bn)} BatchNorm layer(s) are trainable (e.g. {bn[0]!r}); keep every BatchNorm "
@@ -144,11 +136,7 @@ def check_unfreeze_from_block(
 
 def _last_dense_params(model: Any) -> int:
     keras = _keras()
-    dense = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.Dense)
-    ]
+    dense = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.Dense)]
     return int(dense[-1].count_params()) if dense else 0
 
 
@@ -156,7 +144,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     """One correct fine-tuning step: recompiled, BatchNorm in inference mode, a low rate, only unfrozen
     weights moved, and more than the head trained (lesson 05).
 
-    ``before`` is :func:`tlcourse.models.snapshot_weights` of ``model`` taken after unfreezing and compiling,
+    ``before`` is :func:`tlcourse.diagnose.snapshot_weights` of ``model`` taken after unfreezing and compiling,
     just before ``fit``. Uses the generic graders :func:`tlcourse.checks.check_recompiled`,
     :func:`tlcourse.checks.check_batchnorm_inference` and :func:`tlcourse.checks.check_frozen_unchanged`.
     """
@@ -166,7 +154,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     for result in (check_recompiled(model), check_batchnorm_inference(model)):
         if not result.passed:
             return result
-    report = models.trainable_report(model)
+    report = diagnose.trainable_report(model)
     rate = report.learning_rate
     if rate is None:
         return _fail("cannot read the learning rate: compile with keras.optimizers.Adam(learning_rate=...).")
@@ -187,7 +175,7 @@ def check_fine_tuned(model: Any, before: Any, *, max_learning_rate: float | None
     frozen = check_frozen_unchanged(before, model)
     if not frozen.passed:
         return frozen
-    after = models.snapshot_weights(model)
+    after = diagnose.snapshot_weights(model)
     moved = sum(
         1
         for old, new, on in zip(before.values, after.values, before.trainable, strict=True)

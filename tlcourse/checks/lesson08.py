@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import diagnose
 from tlcourse.checks import (
     CheckResult,
     _call,
@@ -202,10 +203,10 @@ def check_head_phase(
     margin: float = 0.1,
 ) -> CheckResult:
     """The classifier after the head phase: one logit per folder class, the base untouched by training
-    (weights and BatchNorm statistics equal to ``before``, a :func:`tlcourse.models.snapshot_weights` of
+    (weights and BatchNorm statistics equal to ``before``, a :func:`tlcourse.diagnose.snapshot_weights` of
     ``base`` taken before training), BatchNorm in inference mode, and (with ``enforce_accuracy``) validation
     accuracy above chance (lesson 08)."""
-    from tlcourse import evaluate, models
+    from tlcourse import evaluate
 
     num_classes = len(splits.class_names)
     images, _ = next(iter(splits.validation))
@@ -220,10 +221,10 @@ def check_head_phase(
             f"output shape {out.shape} for a batch of {len(images)}, expected ({len(images)}, {num_classes}): "
             f"the audited folder has {num_classes} classes, so end with Dense({num_classes})."
         )
-    after = models.snapshot_weights(base)
+    after = diagnose.snapshot_weights(base)
     if len(before.values) != len(after.values):
         return _fail(
-            "the snapshot does not match the base: take models.snapshot_weights(base) just before training."
+            "the snapshot does not match the base: take diagnose.snapshot_weights(base) just before training."
         )
     moved = [
         path
@@ -336,7 +337,7 @@ def reference_probabilities(model: Any, paths: Sequence[str | Path]) -> np.ndarr
     logits, then a softmax.
     """
     from tlcourse import evaluate, imageio
-    from tlcourse.pipeline import model_image_size
+    from tlcourse.predict import model_image_size
 
     size = model_image_size(model)
     batch = np.stack([imageio.load_image(p, size).astype("float32") for p in paths])
