@@ -195,7 +195,7 @@ def test_export_passes_fresh_exports_and_fails_on_a_stale_export_or_a_card_witho
     card = export.model_card(
         model_name="tiny", class_names=CLASSES, metrics={"evaluation": summary, "export": exported}
     )
-    (tmp_path / "MODEL_CARD.md").write_text(card)
+    (tmp_path / "model_card.md").write_text(card)
     result = grade.check_export(tmp_path, model, sample, CLASSES, 0.8125)
     assert result.passed, result.message
 
@@ -205,7 +205,7 @@ def test_export_passes_fresh_exports_and_fails_on_a_stale_export_or_a_card_witho
     assert not stale.passed and "export the final, trained model" in stale.message
     model.set_weights(weights)
 
-    (tmp_path / "MODEL_CARD.md").write_text(card.replace("0.812", "n/a"))
+    (tmp_path / "model_card.md").write_text(card.replace("0.812", "n/a"))
     no_accuracy = grade.check_export(tmp_path, model, sample, CLASSES, 0.8125)
     assert not no_accuracy.passed and "measured validation accuracy" in no_accuracy.message
 

@@ -611,7 +611,7 @@ def test_each_copy_of_lesson_08_writes_under_its_own_run_folder_and_the_sources_
         assert injected == result.work_dir / "capstone_output" and injected.is_relative_to(
             capstone_batch["out"]
         )
-        assert (injected / "model.keras").is_file() and (injected / "MODEL_CARD.md").is_file()
+        assert (injected / "model.keras").is_file() and (injected / "model_card.md").is_file()
         folders.append(injected)
     assert len(set(folders)) == 3, "no two notebooks share an output folder"
     assert _snapshot(capstone_batch["flat"]) == capstone_batch["before"], (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tlcourse.backend import is_container, named_layers
-from tlcourse.config import quiet_tensorflow
+from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import TLCourseError
 
 # The paper's LRN constants (section 3.3): k, n, alpha, beta.
@@ -36,13 +36,6 @@ _CONV_SPEC = (
     ("conv5", 256, 3, 1, "same", 2, "pool"),
 )
 _REGISTERED_NAME = "tlcourse>LocalResponseNormalization"
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 def _lrn_class() -> type:

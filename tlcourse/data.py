@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlcourse.backend import tf_module as _tf
 from tlcourse.config import Profile, quiet_tensorflow
 from tlcourse.errors import AssetMissingError, DataError
 
@@ -153,13 +154,6 @@ class _Selection:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _tf() -> Any:
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    return tf
 
 
 def _validation_cap(max_per_class: int | None) -> int | None:

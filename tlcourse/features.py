@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import keras_module as _keras
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
@@ -58,13 +59,6 @@ class FeatureSet:
     def images_per_second(self) -> float:
         """Throughput of this extraction (or load)."""
         return self.count / self.seconds if self.seconds > 0 else float("inf")
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 def default_cache_dir() -> Path:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse.audit import printable
+from tlcourse.backend import jsonable
 from tlcourse.config import CAPSTONE_SECONDS_PER_1000_IMAGES, get_profile, quiet_tensorflow
 from tlcourse.errors import DataError, TLCourseError
 from tlcourse.export import CARD_FILE, CLASS_NAMES_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE
@@ -102,25 +103,6 @@ def _save_figures(out: Path, history: Any, summary: Any, class_names: Sequence[s
         except (ValueError, OSError) as error:
             _say(f"      could not draw the confusion matrix: {error}")
     return saved
-
-
-def _jsonable(value: Any) -> Any:
-    """Make numpy scalars/arrays, paths and NaN safe for json.dump."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def _audit(directory: str) -> Any:
@@ -450,7 +432,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         }
         figures = _save_figures(stage.path, history, summary, splits.class_names)
         metrics["figures"] = figures
-        stage.write_text(METRICS_FILE, json.dumps(_jsonable(metrics), indent=2) + "\n")
+        stage.write_text(METRICS_FILE, json.dumps(jsonable(metrics), indent=2) + "\n")
         card = export.model_card(
             model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
             class_names=list(splits.class_names),

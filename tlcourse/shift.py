@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcourse.config import quiet_tensorflow
+from tlcourse.backend import tf_module as _tf
 from tlcourse.errors import TLCourseError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -182,13 +182,6 @@ def mean_brightness(images: Any) -> float:
 
 
 # ---------------------------------------------------------------------------------------- datasets
-
-
-def _tf() -> Any:
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    return tf
 
 
 def split_arrays(splits: DatasetSplits, part: str = "validation") -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,6 @@ Every model is built inside ``tf.distribute.get_strategy().scope()``, so the sam
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse.config import Profile, get_profile, quiet_tensorflow
+from tlcourse.backend import count_params
+from tlcourse.backend import keras_module as _keras
+from tlcourse.backend import tf_module as _tf
+from tlcourse.config import Profile, get_profile
 from tlcourse.errors import TLCourseError
 
 DEFAULT_FINE_TUNE_FROM = "block_13"
@@ -146,20 +148,6 @@ def merge_histories(*histories: Any, names: Sequence[str] | None = None) -> dict
 # ------------------------------------------------------------------------------------------- callbacks
 
 
-def _tf() -> Any:
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    return tf
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
-
-
 def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None) -> Any:
     """A ``keras.callbacks.BackupAndRestore`` that also keeps the optimizer's state (lesson 05).
 
@@ -226,12 +214,6 @@ def training_callbacks(
 def strategy_scope() -> Any:
     """The current ``tf.distribute`` strategy's scope; models built inside it are replicated (lesson 05)."""
     return _tf().distribute.get_strategy().scope()
-
-
-def count_params(model: Any, trainable: bool = True) -> int:
-    """Trainable (or non-trainable) parameters of ``model`` (lesson 05)."""
-    variables = model.trainable_weights if trainable else model.non_trainable_weights
-    return int(sum(int(np.prod(v.shape)) for v in variables))
 
 
 def default_augmentation(seed: int = 42) -> Any:
@@ -1367,14 +1349,3 @@ def from_scratch(
         trainable_params=count_params(model),
         dropout=dropout,
     )
-
-
-def history_to_json(history: Mapping[str, Any]) -> str:
-    """A merged history as JSON (NaN written as null), for metrics files (lesson 08)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        return v
-
-    return json.dumps({k: [clean(x) for x in v] for k, v in history.items()})

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import TLCourseError
 
 SKIMAGE_SAMPLES: dict[str, str] = {
@@ -278,15 +279,6 @@ def _as_batch(images: Any, size: int) -> np.ndarray:
     if not items:
         return np.zeros((0, size, size, 3), np.float32)
     return np.stack([fit_square(item, size) for item in items]).astype(np.float32)
-
-
-def _keras() -> Any:
-    from tlcourse.config import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 def load_tflite_classifier(

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import leaf_layers
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
@@ -56,13 +57,6 @@ PUBLISHED: dict[str, PublishedFigures] = {
     "mobilenet_v2": PublishedFigures(size_mb=14, depth=105, cpu_ms=25.9),
     "efficientnet_b0": PublishedFigures(size_mb=29, depth=132, cpu_ms=46.0),
 }
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 # ----------------------------------------------------------------------------------- weightless models

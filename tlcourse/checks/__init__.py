@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from tlcourse import diagnose
-from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 from tlcourse.record import record_check
 
@@ -88,13 +87,6 @@ def _ok(message: str) -> CheckResult:
 
 def _fail(message: str) -> CheckResult:
     return CheckResult(False, message)
-
-
-def _keras() -> Any:
-    quiet_tensorflow()
-    import keras
-
-    return keras
 
 
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, CheckResult | None]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import leaf_layers
 from tlcourse.checks import (
     CheckResult,
     _call,
     _fail,
-    _keras,
     _ok,
 )
 

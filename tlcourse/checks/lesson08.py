@@ -24,6 +24,7 @@ from tlcourse.checks import (
     check_batchnorm_inference,
     check_metric,
 )
+from tlcourse.export import CARD_FILE
 
 BRIEF_FIELDS: tuple[str, ...] = ("problem", "classes", "users", "mistake_cost", "metric")
 """What a capstone brief states: the problem, its classes, who uses the model, what a mistake costs, the metric."""
@@ -268,7 +269,7 @@ def check_export(
     class_names: Sequence[str],
     accuracy: float,
     *,
-    card_name: str = "MODEL_CARD.md",
+    card_name: str = CARD_FILE,
 ) -> CheckResult:
     """The files in ``out_dir`` compute what ``model`` computes, and the model card reports the measured accuracy
     and the class names (lesson 08).
