@@ -1,17 +1,21 @@
 """The TensorFlow tutorial's transfer-learning recipe vs tlcourse's default strategy, side by side.
 
-Run (from the repository root; takes 10-20 minutes on 2 CPU cores)::
+Run (from the repository root; takes 15-25 minutes on 2 CPU cores)::
 
     python benchmarks/recipe_vs_tlcourse.py [--mirror ../shared/assets] [--json results.json]
 
-On the mirror's ``flower_photos_small`` (800 training / 200 validation photos, 5 classes), MobileNetV2
-alpha 0.35 at 160 px with ImageNet weights:
+On the mirror's ``flower_photos_small`` (5 classes), copied once as train/ validation/ test/ the way
+``benchmarks/accuracy_vs_time.py`` does (600 training, the mirror's 200 validation, 200 test photos: a seeded,
+stratified quarter of each class's training photos that neither side trains, stops early or chooses on).
+Both sides are scored on the test photos, with their 95% intervals:
 
-(a) recipe: ``image_dataset_from_directory``, augmentation layers inside the model, the frozen base
-    recomputed every epoch; 10 head epochs with Adam 1e-4; then layers from 100 on unfrozen and 10 more epochs
-    with RMSprop at 1e-5 (a tenth of the rate), as in the tutorial.
-(b) tlcourse (cpu profile): head on cached features with cached augmented passes (``train.fit_head_fast``), then the
-    boundary-cached fine-tune (``train.fine_tune_fast``), both with early stopping.
+(a) recipe: the TF tutorial's own MobileNetV2 (alpha 1.0, 160 px, ImageNet weights): ``image_dataset_from_directory``,
+    augmentation layers inside the model, the frozen base recomputed every epoch; 10 head epochs with Adam 1e-4;
+    then layers from 100 on unfrozen and 10 more epochs with RMSprop at 1e-5 (a tenth of the rate), as in the
+    tutorial.
+(b) tlcourse (cpu profile, its capstone width and size, as ``tlcourse train`` runs it): head on cached features
+    with cached augmented passes (``train.fit_head_fast``), then the boundary-cached fine-tune
+    (``train.fine_tune_fast``), both with early stopping on the validation photos.
 (c) throughput: tlcourse's feature extraction (decode + resize + forward pass, cold cache) vs the bare
     forward pass of the same backbone on already-decoded tensors, and a plain ``image_dataset_from_directory``
     pipeline for reference.
@@ -34,10 +38,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MIRROR = REPO.parent / "shared" / "assets"
-ALPHA = 0.35
-SIZE = 160
+RECIPE_ALPHA = 1.0
+RECIPE_SIZE = 160
+"""The TF tutorial's own MobileNetV2: the default width at its 160 px input."""
 BATCH = 32
 SEED = 42
+
+
+def _capstone() -> tuple[float, int]:
+    """The width and size ``tlcourse train`` uses with the cpu profile (tlcourse.config)."""
+    sys.path.insert(0, str(REPO))
+    from tlcourse.config import get_profile
+
+    profile = get_profile("cpu").for_capstone()
+    return profile.alpha, profile.image_size
+
+
+ALPHA, SIZE = _capstone()
 
 
 def _quiet() -> None:
@@ -53,37 +70,49 @@ def _flowers(mirror: Path) -> Path:
     return mirror / "datasets" / "flower_photos_small"
 
 
-def _weights(mirror: Path) -> Path:
-    return (
-        mirror / "keras" / "models" / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{ALPHA}_224_no_top.h5"
-    )
+def _weights(mirror: Path, alpha: float) -> Path:
+    """The no-top ImageNet weights of width ``alpha`` (any input size: same shapes) from the mirror."""
+    from tlcourse import assets
+
+    return Path(assets.mobilenet_v2_weights(alpha, 224, mirror=mirror, download=False).path)
+
+
+def _test_accuracy(model, dataset) -> tuple[float, int]:
+    import numpy as np
+
+    labels = np.concatenate([np.asarray(y) for _, y in dataset])
+    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
+    return float(np.mean(np.asarray(logits).argmax(1) == labels)), int(len(labels))
 
 
 # ------------------------------------------------------------------------------------------------- (a)
 
 
-def child_recipe(mirror: Path) -> dict:
+def child_recipe(mirror: Path, root: Path) -> dict:
     """The tutorial's recipe, adapted only for 5 classes (softmax logits instead of one sigmoid unit)."""
     _quiet()
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(SEED)
-    root = _flowers(mirror)
+    size, alpha = RECIPE_SIZE, RECIPE_ALPHA
     t_start = time.perf_counter()
     train_ds = keras.utils.image_dataset_from_directory(
-        root / "train", shuffle=True, batch_size=BATCH, image_size=(SIZE, SIZE), seed=SEED, verbose=False
+        root / "train", shuffle=True, batch_size=BATCH, image_size=(size, size), seed=SEED, verbose=False
     )
     val_ds = keras.utils.image_dataset_from_directory(
-        root / "validation", shuffle=False, batch_size=BATCH, image_size=(SIZE, SIZE), verbose=False
+        root / "validation", shuffle=False, batch_size=BATCH, image_size=(size, size), verbose=False
+    )
+    test_ds = keras.utils.image_dataset_from_directory(
+        root / "test", shuffle=False, batch_size=BATCH, image_size=(size, size), verbose=False
     )
     train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
     val_ds = val_ds.prefetch(tf.data.AUTOTUNE)
     augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)])
     base = keras.applications.MobileNetV2(
-        input_shape=(SIZE, SIZE, 3), alpha=ALPHA, include_top=False, weights=None
+        input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None
     )
-    base.load_weights(str(_weights(mirror)))  # the 224 px file: same shapes at 160 px
+    base.load_weights(str(_weights(mirror, alpha)))  # the 224 px weights: same shapes at 160 px
     base.trainable = False
     inputs = keras.Input((SIZE, SIZE, 3))
     x = augmentation(inputs)
@@ -116,13 +145,19 @@ def child_recipe(mirror: Path) -> dict:
     model.fit(train_ds, validation_data=val_ds, epochs=20, initial_epoch=len(history.epoch), verbose=0)
     fine_seconds = time.perf_counter() - t1
     fine_acc = float(model.evaluate(val_ds, verbose=0)[1])
+    total = time.perf_counter() - t_start
+    test_acc, test_n = _test_accuracy(model, test_ds)
     return {
+        "alpha": alpha,
+        "image_size": size,
+        "test_accuracy": test_acc,
+        "test_count": test_n,
         "setup_seconds": setup,
         "head_seconds": head_seconds,
         "head_val_accuracy": head_acc,
         "fine_tune_seconds": fine_seconds,
         "fine_tune_val_accuracy": fine_acc,
-        "total_seconds": time.perf_counter() - t_start,
+        "total_seconds": total,
         "head_epochs": 10,
         "fine_tune_epochs": 10,
         "peak_rss_mib": _peak_rss_mib(),
@@ -132,7 +167,7 @@ def child_recipe(mirror: Path) -> dict:
 # ------------------------------------------------------------------------------------------------- (b)
 
 
-def child_tlcourse(mirror: Path) -> dict:
+def child_tlcourse(mirror: Path, root: Path) -> dict:
     """tlcourse's default: cpu profile, cached features + passes, boundary-cached fine-tune."""
     _quiet()
     from tlcourse import data, train
@@ -144,9 +179,7 @@ def child_tlcourse(mirror: Path) -> dict:
         profile = profile.replace(augmented_passes=int(os.environ["BENCH_AUGMENTED_PASSES"]))
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:  # cold feature cache
-        splits = data.load_for_profile(
-            profile, source=str(_flowers(mirror)), image_size=SIZE, seed=SEED, mirror=mirror
-        )
+        splits = data.load_for_profile(profile, source=str(root), image_size=SIZE, seed=SEED, mirror=mirror)
         load_seconds = time.perf_counter() - t_start
         t0 = time.perf_counter()
         head = train.fit_head_fast(
@@ -170,7 +203,13 @@ def child_tlcourse(mirror: Path) -> dict:
         labels = np.concatenate([np.asarray(y) for _, y in splits.validation])
         logits = tuned.model.predict(splits.validation.map(lambda x, y: x), verbose=0)
         assembled_acc = float(np.mean(logits.argmax(1) == labels))
+        total = time.perf_counter() - t_start
+        test_acc, test_n = _test_accuracy(tuned.model, splits.test)
     return {
+        "alpha": ALPHA,
+        "image_size": SIZE,
+        "test_accuracy": test_acc,
+        "test_count": test_n,
         "load_seconds": load_seconds,
         "head_seconds": head_seconds,
         "head_extract_seconds": head.timings.get("extract_seconds"),
@@ -183,7 +222,7 @@ def child_tlcourse(mirror: Path) -> dict:
         "fine_tune_epochs_run": tuned.epochs_run,
         "fine_tune_boundary": tuned.boundary,
         "notes": head.notes + tuned.notes,
-        "total_seconds": time.perf_counter() - t_start,
+        "total_seconds": total,
         "profile": {
             k: getattr(profile, k)
             for k in (
@@ -201,7 +240,7 @@ def child_tlcourse(mirror: Path) -> dict:
 # ------------------------------------------------------------------------------------------------- (c)
 
 
-def child_throughput(mirror: Path) -> dict:
+def child_throughput(mirror: Path, root: Path) -> dict:
     """Images per second: bare forward pass on decoded tensors vs tlcourse extraction vs a plain pipeline."""
     _quiet()
     import keras
@@ -219,9 +258,7 @@ def child_throughput(mirror: Path) -> dict:
     extractor = train._feature_model(backbone, "mobilenet_v2")
 
     t_load = time.perf_counter()
-    splits = data.load_for_profile(
-        profile, source=str(_flowers(mirror)), image_size=SIZE, seed=SEED, mirror=mirror
-    )
+    splits = data.load_for_profile(profile, source=str(root), image_size=SIZE, seed=SEED, mirror=mirror)
     load_seconds = time.perf_counter() - t_load
     # what fit_head runs: the traced forward pass over the training pipeline (plain pass)
     forward = train._forward_function(extractor)
@@ -255,7 +292,7 @@ def child_throughput(mirror: Path) -> dict:
     bare_seconds = time.perf_counter() - t1
 
     plain = keras.utils.image_dataset_from_directory(
-        _flowers(mirror) / "train", batch_size=BATCH, image_size=(SIZE, SIZE), shuffle=False, verbose=False
+        root / "train", batch_size=BATCH, image_size=(SIZE, SIZE), shuffle=False, verbose=False
     ).prefetch(tf.data.AUTOTUNE)
     t2 = time.perf_counter()
     seen = 0
@@ -289,13 +326,13 @@ CHILDREN = {"recipe": child_recipe, "tlcourse": child_tlcourse, "throughput": ch
 # ---------------------------------------------------------------------------------------------- parent
 
 
-def _run_child(name: str, mirror: Path) -> dict:
+def _run_child(name: str, mirror: Path, root: Path) -> dict:
     print(f"--- running {name} ...", flush=True)
     start = time.perf_counter()
     env = dict(os.environ)  # this checkout's tlcourse, whatever copy is installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--mirror", str(mirror)],
+        [sys.executable, __file__, "--child", name, "--mirror", str(mirror), "--folder", str(root)],
         capture_output=True,
         text=True,
         cwd=str(REPO),
@@ -314,12 +351,29 @@ def _run_child(name: str, mirror: Path) -> dict:
 
 
 def _report(results: dict) -> str:
-    r, t, p = results["recipe"], results["tlcourse"], results["throughput"]
+    r, t, p = results["recipe"], results["tlcourse"], results.get("throughput")
     head_ratio = t["head_seconds"] / r["head_seconds"]
     total_r = r["head_seconds"] + r["fine_tune_seconds"]
     total_t = t["head_seconds"] + t["fine_tune_seconds"]
+    from tlcourse.evaluate import accuracy_interval
+
+    def with_interval(side: dict) -> str:
+        low, high = accuracy_interval(side["test_accuracy"], side["test_count"])
+        return f"{side['test_accuracy']:.3f} [{low:.3f}, {high:.3f}]"
+
     rows = [
-        ("phase", "recipe", "tlcourse", "ratio (tlcourse/recipe)"),
+        (
+            "phase",
+            f"recipe (alpha {r['alpha']:g}, {r['image_size']} px)",
+            f"tlcourse (alpha {t['alpha']:g}, {t['image_size']} px)",
+            "ratio (tlcourse/recipe)",
+        ),
+        (
+            f"TEST accuracy ({t['test_count']} photos) [95%]",
+            with_interval(r),
+            with_interval(t),
+            f"{(t['test_accuracy'] - r['test_accuracy']) * 100:+.1f} pts",
+        ),
         (
             "head val accuracy",
             f"{r['head_val_accuracy']:.3f}",
@@ -364,7 +418,9 @@ def _report(results: dict) -> str:
     )
     lines.append(f"tlcourse notes: {'; '.join(t['notes'])}")
     lines.append(
-        f"throughput on {p['images']} images (img/s): bare forward on decoded tensors "
+        "throughput: not measured (--only)"
+        if p is None
+        else f"throughput on {p['images']} images (img/s): bare forward on decoded tensors "
         f"{p['bare_forward_images_per_s']:.1f}; tlcourse extraction {p['tlcourse_extract_images_per_s']:.1f} "
         f"({p['tlcourse_vs_bare']:.2f}x bare; images decoded once at load: {p['data_decoded_in_memory']}, "
         f"load {p['data_load_seconds']:.1f}s; counting the load {p['tlcourse_extract_incl_decode_images_per_s']:.1f}"
@@ -376,7 +432,10 @@ def _report(results: dict) -> str:
             else ""
         )
     )
+    process_ratio = t["process_wall_seconds"] / r["process_wall_seconds"]
     targets = [
+        ("TEST accuracy >= recipe's", t["test_accuracy"] >= r["test_accuracy"]),
+        (f"whole process wall <= 0.10x recipe's (measured {process_ratio:.3f}x)", process_ratio <= 0.10),
         (
             "head accuracy within 1 pt of recipe (or better)",
             t["head_val_accuracy"] >= r["head_val_accuracy"] - 0.01,
@@ -385,7 +444,7 @@ def _report(results: dict) -> str:
         ("fine-tuned accuracy >= recipe's", t["fine_tune_val_accuracy"] >= r["fine_tune_val_accuracy"]),
         ("head + fine-tune time <= 1/2 of recipe's", total_t / total_r <= 0.5),
         ("  (aim) <= 1/5 of recipe's", total_t / total_r <= 0.2),
-        ("extraction throughput >= 0.9x bare forward", p["tlcourse_vs_bare"] >= 0.9),
+        ("extraction throughput >= 0.9x bare forward", p is not None and p["tlcourse_vs_bare"] >= 0.9),
         ("tlcourse peak RSS < 2 GiB", t["peak_rss_mib"] < 2048),
     ]
     lines.append("targets:")
@@ -399,22 +458,33 @@ def main(argv: list[str] | None = None) -> int:
         "--mirror", type=Path, default=Path(os.environ.get("TLCOURSE_MIRROR", DEFAULT_MIRROR))
     )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only", nargs="+", choices=sorted(CHILDREN), default=["tlcourse", "throughput", "recipe"]
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     args = parser.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(CHILDREN[args.child](args.mirror)), flush=True)
+        print("RESULT " + json.dumps(CHILDREN[args.child](args.mirror, args.folder)), flush=True)
         return 0
     if not _flowers(args.mirror).is_dir():
         print(f"No flower_photos_small under {args.mirror}: pass --mirror.", file=sys.stderr)
         return 2
-    print(f"MobileNetV2 alpha {ALPHA}, {SIZE}px, flowers from {_flowers(args.mirror)}; {os.cpu_count()} CPUs")
-    results = {name: _run_child(name, args.mirror) for name in args.only}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from accuracy_vs_time import make_folder
+
+    print(
+        f"recipe: MobileNetV2 alpha {RECIPE_ALPHA:g}, {RECIPE_SIZE}px; tlcourse: alpha {ALPHA:g}, {SIZE}px; "
+        f"flowers from {_flowers(args.mirror)}; {os.cpu_count()} CPUs, load average {os.getloadavg()}"
+    )
+    with tempfile.TemporaryDirectory(prefix="recipe-vs-tlcourse-") as tmp:
+        root = Path(tmp) / "flowers"
+        print(f"data: {make_folder(args.mirror, root)}", flush=True)
+        results = {name: _run_child(name, args.mirror, root) for name in args.only}
+    print(f"load average at the end {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    if set(results) == set(CHILDREN):
+    if {"recipe", "tlcourse"} <= set(results):
         print()
         print(_report(results))
     else:

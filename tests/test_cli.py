@@ -20,3 +20,17 @@ def test_run_without_the_instructors_extra_names_the_install_command(tmp_path, m
     error = capsys.readouterr().err
     assert status == 2
     assert "pip install 'tlcourse[run]'" in error and "Traceback" not in error
+
+
+def test_train_help_states_the_default_settings_and_the_measured_time_per_1000_photos(capsys):
+    import pytest
+
+    from tlcourse import config
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    cpu = config.get_profile("cpu").for_capstone()
+    assert f"profile cpu: MobileNetV2 alpha {cpu.alpha:g} at {cpu.image_size} px" in text
+    assert "s per 1,000 photos, measured on 2 shared CPU cores" in text
+    assert "profile gpu: MobileNetV2 alpha 1 at 224 px" in text

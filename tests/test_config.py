@@ -131,3 +131,21 @@ def test_small_kernels_and_this_process_are_not_counted():
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_for_capstone_swaps_in_the_capstone_width_and_size_and_nothing_else():
+    base = config.PROFILES["cpu"].replace(capstone_alpha=0.75, capstone_image_size=192)
+    capstone = base.for_capstone()
+    assert (capstone.alpha, capstone.image_size) == (0.75, 192)
+    assert capstone.replace(alpha=base.alpha, image_size=base.image_size) == base
+    plain = config.PROFILES["smoke"].replace(capstone_alpha=None, capstone_image_size=None)
+    assert plain.for_capstone() == plain
+
+
+def test_the_lessons_cpu_profile_keeps_its_light_width_while_the_capstone_may_differ():
+    cpu = config.get_profile("cpu")
+    assert (cpu.alpha, cpu.image_size) == (0.35, 160)  # what the lessons were measured with (300 s, 2 GiB)
+    summary = config.capstone_summary("cpu")
+    capstone = cpu.for_capstone()
+    assert f"alpha {capstone.alpha:g} at {capstone.image_size} px" in summary
+    assert f"{config.CAPSTONE_SECONDS_PER_1000_IMAGES['cpu']:.0f} s per 1,000 photos" in summary

@@ -316,3 +316,21 @@ def test_a_compiled_but_untrained_model_reloads_without_an_optimizer_mismatch_wa
     assert not [w for w in caught if "Skipping variable loading for optimizer" in str(w.message)]
     x = np.ones((2, 4), "float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_model_card_states_the_runs_time_and_the_measured_time_per_1000_photos():
+    metrics = {
+        "val_accuracy": 0.9,
+        "evaluation": {"accuracy": 0.9, "n": 200},
+        "data": {"train_count": 600, "validation_count": 200},
+        "timings_seconds": {"total": 123.4},
+    }
+    card = export.model_card(
+        model_name="net",
+        class_names=["a", "b"],
+        metrics=metrics,
+        settings={"alpha": 1.0, "measured_seconds_per_1000_images": 150.0},
+    )
+    assert "**Training time:** this run took 123 s for 800 photos" in card
+    assert "about 150 s per 1,000 photos (measured on 2 shared CPU cores)" in card
+    assert "Training time" not in export.model_card(model_name="net", class_names=["a"], metrics={})

@@ -255,3 +255,36 @@ def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
     text = capsys.readouterr().out
     assert "head phase reused" in text and "resumed from epoch 2" in text and "discarded" not in text
     assert "fine-tune epoch 1/" not in text and "fine-tune epoch 3/4" in text
+
+
+def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
+    """Run `tlcourse train` up to its first training call and return the width and size it passed on."""
+    from tlcourse import config, errors, train
+
+    monkeypatch.setitem(
+        config.PROFILES, "smoke", config.PROFILES["smoke"].replace(capstone_alpha=0.5, capstone_image_size=48)
+    )
+    seen: dict = {}
+
+    def stop(splits, **kwargs):
+        seen.update(alpha=kwargs["alpha"], image_size=kwargs["image_size"], loaded=splits.image_size)
+        raise errors.TLCourseError("stopped by the test")
+
+    monkeypatch.setattr(train, "fit_head_fast", stop)
+    folder = _make_folder(tmp_path / "photos", per_class=3)
+    argv = ["train", str(folder), "--out", str(tmp_path / "out"), "--profile", "smoke", "--weights", "random"]
+    assert cli.main([*argv, *extra]) == 2
+    return seen
+
+
+def test_train_uses_the_profiles_capstone_width_and_size(tmp_path, monkeypatch):
+    assert _settings_train_starts_with(tmp_path, monkeypatch) == {
+        "alpha": 0.5,
+        "image_size": 48,
+        "loaded": 48,
+    }
+
+
+def test_train_alpha_and_size_options_replace_the_capstone_setting(tmp_path, monkeypatch):
+    seen = _settings_train_starts_with(tmp_path, monkeypatch, "--alpha", "0.35", "--size", "32")
+    assert seen == {"alpha": 0.35, "image_size": 32, "loaded": 32}

@@ -104,8 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(module="tlcourse.audit", function="check_data_command")
 
+    from tlcourse.config import capstone_summary
+
     train = sub.add_parser(
-        "train", help="audit, extract features, fine-tune, evaluate and export a classifier"
+        "train",
+        help="audit, extract features, fine-tune, evaluate and export a classifier",
+        description=(
+            "Audit DIR, train a head on cached features of a frozen backbone, fine-tune its top, evaluate, "
+            f"and export. Defaults: {capstone_summary('cpu')}; {capstone_summary('gpu')}. "
+            "--alpha and --size replace the width and input size."
+        ),
     )
     train.add_argument(
         "directory",

@@ -854,6 +854,21 @@ def model_card(
     )
     lines.append(f"- **Output:** {len(names)} logits, one per class (apply a softmax for probabilities).")
     lines.append(f"- **Classes:** {', '.join(names) if names else 'n/a'}")
+    seconds = (top.get("timings_seconds") or {}).get("total")
+    expected = opts.get("measured_seconds_per_1000_images")
+    if isinstance(seconds, (int, float)) or expected:
+        photos = sum(int(data.get(k) or 0) for k in ("train_count", "validation_count"))
+        parts = (
+            [f"this run took {seconds:.0f} s for {photos} photos"]
+            if isinstance(seconds, (int, float))
+            else []
+        )
+        if expected:
+            parts.append(
+                f"with these settings `tlcourse train` takes about {float(expected):.0f} s per 1,000 photos "
+                "(measured on 2 shared CPU cores)"
+            )
+        lines.append(f"- **Training time:** {'; '.join(parts)}.")
     lines.append("")
 
     lines += ["## Intended use", "", intended_use or DEFAULT_INTENDED_USE, ""]

@@ -1,6 +1,8 @@
 """The capstone pipeline without a notebook: ``tlcourse train`` and ``tlcourse predict`` (lesson 08).
 
-``tlcourse train DIR --out OUT`` runs the same steps as lesson 08's notebook, printing each stage:
+``tlcourse train DIR --out OUT`` runs the same steps as lesson 08's notebook, printing each stage. Its width and
+input size are the profile's capstone setting (:meth:`tlcourse.config.Profile.for_capstone`; in ``cpu`` wider and
+larger than the lessons', chosen by ``benchmarks/accuracy_vs_time.py``), unless ``--alpha``/``--size`` say otherwise:
 
 1. audit the folder (an unusable folder stops here with the audit's one-line reason, exit status 2);
 2. load the images (train/validation/test splits, float32 [0, 255]; without a ``test/`` folder
