@@ -102,7 +102,7 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
 
     import numpy as np
 
-    from tlcourse import export, imageio, pipeline
+    from tlcourse import export, imageio, pipeline, predict
 
     args = SimpleNamespace(
         directory=str(folder),
@@ -124,10 +124,10 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
     if status != 0:
         raise SystemExit(f"tlcourse train exited with {status}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    metrics = json.loads((out / pipeline.METRICS_FILE).read_text())
+    metrics = json.loads((out / export.METRICS_FILE).read_text())
     model = export.load_keras(out / pipeline.MODEL_FILE)
     names = metrics["class_names"]
-    height, width = pipeline.model_image_size(model)
+    height, width = predict.model_image_size(model)
     labels, images = [], []
     for index, name in enumerate(names):
         for path in sorted((folder / "test" / name).iterdir()):
