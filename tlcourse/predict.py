@@ -6,8 +6,9 @@
   not a usable image gets its own error and the others are still classified.
 - :func:`model_class_names` and :func:`read_class_names` find the class names a model was trained with.
 
-Lesson 08 shows the plain version first (``keras.models.load_model``, ``keras.utils.load_img``,
-``model.predict`` and a softmax); ``tlcourse predict`` and the upload widget use these functions.
+Lesson 08 shows the plain version first (the model reloaded with ``keras.models.load_model``, then
+``model.predict`` on test images and the logits turned into probabilities); ``tlcourse predict``, the upload
+widget and lesson 08's last step use these functions.
 """
 
 from __future__ import annotations

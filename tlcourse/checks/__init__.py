@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse import diagnose
+from tlcourse.backend import count_params
 from tlcourse.errors import TLCourseError
 from tlcourse.record import record_check
 
@@ -189,10 +190,6 @@ def _looks_like_probabilities(out: np.ndarray) -> bool:
     )
 
 
-def _trainable_count(model: Any) -> int:
-    return int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
-
-
 def check_head(
     model: Any, num_classes: int, feature_shape: Sequence[int], *, expected_params: int | None = None
 ) -> CheckResult:
@@ -218,7 +215,7 @@ def check_head(
     expected = (
         expected_params if expected_params is not None else feature_shape[-1] * num_classes + num_classes
     )
-    trainable = _trainable_count(model)
+    trainable = count_params(model)
     if trainable != expected:
         hint = (
             "pool the feature map (GlobalAveragePooling2D) instead of flattening it"
@@ -231,7 +228,7 @@ def check_head(
 
 def check_trainable_split(model: Any, expected_trainable_params: int) -> CheckResult:
     """Exactly ``expected_trainable_params`` parameters will be trained (lesson 05)."""
-    trainable, total = _trainable_count(model), int(model.count_params())
+    trainable, total = count_params(model), int(model.count_params())
     if trainable == expected_trainable_params:
         return _ok(f"{trainable:,} of {total:,} parameters are trainable, as intended.")
     if trainable == 0:

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.backend import count_params
 from tlcourse.backend import keras_module as _keras
-from tlcourse.checks import CheckResult, _call, _fail, _ok, _trainable_count, check_claim, check_head
+from tlcourse.checks import CheckResult, _call, _fail, _ok, check_claim, check_head
 
 __all__ = [
     "check_claim",
@@ -77,9 +78,9 @@ def check_feature_extractor(build: Callable[[Any], Any], *, seed: int = 0) -> Ch
             else "return the backbone's pooled features, no new Dense layer"
         )
         return _fail(f"output shape {out.shape} for 3 images, expected (3, {channels}); {hint}.")
-    if _trainable_count(extractor) or backbone.trainable_weights:
+    if count_params(extractor) or backbone.trainable_weights:
         return _fail(
-            f"{_trainable_count(extractor):,} trainable parameters: freeze the backbone (backbone.trainable = False) "
+            f"{count_params(extractor):,} trainable parameters: freeze the backbone (backbone.trainable = False) "
             "so its features never change."
         )
     if not _same(np.asarray(extractor(pixels.copy(), training=True)), out):
