@@ -14,8 +14,8 @@ Both sides are scored on the test photos, with their 95% intervals:
     then layers from 100 on unfrozen and 10 more epochs with RMSprop at 1e-5 (a tenth of the rate), as in the
     tutorial.
 (b) tlcourse (cpu profile, its capstone width and size, as ``tlcourse train`` runs it): head on cached features
-    with cached augmented passes (``train.fit_head_fast``), then the boundary-cached fine-tune
-    (``train.fine_tune_fast``), both with early stopping on the validation photos.
+    with cached augmented passes (``fastpath.fit_head_fast``), then the boundary-cached fine-tune
+    (``fastpath.fine_tune_fast``), both with early stopping on the validation photos.
 (c) throughput: tlcourse's feature extraction (decode + resize + forward pass, cold cache) vs the bare
     forward pass of the same backbone on already-decoded tensors, and a plain ``image_dataset_from_directory``
     pipeline for reference.
@@ -170,7 +170,7 @@ def child_recipe(mirror: Path, root: Path) -> dict:
 def child_tlcourse(mirror: Path, root: Path) -> dict:
     """tlcourse's default: cpu profile, cached features + passes, boundary-cached fine-tune."""
     _quiet()
-    from tlcourse import data, train
+    from tlcourse import data, fastpath, train
     from tlcourse.config import get_profile, seed_everything
 
     seed_everything(SEED)
@@ -182,7 +182,7 @@ def child_tlcourse(mirror: Path, root: Path) -> dict:
         splits = data.load_for_profile(profile, source=str(root), image_size=SIZE, seed=SEED, mirror=mirror)
         load_seconds = time.perf_counter() - t_start
         t0 = time.perf_counter()
-        head = train.fit_head_fast(
+        head = fastpath.fit_head_fast(
             splits,
             alpha=ALPHA,
             image_size=SIZE,
@@ -195,7 +195,7 @@ def child_tlcourse(mirror: Path, root: Path) -> dict:
         )
         head_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        tuned = train.fine_tune_fast(head, splits, profile=profile, seed=SEED)
+        tuned = fastpath.fine_tune_fast(head, splits, profile=profile, seed=SEED)
         fine_seconds = time.perf_counter() - t1
         # check on the assembled end-to-end model, as it would be exported
         import numpy as np
@@ -247,7 +247,7 @@ def child_throughput(mirror: Path, root: Path) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tlcourse import data, models, train
+    from tlcourse import data, fastpath, models
     from tlcourse.config import get_profile
 
     profile = get_profile("cpu", alpha=ALPHA, image_size=SIZE)
@@ -255,16 +255,16 @@ def child_throughput(mirror: Path, root: Path) -> dict:
         "mobilenet_v2", alpha=ALPHA, image_size=SIZE, weights="imagenet", mirror=mirror, verbose=False
     )
     models.freeze(backbone)
-    extractor = train._feature_model(backbone, "mobilenet_v2")
+    extractor = fastpath._feature_model(backbone, "mobilenet_v2")
 
     t_load = time.perf_counter()
     splits = data.load_for_profile(profile, source=str(root), image_size=SIZE, seed=SEED, mirror=mirror)
     load_seconds = time.perf_counter() - t_load
     # what fit_head runs: the traced forward pass over the training pipeline (plain pass)
-    forward = train._forward_function(extractor)
-    train._predict_arrays(extractor, splits.train.take(1), forward=forward)  # trace once
+    forward = fastpath._forward_function(extractor)
+    fastpath._predict_arrays(extractor, splits.train.take(1), forward=forward)  # trace once
     t0 = time.perf_counter()
-    arrays, labels = train._predict_arrays(extractor, splits.train, forward=forward)
+    arrays, labels = fastpath._predict_arrays(extractor, splits.train, forward=forward)
     extract_seconds = time.perf_counter() - t0
     count = len(labels)
     result = {}

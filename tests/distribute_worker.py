@@ -61,7 +61,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
     """Lesson 04's head on cached features, lesson 05's fine-tuning (fast, then plain), resume, export."""
     import keras
 
-    from tlcourse import data, export, models, train
+    from tlcourse import data, export, fastpath, models, train
     from tlcourse.config import get_profile, seed_everything
 
     replicas = int(strategy.num_replicas_in_sync)
@@ -80,7 +80,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
     with strategy.scope():
         seed_everything(SEED)
         backbone = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights=weights)
-        head = train.fit_head_fast(
+        head = fastpath.fit_head_fast(
             splits(), backbone, profile=profile, dropout=0.0, patience=None, seed=SEED,
             cache_dir=workdir / "features",
         )  # fmt: skip
@@ -90,7 +90,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
         out["seconds"]["head"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        fast = train.fine_tune_fast(
+        fast = fastpath.fine_tune_fast(
             head,
             splits(),
             from_layer=FROM_LAYER,

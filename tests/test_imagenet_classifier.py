@@ -225,16 +225,16 @@ def test_predict_imagenet_prints_the_top5_of_each_photo_and_reports_a_missing_fi
 def test_harness_zero_shot_row_is_measured_offline_by_the_tflite_engine(
     samples, mirror: Path, empty_keras_home: Path, no_network: None
 ) -> None:
-    """train.zero_shot (the strategy harness's row) runs on the TFLite engine when no Keras weights exist."""
+    """strategies.zero_shot (the strategy harness's row) runs on the TFLite engine when no Keras weights exist."""
     from types import SimpleNamespace
 
-    from tlcourse import train
+    from tlcourse import strategies
 
     photos = np.stack([zeroshot.fit_square(samples[n], 160) for n in ("parrot", "owl", "bird", "cat_720p")])
     splits = SimpleNamespace(
         class_names=["bird", "cat"], validation=[(photos.astype(np.float32), np.array([0, 0, 0, 1]))]
     )
-    accuracy, note = train.zero_shot(
+    accuracy, note = strategies.zero_shot(
         splits,
         task_classes={"bird": ["bird"], "cat": ["domestic cat"]},
         alpha=0.35,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tlcourse import data, resume, train
+from tlcourse import data, fastpath, resume, train
 from tlcourse.config import get_profile, seed_everything
 
 SIZE = 32
@@ -180,7 +180,7 @@ def profile():
 
 
 def _head(splits, profile, run_dir, cache_dir, callbacks=()):
-    return train.fit_head_fast(
+    return fastpath.fit_head_fast(
         splits,
         alpha=0.35,
         image_size=SIZE,

@@ -8,9 +8,9 @@ larger than the lessons', chosen by ``benchmarks/accuracy_vs_time.py``), unless 
 2. load the images (train/validation/test splits, float32 [0, 255]; without a ``test/`` folder
    ``TEST_FRACTION`` of each class's training images become the test split);
 3. feature extraction: a head trained on cached features of the frozen backbone
-   (:func:`tlcourse.train.fit_head_fast`, the opt-in fast path);
+   (:func:`tlcourse.fastpath.fit_head_fast`, the opt-in fast path);
 4. fine-tuning of the backbone's top, on cached boundary activations
-   (:func:`tlcourse.train.fine_tune_fast`, the opt-in fast path);
+   (:func:`tlcourse.fastpath.fine_tune_fast`, the opt-in fast path);
 5. evaluation on the **test** split with bootstrap intervals (:mod:`tlcourse.evaluate`): epochs, early
    stopping and keep_better chose on validation, so only test is untouched by selection;
 6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite, each checked by a round trip.
@@ -265,7 +265,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         _say(f"      warning: {_printable(warning)}")
 
     quiet_tensorflow()
-    from tlcourse import data, evaluate, export, train
+    from tlcourse import data, evaluate, export, fastpath, train
     from tlcourse.config import seed_everything
 
     profile = get_profile(args.profile or "auto").for_capstone()  # the capstone's width and size (config.py)
@@ -310,7 +310,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     run_dir = out / "run"
     _say(f"[3/6] feature extraction: frozen {backbone_name} (alpha {alpha}, weights {weights}) + new head")
     t = time.perf_counter()
-    head = train.fit_head_fast(
+    head = fastpath.fit_head_fast(
         splits,
         backbone_name=backbone_name,
         alpha=alpha,
@@ -337,7 +337,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
 
     _say(f"[4/6] fine-tune from {fine_tune_from} at learning rate {profile.fine_tune_learning_rate:g}")
     t = time.perf_counter()
-    tuned = train.fine_tune_fast(
+    tuned = fastpath.fine_tune_fast(
         head,
         splits,
         from_layer=fine_tune_from,

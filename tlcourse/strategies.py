@@ -5,13 +5,16 @@ runs the ones you name on the same data, seed and splits and returns one row per
 
 - ``zero_shot``: no training at all; ImageNet's 1000-class classifier, its outputs summed per task class
   through the WordNet hierarchy (:func:`tlcourse.imagenet.zero_shot_mapping`).
-- ``head_only``: frozen backbone, a new head trained on cached features (:func:`tlcourse.train.fit_head_fast`).
+- ``head_only``: frozen backbone, a new head trained on cached features (:func:`tlcourse.fastpath.fit_head_fast`).
 - ``fine_tune_from:<layer>``: that head, then the backbone from ``<layer>`` upwards trained too
-  (:func:`tlcourse.train.fine_tune_fast`); ``<layer>`` is a layer index (``100``) or a block name
+  (:func:`tlcourse.fastpath.fine_tune_fast`); ``<layer>`` is a layer index (``100``) or a block name
   (``block_13``).
 - ``full_fine_tune``: that head, then every backbone layer trained (BatchNorm still in inference mode).
 - ``from_scratch``: the same architecture with random weights, every layer trained (the baseline that transfer
   has to beat).
+
+:func:`zero_shot` and :func:`from_scratch` run the two rows that train no pretrained network's head, one call
+each; the other rows use the fast path (:mod:`tlcourse.fastpath`), tested equal to :mod:`tlcourse.train`.
 
 Epochs and early stopping choose on validation; the accuracies that compare strategies are measured on the
 test split (``splits.test``; the validation images when there is none) and each row is compared with a named
@@ -22,17 +25,19 @@ separates strategies that separate intervals cannot. :func:`verdict` never names
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcourse import evaluate, train
+from tlcourse import evaluate, fastpath, train
+from tlcourse.backend import keras_module as _keras
 from tlcourse.config import Profile, get_profile
 from tlcourse.errors import AssetMissingError, TLCourseError
 
@@ -47,8 +52,10 @@ __all__ = [
     "ZERO_SHOT_SKIPPED",
     "Outcome",
     "compare_strategies",
+    "from_scratch",
     "runner_for",
     "verdict",
+    "zero_shot",
 ]
 
 DEFAULT_STRATEGIES: tuple[str, ...] = (
@@ -124,8 +131,18 @@ class Context:
 # ------------------------------------------------------------------------------------------- runners
 
 
+def _task_mapping(names: Sequence[str], task_classes: Mapping[str, list[str]] | None) -> Any:
+    """Each task class -> its ImageNet classes (default: the class name itself, e.g. ``"daisy"``)."""
+    from tlcourse import imagenet
+
+    return imagenet.zero_shot_mapping(
+        dict(task_classes) if task_classes else {c: [c.replace("_", " ")] for c in names},
+        missing="error" if task_classes else "skip",  # a class ImageNet lacks is scored, never a crash
+    )
+
+
 def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
-    from tlcourse import imagenet, zeroshot
+    from tlcourse import zeroshot
 
     start = time.perf_counter()
     try:
@@ -133,10 +150,7 @@ def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
     except AssetMissingError:
         return Outcome(math.nan, None, notes=ZERO_SHOT_SKIPPED)
     names = ctx.splits.class_names
-    mapping = imagenet.zero_shot_mapping(
-        dict(ctx.task_classes) if ctx.task_classes else {c: [c.replace("_", " ")] for c in names},
-        missing="error" if ctx.task_classes else "skip",  # a class ImageNet lacks is scored, never a crash
-    )
+    mapping = _task_mapping(names, ctx.task_classes)
     val_x, val_y = _arrays(ctx.splits.validation)
     on_val = zeroshot.evaluate_zero_shot(val_y, np.asarray(classifier.predict(val_x)), mapping, names)
     on_test = zeroshot.evaluate_zero_shot(
@@ -151,7 +165,7 @@ def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
 def _trained_head(ctx: Context) -> train.PhaseResult:
     """The head on cached features, trained once and shared by every fine-tuning strategy."""
     if "result" not in ctx.head:
-        ctx.head["result"] = train.fit_head_fast(
+        ctx.head["result"] = fastpath.fit_head_fast(
             ctx.splits,
             backbone_name=ctx.backbone,
             alpha=ctx.alpha,
@@ -185,19 +199,21 @@ def _fresh_head(ctx: Context) -> train.PhaseResult:
     """The trained head on a backbone rebuilt with the original weights (fine-tuning changes the backbone)."""
     trained = _trained_head(ctx)
     with train.strategy_scope():
-        backbone, _ = train._build_backbone(ctx.backbone, ctx.alpha, ctx.image_size, ctx.weights, ctx.mirror)
-        head = train._clone_head(trained.head)
-        model = train._join(backbone, head, ctx.backbone)
+        backbone, _ = fastpath._build_backbone(
+            ctx.backbone, ctx.alpha, ctx.image_size, ctx.weights, ctx.mirror
+        )
+        head = fastpath._clone_head(trained.head)
+        model = fastpath._join(backbone, head, ctx.backbone)
     model.set_weights(ctx.head["weights"])
-    return train.PhaseResult(
-        model=model,
+    return train.PhaseResult.build(
+        model,
         backbone=backbone,
         head=head,
+        counted=head,
         history=trained.history,
         val_accuracy=trained.val_accuracy,
         seconds=trained.seconds,
         epochs_run=trained.epochs_run,
-        trainable_params=trained.trainable_params,
         notes=list(trained.notes),
         dropout=trained.dropout,
     )
@@ -206,7 +222,7 @@ def _fresh_head(ctx: Context) -> train.PhaseResult:
 def _fine_tune(ctx: Context, name: str, index: int) -> Outcome:
     where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
     start = _fresh_head(ctx)
-    result = train.fine_tune_fast(
+    result = fastpath.fine_tune_fast(
         start,
         ctx.splits,
         from_layer=where,
@@ -232,7 +248,7 @@ def _from_scratch(ctx: Context, name: str, index: int) -> Outcome:
     epochs = None
     if ctx.head_epochs is not None or ctx.fine_tune_epochs is not None:
         epochs = (ctx.head_epochs or prof.head_epochs) + (ctx.fine_tune_epochs or prof.fine_tune_epochs)
-    result = train.from_scratch(
+    result = from_scratch(
         ctx.splits,
         backbone_name=ctx.backbone,
         alpha=ctx.alpha,
@@ -250,6 +266,105 @@ def _from_scratch(ctx: Context, name: str, index: int) -> Outcome:
         result.trainable_params,
         result.epochs_run,
         "random weights, BatchNorm in training mode",
+    )
+
+
+# ---------------------------------------------------------------------------- the two non-transfer rows
+
+
+def zero_shot(
+    splits: Any,
+    *,
+    task_classes: Mapping[str, list[str]] | None = None,
+    alpha: float = 1.0,
+    image_size: int = 224,
+    mirror: Any = None,
+    download: bool = True,
+) -> tuple[float, str]:
+    """Zero-shot accuracy on the validation images: ImageNet's classifier, probabilities summed per task class
+    (lesson 01 shows the plain version; lesson 05's harness row).
+
+    Uses :func:`tlcourse.zeroshot.load_imagenet_classifier` and :func:`tlcourse.zeroshot.evaluate_zero_shot`.
+    ``task_classes`` maps each task class to WordNet synsets or names (default: the class name itself, e.g.
+    ``"daisy"``). Returns ``(val_accuracy, note)``. Raises :class:`~tlcourse.errors.AssetMissingError` when
+    the include-top ImageNet weights cannot be found or downloaded.
+    """
+    from tlcourse import zeroshot
+
+    classifier = zeroshot.load_imagenet_classifier(alpha, image_size, mirror=mirror, download=download)
+    mapping = _task_mapping(splits.class_names, task_classes)
+    labels, probs = [], []
+    for images, y in splits.validation:
+        probs.append(np.asarray(classifier.predict(np.asarray(images))))
+        labels.append(np.asarray(y))
+    result = zeroshot.evaluate_zero_shot(
+        np.concatenate(labels), np.concatenate(probs), mapping, splits.class_names
+    )
+    note = "no training; ImageNet classes summed per task class"
+    if result.get("unmapped"):
+        note += f"; no ImageNet class for {', '.join(result['unmapped'])}"
+    return float(result["accuracy"]), note
+
+
+def from_scratch(
+    splits: Any,
+    *,
+    backbone_name: str = "mobilenet_v2",
+    alpha: float = 0.35,
+    image_size: int = 160,
+    profile: Profile | str = "auto",
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    dropout: float = 0.2,
+    patience: int | None = 5,
+    seed: int = 42,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
+    callbacks: Sequence[Any] = (),
+) -> train.PhaseResult:
+    """The baseline transfer must beat: the same architecture, random weights, every layer trained (lesson 05).
+
+    BatchNorm runs in training mode here (its statistics must be learned); augmentation is applied on the fly.
+    Lesson 05's harness row; lesson 04 writes out the same graph with a frozen, pretrained base.
+    """
+    keras = _keras()
+    from tlcourse import models
+    from tlcourse.config import seed_everything
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    epochs = (prof.head_epochs + prof.fine_tune_epochs) if epochs is None else epochs
+    learning_rate = prof.learning_rate if learning_rate is None else learning_rate
+    num_classes = len(splits.class_names)
+    seed_everything(seed)
+    start = time.perf_counter()
+    with train.strategy_scope():
+        backbone = models.build_backbone(backbone_name, alpha=alpha, image_size=image_size, weights="random")
+        backbone.trainable = True
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = models.preprocessing_layer(backbone_name)(inputs)
+        x = backbone(x)  # BatchNorm in training mode while fitting
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+        model = keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="from_scratch")
+        train.compile_model(model, learning_rate, num_classes)
+    history = model.fit(
+        train.augment_dataset(splits.train, train.default_augmentation(seed)),
+        validation_data=splits.validation,
+        epochs=epochs,
+        callbacks=[*train.training_callbacks(run_dir, patience=patience), *callbacks],
+        shuffle=False,  # datasets and samplers shuffle themselves
+        verbose=verbose,
+    )
+    _, val_accuracy = model.evaluate(splits.validation, verbose=0)
+    return train.PhaseResult.build(
+        model,
+        backbone=backbone,
+        head=model,
+        history=history,
+        val_accuracy=val_accuracy,
+        started=start,
+        dropout=dropout,
     )
 
 
