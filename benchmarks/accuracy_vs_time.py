@@ -12,7 +12,7 @@ of each class's training photos (40 a class, 200 in all) becomes ``test/``, whic
 early or chooses on it). So every setting trains on 600 photos, stops early on 200, and is scored on 200.
 
 Each setting runs in its own subprocess through the library's own ``tlcourse train`` path
-(:func:`tlcourse.pipeline.train_command`: audit, decode once, cached features + augmented passes, boundary-
+(:func:`tlcourse.cli.pipeline.train_command`: audit, decode once, cached features + augmented passes, boundary-
 cached fine-tune, evaluation, export with round trips), so the measured thing is what users run, and its peak
 RSS (``ru_maxrss``) is its own. The saved ``model.keras`` is then reloaded and scored on the test photos
 (read as ``tlcourse predict`` reads them). Per setting it prints the test accuracy with its 95% interval
@@ -102,7 +102,8 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
 
     import numpy as np
 
-    from tlcourse import export, imageio, pipeline, predict
+    from tlcourse import export, imageio, predict
+    from tlcourse.cli import pipeline
 
     args = SimpleNamespace(
         directory=str(folder),

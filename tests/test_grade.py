@@ -16,7 +16,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from tlcourse import cli, grade, record
+from tlcourse import cli, record
+from tlcourse.cli import grade
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAME = "03_pretrained_models.ipynb"

@@ -13,8 +13,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tlcourse"
 
-COMMAND_SIDE = {"tlcourse.cli", "tlcourse.pipeline", "tlcourse.runner", "tlcourse.grade", "tlcourse.__main__"}
-"""Modules only the ``tlcourse`` command imports (the instructor and admin side)."""
+COMMAND_PACKAGE = "tlcourse.cli"
+"""The instructor and admin side: the ``tlcourse`` command's parser and every sub-command's module."""
+
+
+def _command_side(name: str) -> bool:
+    """True for modules only the ``tlcourse`` command imports (``tlcourse.cli`` and below, ``__main__``)."""
+    return name == COMMAND_PACKAGE or name.startswith(COMMAND_PACKAGE + ".") or name == "tlcourse.__main__"
+
 
 PRIVATE_KERAS = re.compile(
     r"_flatten_layers|_inbound_nodes|_keras_history|_nodes_by_depth|_compiled_trainable_state"
@@ -73,11 +79,24 @@ def test_tlcourse_imports_form_no_cycle_even_counting_imports_inside_functions()
 def test_student_facing_modules_never_import_the_command_line_side():
     graph = _graph()
     offenders = {
-        name: sorted(deps & COMMAND_SIDE)
+        name: sorted(dep for dep in deps if _command_side(dep))
         for name, deps in graph.items()
-        if name not in COMMAND_SIDE and deps & COMMAND_SIDE
+        if not _command_side(name) and any(_command_side(dep) for dep in deps)
     }
     assert not offenders, f"student-facing modules importing the command side: {offenders}"
+
+
+def test_the_command_side_is_one_package_with_the_pipeline_runner_and_grader_in_it():
+    modules = _modules()
+    command = {"tlcourse.cli", "tlcourse.cli.pipeline", "tlcourse.cli.runner", "tlcourse.cli.grade"}
+    assert command <= set(modules)
+    assert not {"tlcourse.pipeline", "tlcourse.runner", "tlcourse.grade"} & set(modules)  # no old homes left
+
+
+def test_the_fast_path_sits_on_train_and_train_never_imports_it():
+    graph = _graph()
+    assert "tlcourse.train" in graph["tlcourse.fastpath"]
+    assert "tlcourse.fastpath" not in graph["tlcourse.train"]
 
 
 def test_private_keras_state_is_read_only_in_diagnose():

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tlcourse import grade
+from tlcourse.cli import grade
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / "tools" / "make_exercises.py"

@@ -3,7 +3,7 @@
 Exercise notebooks (generated from solutions/) are executed too: they must run cleanly up to their first
 stub and stop there with ``NotImplementedError``.
 
-One test per notebook (so a failure names it), each through :func:`tlcourse.runner.run_notebooks`, which
+One test per notebook (so a failure names it), each through :func:`tlcourse.cli.runner.run_notebooks`, which
 records status, cell, error, time and the kernel's peak memory. At the end of the module the per-notebook
 table is printed and a combined report is written to ``$TLCOURSE_CI_OUT`` (default: a temporary folder).
 Skipped cleanly while the course has no notebooks yet.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tlcourse import runner
+from tlcourse.cli import runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("lessons", "solutions")

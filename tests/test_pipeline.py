@@ -1,4 +1,4 @@
-"""`tlcourse train` and `tlcourse predict` end to end on tiny generated folders (tlcourse.pipeline)."""
+"""`tlcourse train` and `tlcourse predict` end to end on tiny generated folders (tlcourse.cli.pipeline)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import cli, pipeline
+from tlcourse import cli
+from tlcourse.cli import pipeline
 
 SIZE = 32
 COLOURS = {"apples": (200, 30, 30), "grass": (30, 180, 40), "sky": (40, 60, 210)}
@@ -97,7 +98,8 @@ def test_model_card_of_a_validation_only_evaluation_says_validation():
 
 
 def test_reported_test_accuracy_is_what_the_saved_model_scores_on_the_test_split(trained):
-    from tlcourse import data, export, pipeline
+    from tlcourse import data, export
+    from tlcourse.cli import pipeline
     from tlcourse.config import get_profile
 
     metrics = json.loads((trained["out"] / "metrics.json").read_text())

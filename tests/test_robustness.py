@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import assets, audit, cli, export, imageio, pipeline, widgets
+from tlcourse import assets, audit, cli, export, imageio, widgets
+from tlcourse.cli import pipeline
 from tlcourse.errors import TLCourseError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -373,9 +374,9 @@ def test_train_refuses_to_replace_an_existing_model_without_force(tmp_path, caps
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, needle):
-    import tlcourse.runner
+    import tlcourse.cli.runner
 
-    monkeypatch.setattr(tlcourse.runner, "run_command", lambda _args: pytest.fail("the run started"))
+    monkeypatch.setattr(tlcourse.cli.runner, "run_command", lambda _args: pytest.fail("the run started"))
     argv = [str(_photos(tmp_path)) if item == "DIR" else item for item in argv]
     assert cli.main(argv) == 2
     assert needle in _one_error_line(capsys.readouterr().err, argv[0])

@@ -22,7 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tlcourse import __version__, cli, record, runner
+from tlcourse import __version__, cli, record
+from tlcourse.cli import runner
 from tlcourse.errors import TLCourseError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ Two ways to mark an answer in a solution notebook:
 
 Check cells (cells that only call graders, ``checks.check_x(...).assert_passed()``) get nbgrader's cell
 metadata: ``nbgrader: {grade: true, grade_id, locked: true, points: 1, checksum, ...}``, so nbgrader's autograder
-can grade the exercises and ``tlcourse grade`` can tell a missing or edited check cell (:mod:`tlcourse.grade`).
+can grade the exercises and ``tlcourse grade`` can tell a missing or edited check cell (:mod:`tlcourse.cli.grade`).
 
 Nested, unterminated or unmatched markers are errors naming the notebook and the cell (exit status 2).
 The output is deterministic: the same solutions give byte-identical exercises (sorted JSON keys, cell ids kept
@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # this checkout's tlcourse, even when another copy is installed
 
-from tlcourse.grade import check_cell_metadata, grade_ids  # noqa: E402
+from tlcourse.cli.grade import check_cell_metadata, grade_ids  # noqa: E402
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"

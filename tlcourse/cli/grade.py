@@ -1,7 +1,7 @@
 """Grade a whole class in one command: ``tlcourse grade SUBMISSIONS... --out DIR`` (lesson 00, instructors).
 
 Each submission is matched to its template in ``exercises/`` by file name and executed headless with every
-cell run even after one raises (:func:`tlcourse.runner.run_notebooks` with ``allow_errors``). A template's
+cell run even after one raises (:func:`tlcourse.cli.runner.run_notebooks` with ``allow_errors``). A template's
 **check cells** are the cells that only call graders (``checks.check_x(...).assert_passed()``);
 ``tools/make_exercises.py`` marks them with nbgrader's cell metadata (``grade``, ``grade_id``, ``locked``,
 ``points`` and nbgrader's own ``checksum``), so nbgrader's autograder can grade the same notebooks. For every
@@ -371,7 +371,7 @@ def grade_submissions(
     """
     import nbformat
 
-    from tlcourse import runner
+    from tlcourse.cli import runner
 
     out = Path(out_dir).resolve()
     folder = Path(templates_dir)
@@ -572,7 +572,7 @@ def _gradebook_html(columns: Sequence[str], rows: Mapping[str, Mapping[str, Any]
 
 def grade_command(args: Any) -> int:
     """``tlcourse grade``: execute, score and tabulate a class's submissions (exit status: module docstring)."""
-    from tlcourse.runner import parse_value
+    from tlcourse.cli.runner import parse_value
 
     parameters = {name: parse_value(value) for name, value in (getattr(args, "parameter", None) or [])}
     submissions = grade_submissions(

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)"
     )
-    run.set_defaults(module="tlcourse.runner", function="run_command")
+    run.set_defaults(module="tlcourse.cli.runner", function="run_command")
 
     grade = sub.add_parser("grade", help="run and score students' exercise notebooks; write a gradebook")
     grade.add_argument("paths", nargs="+", metavar="SUBMISSION", help="submitted notebooks, folders or globs")
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)"
     )
-    grade.set_defaults(module="tlcourse.grade", function="grade_command")
+    grade.set_defaults(module="tlcourse.cli.grade", function="grade_command")
 
     check = sub.add_parser("check-data", help="audit an image folder before training on it")
     check.add_argument("directory", metavar="DIR")
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a model already in OUT (the earlier files are kept in OUT/previous/)",
     )
     _add_mirror(train)
-    train.set_defaults(module="tlcourse.pipeline", function="train_command")
+    train.set_defaults(module="tlcourse.cli.pipeline", function="train_command")
 
     predict = sub.add_parser(
         "predict",
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=int, default=None, help="how many classes to show per image (3; 5 with --imagenet)"
     )
     predict.add_argument("--json", action="store_true", dest="as_json")
-    predict.set_defaults(module="tlcourse.pipeline", function="predict_command")
+    predict.set_defaults(module="tlcourse.cli.pipeline", function="predict_command")
 
     assets = sub.add_parser("assets", help="show, build or verify the offline mirror of weights and data")
     assets.add_argument("action", choices=["status", "prepare", "verify"])
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def validate_arguments(args: argparse.Namespace) -> None:
     """Refuse values argparse lets through but no sub-command can use, with one line each (exit status 2).
 
-    ``train``'s own ranges are checked by :func:`tlcourse.pipeline.validate_train_args` and ``check-data``'s
+    ``train``'s own ranges are checked by :func:`tlcourse.cli.pipeline.validate_train_args` and ``check-data``'s
     by :func:`tlcourse.audit.check_data_command`; here: ``run``'s timeout, jobs and parameter names.
     """
     if args.command != "run":
