@@ -93,7 +93,7 @@ def graph_node(model: Any, layer: Any) -> Any:
 def call_inputs(layer: Any) -> list[tuple[Any, Any]]:
     """(symbolic tensor, layer that produced it) for each input of ``layer``'s first call in a graph.
 
-    The fast path of :mod:`tlcourse.train` uses it to find the tensors that cross a cut through a backbone.
+    The fast path (:mod:`tlcourse.fastpath`) uses it to find the tensors that cross a cut through a backbone.
     An uncalled layer gives an empty list.
     """
     # Private (Keras 3.15): a layer's call sites and each symbolic tensor's producer; no public API has them.

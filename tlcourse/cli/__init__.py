@@ -1,4 +1,9 @@
-"""The ``tlcourse`` command line (one entry point; lesson 00 lists its sub-commands).
+"""The ``tlcourse`` command line, the instructor and admin side (lesson 00 lists its sub-commands).
+
+This package is everything only the command imports: the parser and :func:`main` here,
+:mod:`tlcourse.cli.pipeline` (``train``/``predict``), :mod:`tlcourse.cli.runner` (``run``) and
+:mod:`tlcourse.cli.grade` (``grade``). Student-facing modules never import it (tests/test_layout.py); ``check-data``
+and ``assets`` hand over to :mod:`tlcourse.audit` and :mod:`tlcourse.assets`, which lessons use too.
 
 All arguments are declared here; each sub-command hands the parsed arguments to a ``*_command`` function in
 the module that does the work, imported only when that sub-command runs so ``tlcourse --help`` stays fast.
