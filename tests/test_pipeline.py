@@ -261,7 +261,7 @@ def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
 
 def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
     """Run `tlcourse train` up to its first training call and return the width and size it passed on."""
-    from tlcourse import config, errors, train
+    from tlcourse import config, errors, fastpath
 
     monkeypatch.setitem(
         config.PROFILES, "smoke", config.PROFILES["smoke"].replace(capstone_alpha=0.5, capstone_image_size=48)
@@ -272,7 +272,7 @@ def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
         seen.update(alpha=kwargs["alpha"], image_size=kwargs["image_size"], loaded=splits.image_size)
         raise errors.TLCourseError("stopped by the test")
 
-    monkeypatch.setattr(train, "fit_head_fast", stop)
+    monkeypatch.setattr(fastpath, "fit_head_fast", stop)
     folder = _make_folder(tmp_path / "photos", per_class=3)
     argv = ["train", str(folder), "--out", str(tmp_path / "out"), "--profile", "smoke", "--weights", "random"]
     assert cli.main([*argv, *extra]) == 2

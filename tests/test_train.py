@@ -11,7 +11,7 @@ from trainkit import compile_with as _compile
 from trainkit import mobilenet as _mobilenet
 from trainkit import small_profile, synthetic_splits
 
-from tlcourse import train
+from tlcourse import fastpath, train
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,5 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 
 
 def test_the_fast_path_has_left_train_with_no_alias_behind():
-    from tlcourse import fastpath
-
     for name in ("fit_head_fast", "fine_tune_fast", "cache_boundary", "split_backbone", "BoundaryCache"):
         assert hasattr(fastpath, name) and not hasattr(train, name), name

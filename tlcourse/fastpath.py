@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import resume
 from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import tf_module as _tf
-from tlcourse.config import Profile, get_profile
+from tlcourse.config import Profile, get_profile, seed_everything
 from tlcourse.errors import TLCourseError
 from tlcourse.train import (
     DEFAULT_FINE_TUNE_FROM,
@@ -363,29 +364,18 @@ def fit_head_fast(
     follows never runs the frozen bottom again; the pooled features then come from that run rather than
     from the disk cache. Falls back to the disk cache when the boundary tensors exceed ``max_cache_bytes``.
     """
-    from tlcourse.config import seed_everything
-
     prof = get_profile(profile) if isinstance(profile, str) else profile
     epochs = prof.head_epochs if epochs is None else epochs
     learning_rate = prof.learning_rate if learning_rate is None else learning_rate
     passes = prof.augmented_passes if augmented_passes is None else augmented_passes
     num_classes = len(splits.class_names)
-    notes: list[str] = []
     seed_everything(seed)
     start = time.perf_counter()
-    with strategy_scope():
-        if backbone is None:
-            image_size = image_size or prof.image_size
-            alpha = alpha or prof.alpha
-            backbone, notes = _build_backbone(
-                backbone_name or "mobilenet_v2", alpha, image_size, weights, mirror
-            )
-        from tlcourse import models
-
-        backbone_name = _name_of(backbone, backbone_name)
-
-        models.freeze(backbone)
-        extractor = _feature_model(backbone, backbone_name)
+    if backbone is None:  # built from the registry at the profile's width and size (both in the cache key)
+        alpha, image_size = alpha or prof.alpha, image_size or prof.image_size
+    backbone, backbone_name, extractor, notes = _frozen_extractor(
+        backbone, backbone_name, alpha, image_size, weights, mirror
+    )
     key_parts = {
         "backbone": backbone_name,
         "alpha": alpha,
@@ -393,8 +383,6 @@ def fit_head_fast(
         "weights": _weights_key(weights),
         "pooling": "avg",
     }
-    from tlcourse import resume
-
     key = resume.resume_key(
         splits,
         phase="head",
@@ -409,68 +397,34 @@ def fit_head_fast(
         boundary=boundary,
     )
     if run_dir is not None:
-        saved = _saved_head_phase(
-            run_dir, key, int(extractor.output_shape[-1]), num_classes, dropout, learning_rate
-        )
+        feature_dim = int(extractor.output_shape[-1])
+        saved = _saved_head_phase(run_dir, key, feature_dim, num_classes, dropout, learning_rate)
         if saved is not None:
-            return _reused_head_phase(
-                saved,
-                splits,
-                backbone,
-                backbone_name,
-                boundary,
-                passes,
-                seed,
-                max_cache_bytes,
-                notes,
-                start,
-                key,
-                dropout,
-            )
+            cut = (boundary, passes, seed, max_cache_bytes)
+            return _reused_head_phase(saved, splits, backbone, backbone_name, cut, notes, start, key, dropout)
     t0 = time.perf_counter()
-    bcache: BoundaryCache | None = None
-    if boundary is not None:
-        index, needed = _boundary_need(backbone, splits, boundary, passes)
-        if index > 0 and needed <= max_cache_bytes:
-            bcache, pooled = cache_boundary(
-                backbone,
-                splits,
-                index,
-                backbone_name=backbone_name,
-                augmented_passes=passes,
-                seed=seed,
-                with_features=True,
-            )
-            x_train, x_val = pooled
-            y_train, y_val = bcache.train_labels, bcache.validation_labels
-            from_cache = False
-            notes.append(f"features and boundary tensors at {bcache.layer_name} from one run of the backbone")
-        elif index > 0:
-            notes.append(f"boundary cache would need {needed / 2**20:.0f} MiB: not kept")
-    if bcache is None:
-        x_train, y_train, x_val, y_val, from_cache = _feature_sets(
-            extractor,
-            splits,
-            key_parts=key_parts,
-            augmented_passes=passes,
-            seed=seed,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
+    bcache, (x_train, y_train, x_val, y_val) = _head_features(
+        extractor,
+        backbone,
+        backbone_name,
+        splits,
+        boundary=boundary,
+        passes=passes,
+        seed=seed,
+        max_cache_bytes=max_cache_bytes,
+        key_parts=key_parts,
+        cache_dir=cache_dir,
+        progress=progress,
+        notes=notes,
+    )
     extract_seconds = time.perf_counter() - t0
-    if from_cache:
-        notes.append("features read from the cache")
-    if passes:
-        notes.append(f"{passes} cached augmented pass(es)")
-
     seed_everything(seed)
     with strategy_scope():
         head = _head_model(x_train.shape[-1], num_classes, dropout)
         compile_model(head, learning_rate, num_classes)
-    sampler = _PassSampler([x_train], y_train, prof.batch_size, seed)
     t1 = time.perf_counter()
     history = head.fit(
-        sampler,
+        _PassSampler([x_train], y_train, prof.batch_size, seed),
         validation_data=(x_val, y_val),
         epochs=epochs,
         callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
@@ -479,20 +433,14 @@ def fit_head_fast(
     )
     train_seconds = time.perf_counter() - t1
     _, val_accuracy = head.evaluate(x_val, y_val, verbose=0, batch_size=256)
-    history_dict = {k: list(map(float, v)) for k, v in history.history.items()}
-    epochs_run = len(history.history.get("loss", []))
-    # saved with its key: a rerun with the same data and settings (after a crash in fine-tuning) reuses it
-    if run_dir is not None:
-        info = {"history": history_dict, "val_accuracy": float(val_accuracy), "epochs_run": epochs_run}
-        resume.save_phase(run_dir, key, head, info)
     with strategy_scope():
         classifier = _join(backbone, head, backbone_name)
-    return PhaseResult.build(
+    result = PhaseResult.build(
         classifier,
         backbone=backbone,
         head=head,
         counted=head,
-        history=history_dict,
+        history=history,
         val_accuracy=val_accuracy,
         started=start,
         notes=notes,
@@ -501,6 +449,104 @@ def fit_head_fast(
         boundary_cache=bcache,
         resume_key=key,
     )
+    # saved with its key: a rerun with the same data and settings (after a crash in fine-tuning) reuses it
+    if run_dir is not None:
+        info = {
+            "history": result.history,
+            "val_accuracy": result.val_accuracy,
+            "epochs_run": result.epochs_run,
+        }
+        resume.save_phase(run_dir, key, head, info)
+    return result
+
+
+def _frozen_extractor(
+    backbone: Any, backbone_name: str | None, alpha: Any, image_size: Any, weights: str, mirror: Any
+) -> tuple[Any, str, Any, list[str]]:
+    """The backbone (built from the registry when None), its registry name, frozen, and its feature model."""
+    from tlcourse import models
+
+    notes: list[str] = []
+    with strategy_scope():
+        if backbone is None:
+            backbone, notes = _build_backbone(
+                backbone_name or "mobilenet_v2", alpha, image_size, weights, mirror
+            )
+        backbone_name = _name_of(backbone, backbone_name)
+        models.freeze(backbone)
+        extractor = _feature_model(backbone, backbone_name)
+    return backbone, backbone_name, extractor, notes
+
+
+def _cache_if_it_fits(
+    backbone: Any,
+    backbone_name: str,
+    splits: Any,
+    cut: tuple[int | str | None, int, int, int],
+    notes: list[str],
+    *,
+    with_features: bool = False,
+) -> Any:
+    """:func:`cache_boundary` at ``cut = (boundary, passes, seed, max_cache_bytes)`` when its tensors fit in
+    ``max_cache_bytes`` (None otherwise, with a note saying why)."""
+    boundary, passes, seed, max_cache_bytes = cut
+    if boundary is None:
+        return None
+    index, needed = _boundary_need(backbone, splits, boundary, passes)
+    if index > 0 and needed <= max_cache_bytes:
+        return cache_boundary(
+            backbone,
+            splits,
+            index,
+            backbone_name=backbone_name,
+            augmented_passes=passes,
+            seed=seed,
+            with_features=with_features,
+        )
+    if index > 0:
+        notes.append(f"boundary cache would need {needed / 2**20:.0f} MiB: not kept")
+    return None
+
+
+def _head_features(
+    extractor: Any,
+    backbone: Any,
+    backbone_name: str,
+    splits: Any,
+    *,
+    boundary: int | str | None,
+    passes: int,
+    seed: int,
+    max_cache_bytes: int,
+    key_parts: dict[str, Any],
+    cache_dir: Any,
+    progress: bool,
+    notes: list[str],
+) -> tuple[BoundaryCache | None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The boundary cache (when asked and it fits) and the pooled features ``(x_train [P, N, D], y_train [P, N],
+    x_val, y_val)``: from the same run of the backbone as the boundary cache, else from the on-disk cache."""
+    cut = (boundary, passes, seed, max_cache_bytes)
+    cached = _cache_if_it_fits(backbone, backbone_name, splits, cut, notes, with_features=True)
+    if cached is not None:
+        bcache, (x_train, x_val) = cached
+        notes.append(f"features and boundary tensors at {bcache.layer_name} from one run of the backbone")
+        arrays = (x_train, bcache.train_labels, x_val, bcache.validation_labels)
+    else:
+        bcache = None
+        *arrays, from_cache = _feature_sets(
+            extractor,
+            splits,
+            key_parts=key_parts,
+            augmented_passes=passes,
+            seed=seed,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        if from_cache:
+            notes.append("features read from the cache")
+    if passes:
+        notes.append(f"{passes} cached augmented pass(es)")
+    return bcache, tuple(arrays)
 
 
 def _boundary_need(backbone: Any, splits: Any, boundary: int | str, passes: int) -> tuple[int, int]:
@@ -523,8 +569,6 @@ def _saved_head_phase(
     learning_rate: float,
 ) -> tuple[Any, dict[str, Any]] | None:
     """The head and record of a head phase saved in ``run_dir`` with ``key`` (None when there is none)."""
-    from tlcourse import resume
-
     if (
         not (Path(run_dir) / resume.PHASE_RECORD).exists()
         and not (Path(run_dir) / resume.PHASE_WEIGHTS).exists()
@@ -543,10 +587,7 @@ def _reused_head_phase(
     splits: Any,
     backbone: Any,
     backbone_name: str,
-    boundary: int | str | None,
-    passes: int,
-    seed: int,
-    max_cache_bytes: int,
+    cut: tuple[int | str | None, int, int, int],
     notes: list[str],
     start: float,
     key: str,
@@ -556,13 +597,7 @@ def _reused_head_phase(
     that fine-tuning needs is computed again (training the head is not)."""
     head, info = saved
     t0 = time.perf_counter()
-    bcache: BoundaryCache | None = None
-    if boundary is not None:
-        index, needed = _boundary_need(backbone, splits, boundary, passes)
-        if index > 0 and needed <= max_cache_bytes:
-            bcache = cache_boundary(
-                backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
-            )
+    bcache = _cache_if_it_fits(backbone, backbone_name, splits, cut, notes)
     notes.append("head phase reused from the earlier run with the same data and settings (not trained again)")
     with strategy_scope():
         classifier = _join(backbone, head, backbone_name)
@@ -692,8 +727,6 @@ def fine_tune_fast(
     starting weights are put back (and a note says so) when no epoch beat them on validation. A boundary cache
     kept by ``fit_head_fast(..., boundary=from_layer)`` is reused.
     """
-    from tlcourse.config import seed_everything
-
     prof = get_profile(profile) if isinstance(profile, str) else profile
     epochs = prof.fine_tune_epochs if epochs is None else epochs
     passes = prof.augmented_passes if augmented_passes is None else augmented_passes
@@ -712,37 +745,9 @@ def fine_tune_fast(
     seed_everything(seed)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    use_cache = cache and index > 0
+    use_cache = _boundary_cache_fits(backbone, splits, index, passes, cache, max_cache_bytes, notes)
     if use_cache:
-        train_examples = int(getattr(splits, "train_count", 0) or 0)
-        val_examples = int(getattr(splits, "validation_count", 0) or 0)
-        needed = boundary_bytes(backbone, index, train_examples, passes + 1) + boundary_bytes(
-            backbone, index, val_examples, 1
-        )
-        if needed > max_cache_bytes:
-            use_cache = False
-            notes.append(
-                f"boundary cache would need {needed / 2**20:.0f} MiB (> {max_cache_bytes / 2**20:.0f} MiB): "
-                "used the standard path (base recomputed every step)"
-            )
-    elif cache and index == 0:
-        notes.append("whole backbone trained: standard path (nothing below the boundary to cache)")
-
-    if use_cache:
-        reuse = head.boundary_cache
-        if reuse is not None and reuse.layer_index == index and reuse.train[0].shape[0] == passes + 1:
-            bcache = reuse
-            timings["boundary_cache_seconds"] = 0.0
-            how = "kept from the head phase"
-        else:
-            bcache = cache_boundary(
-                backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
-            )
-            timings["boundary_cache_seconds"] = bcache.seconds
-            how = "computed"
-        notes.append(
-            f"boundary cache at {bcache.layer_name} ({bcache.nbytes / 2**20:.1f} MiB, {passes + 1} pass(es), {how})"
-        )
+        bcache = _boundary_cache_for(head, splits, index, backbone_name, passes, seed, notes, timings)
         with strategy_scope():
             _, top = split_backbone(backbone, index)
             set_trainable_from(backbone, index)
@@ -750,18 +755,14 @@ def fine_tune_fast(
             compile_model(trainer, learning_rate, num_classes, optimizer)
         train_data: Any = _PassSampler(bcache.train, bcache.train_labels, prof.batch_size, seed)
         val_x = bcache.validation[0] if len(bcache.validation) == 1 else tuple(bcache.validation)
-        validation_data: Any = (val_x, bcache.validation_labels)
+        validation: tuple[Any, ...] = (val_x, bcache.validation_labels)
     else:
         with strategy_scope():
             trainer = given if given is not None else _join(backbone, head.head, backbone_name)
             set_trainable_from(backbone, index)
             compile_model(trainer, learning_rate, num_classes, optimizer)
         train_data = augment_dataset(splits.train, default_augmentation(seed)) if passes else splits.train
-        validation_data = splits.validation
-
-    val_args = validation_data if use_cache else (validation_data,)
-    from tlcourse import resume
-
+        validation = (splits.validation,)
     key = resume.resume_key(
         splits,
         phase="fine_tune",
@@ -780,37 +781,18 @@ def fine_tune_fast(
         seed=seed,
     )
     t1 = time.perf_counter()
-    start_weights = trainer.get_weights() if keep_better else None
-    start_accuracy = float(trainer.evaluate(*val_args, verbose=0)[1]) if keep_better else math.nan
-    history = trainer.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
-        shuffle=False,  # datasets and samplers shuffle themselves
-        verbose=verbose,
+    fit_callbacks = [*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks]
+    history, val_accuracy = _fit_keeping_better(
+        trainer, train_data, validation, epochs, fit_callbacks, keep_better, verbose, notes
     )
     timings["fine_tune_train_seconds"] = time.perf_counter() - t1
-    _, val_accuracy = trainer.evaluate(*val_args, verbose=0)
-    if keep_better and start_weights is not None and val_accuracy < start_accuracy:
-        trainer.set_weights(start_weights)
-        notes.append(
-            f"fine-tuning did not beat the head on validation ({val_accuracy:.3f} < {start_accuracy:.3f}): "
-            "kept the head's weights"
-        )
-        val_accuracy = start_accuracy
-    if use_cache and given is not None:
-        model = given  # the trainer shares its layers: the given classifier carries the trained weights
+    model = trainer
+    if use_cache:  # the trainer shares its layers: the end-to-end classifier carries the trained weights
         with strategy_scope():
+            model = given if given is not None else _join(backbone, head.head, backbone_name)
             set_trainable_from(backbone, index)
-            compile_model(model, learning_rate, num_classes, optimizer)
-    elif use_cache:
-        with strategy_scope():
-            model = _join(backbone, head.head, backbone_name)  # same layer objects: the trained weights
             # compiled like the trainer, so model.evaluate / model.fit work on the end-to-end classifier too
             compile_model(model, learning_rate, num_classes, optimizer)
-    else:
-        model = trainer
     return PhaseResult.build(
         model,
         backbone=backbone,
@@ -826,3 +808,81 @@ def fine_tune_fast(
         boundary=backbone.layers[index].name,
         resume_key=key,
     )
+
+
+def _boundary_cache_fits(
+    backbone: Any, splits: Any, index: int, passes: int, cache: bool, max_cache_bytes: int, notes: list[str]
+) -> bool:
+    """Whether fine-tuning from ``index`` trains on a boundary cache; a note says why not when it does not."""
+    if cache and index == 0:
+        notes.append("whole backbone trained: standard path (nothing below the boundary to cache)")
+    if not cache or index == 0:
+        return False
+    _, needed = _boundary_need(backbone, splits, index, passes)
+    if needed > max_cache_bytes:
+        notes.append(
+            f"boundary cache would need {needed / 2**20:.0f} MiB (> {max_cache_bytes / 2**20:.0f} MiB): "
+            "used the standard path (base recomputed every step)"
+        )
+        return False
+    return True
+
+
+def _boundary_cache_for(
+    head: PhaseResult,
+    splits: Any,
+    index: int,
+    backbone_name: str,
+    passes: int,
+    seed: int,
+    notes: list[str],
+    timings: dict[str, float],
+) -> BoundaryCache:
+    """The head phase's boundary cache when it was kept at ``index`` with as many passes, else a new one."""
+    reuse = head.boundary_cache
+    if reuse is not None and reuse.layer_index == index and reuse.train[0].shape[0] == passes + 1:
+        bcache, how = reuse, "kept from the head phase"
+        timings["boundary_cache_seconds"] = 0.0
+    else:
+        bcache = cache_boundary(
+            head.backbone, splits, index, backbone_name=backbone_name, augmented_passes=passes, seed=seed
+        )
+        how = "computed"
+        timings["boundary_cache_seconds"] = bcache.seconds
+    size = f"{bcache.nbytes / 2**20:.1f} MiB, {passes + 1} pass(es), {how}"
+    notes.append(f"boundary cache at {bcache.layer_name} ({size})")
+    return bcache
+
+
+def _fit_keeping_better(
+    trainer: Any,
+    train_data: Any,
+    validation: tuple[Any, ...],
+    epochs: int,
+    callbacks: list[Any],
+    keep_better: bool,
+    verbose: int,
+    notes: list[str],
+) -> tuple[Any, float]:
+    """``trainer.fit``; with ``keep_better`` the starting weights come back when no epoch beat them on
+    ``validation`` (``(x, y)`` arrays or ``(dataset,)``). Returns the history and the validation accuracy."""
+    validation_data = validation if len(validation) == 2 else validation[0]
+    start_weights = trainer.get_weights() if keep_better else None
+    start_accuracy = float(trainer.evaluate(*validation, verbose=0)[1]) if keep_better else math.nan
+    history = trainer.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        callbacks=callbacks,
+        shuffle=False,  # datasets and samplers shuffle themselves
+        verbose=verbose,
+    )
+    _, val_accuracy = trainer.evaluate(*validation, verbose=0)
+    if keep_better and start_weights is not None and val_accuracy < start_accuracy:
+        trainer.set_weights(start_weights)
+        notes.append(
+            f"fine-tuning did not beat the head on validation ({val_accuracy:.3f} < {start_accuracy:.3f}): "
+            "kept the head's weights"
+        )
+        val_accuracy = start_accuracy
+    return history, float(val_accuracy)
