@@ -92,6 +92,7 @@ def test_the_command_side_is_one_package_with_the_pipeline_runner_and_grader_in_
     assert command <= set(modules)
     old_homes = {f"tlcourse.{name}" for name in ("pipeline", "runner", "grade")}
     assert not old_homes & set(modules)
+    assert "tlcourse.cli.runner" not in _graph()["tlcourse.cli.reports"]  # reports never run a notebook
 
 
 def test_the_fast_path_sits_on_train_and_train_never_imports_it():

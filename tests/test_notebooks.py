@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tlcourse.cli import runner
+from tlcourse.cli import reports, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("lessons", "solutions")
@@ -43,14 +43,14 @@ pytestmark = pytest.mark.slow
 def ci_out(request, tmp_path_factory) -> Path:
     """Where executed notebooks and the combined report go; prints the per-notebook table at the end."""
     out = Path(os.environ.get("TLCOURSE_CI_OUT") or tmp_path_factory.mktemp("notebooks"))
-    results: list[runner.NotebookResult] = []
+    results: list[reports.NotebookResult] = []
     request.config.stash[_RESULTS] = results
     yield out
     if not results:
         return
-    paths = runner.write_reports(results, out, profile="smoke", parameters={"PROFILE": "smoke"})
+    paths = reports.write_reports(results, out, profile="smoke", parameters={"PROFILE": "smoke"})
     lines = ["", "notebook times (smoke profile):", *(f"  {result.line()}" for result in results)]
-    lines += [f"  {runner.summary_line(results)}", f"  report: {paths['md']}"]
+    lines += [f"  {reports.summary_line(results)}", f"  report: {paths['md']}"]
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n".join(lines), flush=True)
@@ -59,7 +59,7 @@ def ci_out(request, tmp_path_factory) -> Path:
 _RESULTS = pytest.StashKey[list]()
 
 
-def _run_in_smoke_profile(relpath: Path, ci_out: Path, request, monkeypatch) -> runner.NotebookResult:
+def _run_in_smoke_profile(relpath: Path, ci_out: Path, request, monkeypatch) -> reports.NotebookResult:
     """Execute one notebook with the course's runner and keep its result for the module's table."""
     monkeypatch.chdir(REPO_ROOT)  # so the report shows lessons/... paths
     (result,) = runner.run_notebooks(

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 
 from tlcourse import __version__, cli, record
-from tlcourse.cli import runner
+from tlcourse.cli import reports, runner
 from tlcourse.errors import TLCourseError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def test_markdown_report_has_one_row_per_notebook_totals_and_figures_grouped_per
     text = (batch["out"] / "report.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| notebook"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns == runner.REPORT_HEADER, "recorded figures are not columns: the table stays 7 wide"
+    assert columns == reports.REPORT_HEADER, "recorded figures are not columns: the table stays 7 wide"
     table, _, figures = text.partition("**Total:**")
     rows = {}
     for line in table.splitlines():
@@ -305,7 +305,7 @@ def fake_execute(monkeypatch):
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(source.read_text())
         status = statuses.get(source.name, "ok")
-        return runner.NotebookResult(
+        return reports.NotebookResult(
             path=display, source=source, output=output, status=status, seconds=0.5, peak_mib=64.0,
             metrics={"n": len(calls)}, kernel=kernel, parameters=parameters, notes=notes, digest=digest,
             error=None if status == "ok" else "ValueError: fake",
@@ -328,7 +328,7 @@ def test_unchanged_successes_are_skipped_and_failures_always_rerun(fake_execute,
     assert calls == ["a.ipynb", "b.ipynb"]
     second = runner.run_notebooks([tmp_path / "nb"], **run)
     assert calls[2:] == ["b.ipynb"]
-    assert second[0].status == runner.SKIPPED and second[0].ok
+    assert second[0].status == reports.SKIPPED and second[0].ok
     assert second[0].metrics == first[0].metrics  # the report keeps the earlier run's figures
     assert second[1].status == "failed"
 
@@ -348,7 +348,7 @@ def test_editing_the_notebook_or_changing_parameters_profile_or_force_reruns(fak
     def run(**changes) -> str:
         before = len(calls)
         (result,) = runner.run_notebooks([notebook], **{**base, **changes})
-        assert (len(calls) > before) == (result.status != runner.SKIPPED)
+        assert (len(calls) > before) == (result.status != reports.SKIPPED)
         return "ran" if len(calls) > before else "skipped"
 
     assert run() == "ran"
