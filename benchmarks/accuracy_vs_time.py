@@ -186,7 +186,7 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
         "peak_rss_mib": peak,
         "timings": timings,
         "extract_seconds": (phases.get("head") or {}).get("extract_seconds"),
-        "val_accuracy": metrics["val_accuracy"],
+        "val_accuracy": metrics["fine_tune_val_accuracy"],
         "head_val_accuracy": metrics["head_val_accuracy"],
         "epochs_run": metrics["epochs_run"],
         "train_count": metrics["data"]["train_count"],
