@@ -153,8 +153,8 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
         backbone=None,
         alpha=setting.get("alpha"),
         size=setting.get("size"),
-        profile="cpu",
-        weights="imagenet",
+        profile=setting.get("profile", "cpu"),  # tests run the child in smoke with random weights
+        weights=setting.get("weights", "imagenet"),
         seed=SEED,
         force=True,
         mirror=str(mirror),
