@@ -114,7 +114,7 @@ def child_recipe(mirror: Path, root: Path) -> dict:
     )
     base.load_weights(str(_weights(mirror, alpha)))  # the 224 px weights: same shapes at 160 px
     base.trainable = False
-    inputs = keras.Input((SIZE, SIZE, 3))
+    inputs = keras.Input((size, size, 3))
     x = augmentation(inputs)
     x = keras.applications.mobilenet_v2.preprocess_input(x)
     x = base(x, training=False)

@@ -186,13 +186,13 @@ def tiny_classifier(classes=3, seed=0):
 
 @pytest.mark.filterwarnings("ignore")
 def test_export_passes_fresh_exports_and_fails_on_a_stale_export_or_a_card_without_accuracy(tmp_path):
-    from tlcourse import export
+    from tlcourse import export, modelcard
 
     model = tiny_classifier()
     sample = np.random.default_rng(1).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
     exported = export.export_all(model, tmp_path, sample)
     summary = {"accuracy": 0.8125, "class_names": CLASSES}
-    card = export.model_card(
+    card = modelcard.model_card(
         model_name="tiny", class_names=CLASSES, metrics={"evaluation": summary, "export": exported}
     )
     (tmp_path / "model_card.md").write_text(card)

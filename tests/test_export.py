@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tlcourse import export
+from tlcourse import export, modelcard
 from tlcourse.errors import TLCourseError
 
 SIZE = 32
@@ -237,7 +237,7 @@ def test_model_card_contains_class_counts_metrics_intervals_and_exports():
             "ok": True,
         },
     }
-    card = export.model_card(
+    card = modelcard.model_card(
         "MobileNetV2 on my flowers",
         class_names=["daisy", "rose", "tulip"],
         class_counts={"daisy": 61, "rose": 40, "tulip": 27},
@@ -287,7 +287,7 @@ def test_model_card_reads_the_pipeline_metrics_layout():
         "data": {"source": "mirror:flower_photos_small", "train_count": 800, "validation_count": 300},
         "export": {"keras": {"path": "out/model.keras", "bytes": 10, "max_abs_diff": 0.0, "ok": True}},
     }
-    card = export.model_card(
+    card = modelcard.model_card(
         model_name="net",
         class_names=["a", "b"],
         metrics=metrics,
@@ -325,7 +325,7 @@ def test_model_card_states_the_runs_time_and_the_measured_time_per_1000_photos()
         "data": {"train_count": 600, "validation_count": 200},
         "timings_seconds": {"total": 123.4},
     }
-    card = export.model_card(
+    card = modelcard.model_card(
         model_name="net",
         class_names=["a", "b"],
         metrics=metrics,
@@ -333,4 +333,4 @@ def test_model_card_states_the_runs_time_and_the_measured_time_per_1000_photos()
     )
     assert "**Training time:** this run took 123 s for 800 photos" in card
     assert "about 150 s per 1,000 photos (measured on 2 shared CPU cores)" in card
-    assert "Training time" not in export.model_card(model_name="net", class_names=["a"], metrics={})
+    assert "Training time" not in modelcard.model_card(model_name="net", class_names=["a"], metrics={})

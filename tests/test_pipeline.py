@@ -91,9 +91,9 @@ def test_train_writes_model_metrics_card_and_class_names(trained):
 
 
 def test_model_card_of_a_validation_only_evaluation_says_validation():
-    from tlcourse import export
+    from tlcourse import modelcard
 
-    card = export.model_card(metrics={"evaluation": {"accuracy": 0.5, "n": 10}}, class_names=["a", "b"])
+    card = modelcard.model_card(metrics={"evaluation": {"accuracy": 0.5, "n": 10}}, class_names=["a", "b"])
     assert "Measured on 10 held-out validation images" in card and "test images" not in card
 
 

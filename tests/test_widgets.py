@@ -24,6 +24,7 @@ from PIL import Image
 
 from tlcourse import diagnose, imageio, predict, widgets
 from tlcourse.errors import TLCourseError
+from tlcourse.widgets import display, uploads
 
 ipywidgets = pytest.importorskip("ipywidgets")
 traitlets = pytest.importorskip("traitlets")
@@ -261,7 +262,7 @@ def test_oversize_upload_is_rejected_before_any_decoding(monkeypatch: pytest.Mon
 
 
 def test_images_with_too_many_pixels_are_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(widgets, "MAX_DECODE_PIXELS", 50 * 50)
+    monkeypatch.setattr(uploads, "MAX_DECODE_PIXELS", 50 * 50)  # where decode_upload reads it
     upload = widgets.read_uploads(v8_value([("wide.png", image_bytes(BLUE, size=(100, 60)))]))[0]
     with pytest.raises(widgets.UploadRejected, match="too large"):
         widgets.decode_upload(upload)
@@ -310,7 +311,7 @@ def test_tooltips_use_description_tooltip_where_there_is_no_tooltip_trait() -> N
         description_tooltip = traitlets.Unicode(None, allow_none=True)
 
     button = Version7Button()
-    widgets._set_tooltip(button, "Classify the photos")
+    display._set_tooltip(button, "Classify the photos")
     assert button.description_tooltip == "Classify the photos"
 
 
@@ -489,7 +490,7 @@ p.upload._counter += 1
 assert [(r["name"], r["top"][0][0]) for r in p.last_results] == [("b.png", "b")], p.last_results
 print("OK")
 """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([IPYWIDGETS7, str(Path(widgets.__file__).parents[1])]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([IPYWIDGETS7, str(Path(widgets.__file__).parents[2])]))
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )

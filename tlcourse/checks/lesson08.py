@@ -315,12 +315,12 @@ def check_export(
     if not any(text in card for text in shown):
         return _fail(
             f"{card_name} does not report the measured validation accuracy ({accuracy:.3f}): pass the evaluation "
-            "summary of this model to export.model_card."
+            "summary of this model to modelcard.model_card."
         )
     missing = [c for c in class_names if c not in card]
     if missing:
         return _fail(
-            f"{card_name} does not name the class(es) {missing}: pass class_names to export.model_card."
+            f"{card_name} does not name the class(es) {missing}: pass class_names to modelcard.model_card."
         )
     worst = ", ".join(f"{k} {v:.2g}" for k, v in diffs.items())
     return _ok(

@@ -265,7 +265,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         _say(f"      warning: {_printable(warning)}")
 
     quiet_tensorflow()
-    from tlcourse import data, evaluate, export, fastpath, train
+    from tlcourse import data, evaluate, export, fastpath, modelcard, train
     from tlcourse.config import seed_everything
 
     profile = get_profile(args.profile or "auto").for_capstone()  # the capstone's width and size (config.py)
@@ -435,7 +435,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         figures = _save_figures(stage.path, history, summary, splits.class_names)
         metrics["figures"] = figures
         stage.write_text(METRICS_FILE, json.dumps(jsonable(metrics), indent=2) + "\n")
-        card = export.model_card(
+        card = modelcard.model_card(
             model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
             class_names=list(splits.class_names),
             metrics=metrics,
