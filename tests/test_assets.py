@@ -14,6 +14,7 @@ import pytest
 
 from tlcourse import assets
 from tlcourse.cli import main
+from tlcourse.cli import mirror as cli_mirror
 from tlcourse.errors import AssetMissingError, TLCourseError
 
 MNV2_035_224 = assets.mobilenet_v2_file_name(0.35, 224)
@@ -357,7 +358,7 @@ def test_prepare_builds_a_mirror_that_verifies_and_resolves(
         return writer(fname, origin, **kwargs)
 
     monkeypatch.setattr(keras.utils, "get_file", get_file)
-    monkeypatch.setattr(assets, "online", lambda *a, **k: True)
+    monkeypatch.setattr(cli_mirror, "online", lambda *a, **k: True)  # prepare checks it first
     target = tmp_path / "new_mirror"
     assert main(["assets", "prepare", "--mirror", str(target)]) == 0
     assert "Mirror ready" in capsys.readouterr().out
@@ -370,7 +371,7 @@ def test_prepare_builds_a_mirror_that_verifies_and_resolves(
     assert len((flowers / "LICENSE_ATTRIBUTION.txt").read_text().splitlines()) == 21
     assert (target / "imagenet_classifier" / assets.IMAGENET_TFLITE).is_file()
     assert sorted(p.name for p in (target / "samples").iterdir()) == sorted(assets.SAMPLE_PHOTOS)
-    assert assets.verify_mirror(target).ok
+    assert cli_mirror.verify_mirror(target).ok
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))
     assert assets.mobilenet_v2_weights(0.35, 160, mirror=target, download=False).origin == "mirror"
 
@@ -391,8 +392,8 @@ def test_prepare_fetches_what_it_can_and_lists_the_classifier_files_it_could_not
         return writer(fname, origin, **kwargs)
 
     monkeypatch.setattr(keras.utils, "get_file", get_file)
-    monkeypatch.setattr(assets, "online", lambda *a, **k: True)
-    target = assets.prepare_mirror(tmp_path / "partial", include_datasets=False)
+    monkeypatch.setattr(cli_mirror, "online", lambda *a, **k: True)  # prepare checks it first
+    target = cli_mirror.prepare_mirror(tmp_path / "partial", include_datasets=False)
     out = capsys.readouterr().out
     assert "Could not fetch 2 file(s)" in out
     assert f"imagenet_classifier/{assets.IMAGENET_TFLITE}" in out and "samples/owl.jpg" in out

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from tlcourse import assets, audit, cli, export, imageio, widgets
+from tlcourse.cli import mirror as cli_mirror
 from tlcourse.cli import pipeline
 from tlcourse.errors import TLCourseError
 
@@ -672,7 +673,7 @@ def test_verify_refuses_entries_that_leave_the_mirror(small_mirror, tmp_path, ca
         + f"{assets.file_sha256(outside)}  ./../outside.txt\n"
         + f"{assets.file_sha256(outside)}  {outside}\n"
     )
-    report = assets.verify_mirror(mirror)
+    report = cli_mirror.verify_mirror(mirror)
     refused = [item for item in report.problems if "outside the mirror" in item["problem"]]
     assert len(refused) == 2 and not report.ok
 

@@ -1,9 +1,10 @@
 """The ``tlcourse`` command line, the instructor and admin side (lesson 00 lists its sub-commands).
 
 This package is everything only the command imports: the parser and :func:`main` here,
-:mod:`tlcourse.cli.pipeline` (``train``/``predict``), :mod:`tlcourse.cli.runner` (``run``) and
-:mod:`tlcourse.cli.grade` (``grade``). Student-facing modules never import it (tests/test_layout.py); ``check-data``
-and ``assets`` hand over to :mod:`tlcourse.audit` and :mod:`tlcourse.assets`, which lessons use too.
+:mod:`tlcourse.cli.pipeline` (``train``/``predict``), :mod:`tlcourse.cli.runner` (``run``),
+:mod:`tlcourse.cli.grade` (``grade``) and :mod:`tlcourse.cli.mirror` (``assets prepare``/``verify``, the mirror
+administrator's side). Student-facing modules never import it (tests/test_layout.py); ``check-data`` and
+``assets status`` use :mod:`tlcourse.audit` and :mod:`tlcourse.assets`, which lessons use too.
 
 All arguments are declared here; each sub-command hands the parsed arguments to a ``*_command`` function in
 the module that does the work, imported only when that sub-command runs so ``tlcourse --help`` stays fast.
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="prepare: report a failed download and go on instead of stopping (Binder's postBuild)",
     )
-    assets.set_defaults(module="tlcourse.assets", function="assets_command")
+    assets.set_defaults(module="tlcourse.cli.mirror", function="assets_command")
     return parser
 
 
