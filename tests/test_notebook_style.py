@@ -120,3 +120,21 @@ def test_lesson_writes_the_keras_recipe_out_in_its_code_cells(relpath):
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     missing = [call for call in RECIPE_CALLS[relpath] if call not in code]
     assert not missing, f"{relpath} no longer shows {missing} in a code cell"
+
+
+POINTING_PHRASES = ("printed above", "shown above", "figure above")
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_notebook_prose_says_what_to_expect_instead_of_pointing_at_output(relpath):
+    """Markdown states the expected result ("in the cpu profile expect about ...") rather than "printed above"."""
+
+    nb = _load(relpath)
+    found = [
+        (index, phrase)
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "markdown"
+        for phrase in POINTING_PHRASES
+        if phrase in cell.source.lower()
+    ]
+    assert not found, f"{relpath}: markdown cells point at output instead of stating it: {found}"

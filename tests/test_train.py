@@ -194,3 +194,28 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_the_fast_path_has_left_train_with_no_alias_behind():
     for name in ("fit_head_fast", "fine_tune_fast", "cache_boundary", "split_backbone", "BoundaryCache"):
         assert hasattr(fastpath, name) and not hasattr(train, name), name
+
+
+def test_validation_accuracy_runs_the_model_as_one_traced_graph_not_eagerly():
+    """An eager call holds every layer's output of a batch at once (lesson 08's peak memory went past 2 GB)."""
+    import keras
+    import tensorflow as tf
+
+    eager_calls = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            eager_calls.append(tf.executing_eagerly())
+            return x
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(Probe()(inputs)))
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    y = np.arange(10) % 3
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    eager_calls.clear()  # building the model traced the layer once
+
+    accuracy = train._accuracy(model, dataset)
+
+    assert accuracy == pytest.approx(float(np.mean(model.predict(x, verbose=0).argmax(1) == y)))
+    assert eager_calls and not any(eager_calls)

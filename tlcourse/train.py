@@ -390,10 +390,17 @@ def _plain_key(model: Any, splits: Any, **settings: Any) -> str:
 
 
 def _accuracy(model: Any, dataset: Any) -> float:
-    """Accuracy of a logits model on a dataset of (images, labels), whatever metrics it was compiled with."""
+    """Accuracy of a logits model on a dataset of (images, labels), whatever metrics it was compiled with.
+
+    The batches go through one traced predict function: an eager ``model(images)`` keeps every layer's output
+    of the batch alive until it returns, which raised lesson 08's peak memory past Binder's 2 GB.
+    """
+    from tlcourse.features import _predict_batch
+
+    predict = _predict_batch(model)
     hits, total = 0, 0
     for images, labels in dataset:
-        logits = np.asarray(model(images, training=False))
+        logits = np.asarray(predict(images))
         y = np.asarray(labels).reshape(-1)
         predicted = (logits[:, 0] > 0).astype(int) if logits.shape[-1] == 1 else logits.argmax(axis=1)
         hits += int((predicted == y).sum())
