@@ -160,3 +160,17 @@ def test_a_resnet_base_gets_resnet_preprocessing_without_its_name_being_passed()
     layers = classifier.layers
     preprocessing = layers[layers.index(base) - 1]  # build_classifier: input -> preprocessing -> base -> ...
     np.testing.assert_allclose(np.asarray(preprocessing(pixels)), expected_input, rtol=1e-5, atol=1e-3)
+
+
+def test_every_subpackage_is_listed_for_installation_in_pyproject():
+    """setuptools installs only the packages pyproject lists: a missing one works in an editable checkout and
+    breaks every real install (Binder, Colab, pip install .)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {_module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert found == listed, (
+        f"unlisted: {sorted(found - listed)}; listed but missing: {sorted(listed - found)}"
+    )
