@@ -34,3 +34,32 @@ def test_train_help_states_the_default_settings_and_the_measured_time_per_1000_p
     assert f"profile cpu: MobileNetV2 alpha {cpu.alpha:g} at {cpu.image_size} px" in text
     assert "s per 1,000 photos, measured on 2 shared CPU cores" in text
     assert "profile gpu: MobileNetV2 alpha 1 at 224 px" in text
+
+
+def test_train_runs_on_onednn_kernels_and_records_it_while_the_lessons_keep_tensorflows_own(tmp_path):
+    """`tlcourse train` picks oneDNN before TensorFlow loads (a fresh process, the variable unset); notebooks run
+    by `tlcourse run` keep TensorFlow's own kernels, the ones the lessons' figures were measured with."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    for name, colour in {"red": (200, 30, 30), "blue": (30, 40, 210)}.items():
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(6):
+            noise = np.random.default_rng(i).integers(-30, 30, size=(36, 36, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.png")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    command = [sys.executable, "-m", "tlcourse", "train", str(tmp_path / "photos"), "--out", str(tmp_path / "out")]
+    command += ["--profile", "smoke", "--size", "32", "--weights", "random"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
+    assert settings["onednn"] is True
+    assert "onednn" in (tmp_path / "out" / "model_card.md").read_text()
+    assert cli.build_parser().parse_args(["train", "d", "--out", "o"]).onednn is True
+    assert not getattr(cli.build_parser().parse_args(["run", "lessons"]), "onednn", False)

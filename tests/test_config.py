@@ -149,3 +149,19 @@ def test_the_lessons_cpu_profile_keeps_its_light_width_while_the_capstone_may_di
     capstone = cpu.for_capstone()
     assert f"alpha {capstone.alpha:g} at {capstone.image_size} px" in summary
     assert f"{config.CAPSTONE_SECONDS_PER_1000_IMAGES['cpu']:.0f} s per 1,000 photos" in summary
+
+
+def test_quiet_tensorflow_chooses_onednn_only_when_asked_and_keeps_the_users_choice(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    config.quiet_tensorflow(onednn=True)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1" and config.onednn_enabled()
+    config.quiet_tensorflow()  # a later call does not undo the first one's choice
+    assert config.onednn_enabled()
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    config.quiet_tensorflow()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0" and not config.onednn_enabled()
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "false")
+    config.quiet_tensorflow(onednn=True)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "false" and not config.onednn_enabled()
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert config.onednn_enabled()  # unset: TensorFlow's own default on x86 Linux

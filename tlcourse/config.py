@@ -219,20 +219,32 @@ def get_profile(name: str = "auto", **overrides: object) -> Profile:
     return profile.replace(**overrides) if overrides else profile
 
 
-def quiet_tensorflow(level: int = 2) -> None:
-    """Silence TensorFlow's C++ start-up messages (lesson 00).
+def quiet_tensorflow(level: int = 2, *, onednn: bool = False) -> None:
+    """Silence TensorFlow's C++ start-up messages and choose its CPU kernels (lesson 00).
 
-    Must run before TensorFlow is first imported: it sets ``TF_CPP_MIN_LOG_LEVEL`` and turns oneDNN's
-    rounding-order notices off (``TF_ENABLE_ONEDNN_OPTS=0``, which also makes CPU results reproducible).
-    Values the user already set are kept. Once TensorFlow is loaded it also lowers the Python-side log level.
+    Must run before TensorFlow is first imported: it sets ``TF_CPP_MIN_LOG_LEVEL`` and
+    ``TF_ENABLE_ONEDNN_OPTS``. The first call decides; values the user already set are always kept. Once
+    TensorFlow is loaded it also lowers the Python-side log level.
+
+    ``onednn=False`` (the lessons): TensorFlow's own CPU kernels, the ones every cpu-profile figure in the
+    lessons' prose was measured with. ``onednn=True`` (``tlcourse train``): Intel's oneDNN kernels, which on
+    2 AVX2 cores run MobileNetV2's forward pass about 1.8x faster (alpha 0.5 at 224 px: 81 against 148 images
+    a second). Both are reproducible run to run on one machine; they add in a different order, so their
+    figures differ in the last digits (benchmarks/recipe_vs_tlcourse.py, issue 18).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if onednn else "0")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow uses (or, imported now, would use) oneDNN's CPU kernels: ``TF_ENABLE_ONEDNN_OPTS``
+    read the way TensorFlow reads it, where unset means on (see :func:`quiet_tensorflow`)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in {"0", "false", "off", "no"}
 
 
 def environment_report(profile: str = "auto") -> dict[str, object]:

