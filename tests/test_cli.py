@@ -54,7 +54,15 @@ def test_train_runs_on_onednn_kernels_and_records_it_while_the_lessons_keep_tens
             pixels = np.clip(np.array(colour) + noise, 0, 255).astype("uint8")
             Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.png")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    command = [sys.executable, "-m", "tlcourse", "train", str(tmp_path / "photos"), "--out", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "tlcourse",
+        "train",
+        str(tmp_path / "photos"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     command += ["--profile", "smoke", "--size", "32", "--weights", "random"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
