@@ -290,3 +290,26 @@ def test_train_uses_the_profiles_capstone_width_and_size(tmp_path, monkeypatch):
 def test_train_alpha_and_size_options_replace_the_capstone_setting(tmp_path, monkeypatch):
     seen = _settings_train_starts_with(tmp_path, monkeypatch, "--alpha", "0.35", "--size", "32")
     assert seen == {"alpha": 0.35, "image_size": 32, "loaded": 32}
+
+
+def test_formats_keras_writes_only_the_keras_model_and_records_the_choice(tmp_path):
+    folder = _make_folder(tmp_path / "photos")
+    out = tmp_path / "out"
+    args = ["train", str(folder), "--out", str(out), "--profile", "smoke", "--size", str(SIZE)]
+    assert cli.main([*args, "--weights", "random", "--formats", "keras"]) == 0
+    assert (out / "model.keras").is_file()
+    assert not (out / "saved_model").exists() and not (out / "model.tflite").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["formats"] == ["keras"] and list(metrics["export"]) == ["keras"]
+
+
+@pytest.mark.parametrize(
+    ("formats", "says"),
+    [("keras,onnx", "onnx is not an export format"), ("tflite", "--formats must include keras")],
+)
+def test_a_bad_formats_list_is_refused_in_one_line_before_any_work(formats, says, tmp_path, capsys):
+    folder = _make_folder(tmp_path / "photos", per_class=2)
+    status = cli.main(["train", str(folder), "--out", str(tmp_path / "out"), "--formats", formats])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and says in lines[0], lines
+    assert not (tmp_path / "out").exists()

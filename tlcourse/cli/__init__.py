@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         "per replica (tlcourse.distribute)",
     )
     train.add_argument(
+        "--formats",
+        default="keras,saved_model,tflite",
+        metavar="LIST",
+        help="comma-separated export formats from keras, saved_model and tflite (default: all three, each "
+        "checked by a round trip); keras is always needed: `tlcourse predict` reads model.keras. "
+        "--formats keras skips the two slower exports",
+    )
+    train.add_argument(
         "--force",
         action="store_true",
         help="replace a model already in OUT (the earlier files are kept in OUT/previous/)",

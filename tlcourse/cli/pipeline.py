@@ -13,7 +13,7 @@ larger than the lessons', chosen by ``benchmarks/accuracy_vs_time.py``), unless 
    (:func:`tlcourse.fastpath.fine_tune_fast`, the opt-in fast path);
 5. evaluation on the **test** split with bootstrap intervals (:mod:`tlcourse.evaluate`): epochs, early
    stopping and keep_better chose on validation, so only test is untouched by selection;
-6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite, each checked by a round trip.
+6. export: ``.keras`` (reloaded in safe mode), SavedModel and TFLite (``--formats`` chooses), each checked by a round trip.
 
 Each training phase prints one line per epoch (loss, accuracy, validation accuracy, seconds). It writes
 ``OUT/model.keras``, ``OUT/class_names.json``, ``OUT/metrics.json``, ``OUT/model_card.md`` and, beside them,
@@ -163,10 +163,33 @@ def validate_train_args(args: Any) -> None:
     seed = getattr(args, "seed", 42)
     if seed is not None and not 0 <= int(seed) < 2**32:
         raise TLCourseError(f"--seed {seed} is out of range: give a whole number from 0 to {2**32 - 1}.")
+    export_formats(args)
     if not str(getattr(args, "directory", "")).strip():
         raise DataError(
             "The image folder is an empty string: give the folder that holds one sub-folder per class."
         )
+
+
+def export_formats(args: Any) -> tuple[str, ...]:
+    """The formats ``--formats`` asks for, in :data:`tlcourse.export.FORMATS`'s order (all when not given)."""
+    from tlcourse.export import FORMATS
+
+    given = getattr(args, "formats", None)
+    wanted = (
+        [part.strip() for part in str(given).split(",") if part.strip()] if given is not None else FORMATS
+    )
+    unknown = [name for name in wanted if name not in FORMATS]
+    if unknown:
+        raise TLCourseError(
+            f"--formats: {', '.join(unknown)} is not an export format; choose from {', '.join(FORMATS)}, "
+            "separated by commas."
+        )
+    if "keras" not in wanted:
+        raise TLCourseError(
+            "--formats must include keras: model.keras is the file `tlcourse predict` and the report read "
+            "(add saved_model or tflite to it, e.g. --formats keras,tflite)."
+        )
+    return tuple(name for name in FORMATS if name in wanted)
 
 
 def check_out_dir(out: str | os.PathLike, option: str = "--out") -> Path:
@@ -379,7 +402,12 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         stage.write_text(CLASS_NAMES_FILE, json.dumps(class_names, indent=1) + "\n")
         sample = next(iter(splits.validation))[0]
         exported = export.export_formats(
-            model, stage.path, np.asarray(sample), class_names=class_names, report_dir=out
+            model,
+            stage.path,
+            np.asarray(sample),
+            formats=export_formats(args),
+            class_names=class_names,
+            report_dir=out,
         )
         timings["export"] = time.perf_counter() - t
         for line in _export_lines(exported):
@@ -405,6 +433,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "fine_tune_boundary": tuned.boundary,
             "max_images_per_class": profile.max_images_per_class,
             "onednn": onednn_enabled(),
+            "formats": list(export_formats(args)),
         }
         measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
         capstone = get_profile(profile.name).for_capstone()
