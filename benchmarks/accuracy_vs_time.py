@@ -4,7 +4,7 @@ Run (from the repository root; about 15-25 minutes on 2 busy CPU cores)::
 
     python benchmarks/accuracy_vs_time.py [--mirror ../shared/assets] [--json results.json]
     python benchmarks/accuracy_vs_time.py --acceptance    # today's defaults vs the new ones, paired (issue 18)
-    python benchmarks/accuracy_vs_time.py --acceptance --folds 5   # the same on all 1,000 photos (~25 min)
+    python benchmarks/accuracy_vs_time.py --acceptance --folds 5   # the same on all 1,000 photos (~17 min)
 
 The data: the mirror's ``flower_photos_small`` (5 classes, 160 training and 40 validation photos a class) is
 copied once into a temporary folder with ``train/``, ``validation/`` and ``test/``: a seeded, stratified quarter
@@ -14,8 +14,8 @@ early or chooses on it). So every setting trains on 600 photos, stops early on 2
 
 Each setting runs in its own subprocess through the library's own ``tlcourse train`` path
 (:func:`tlcourse.cli.pipeline.train_command`: audit, decode once, cached features + augmented passes, boundary-
-cached fine-tune, evaluation, export with round trips), so the measured thing is what users run, and its peak
-RSS (``ru_maxrss``) is its own. The saved ``model.keras`` is then reloaded and scored on the test photos
+cached fine-tune, evaluation, export with round trips, on the oneDNN kernels ``train_command`` chooses), so the
+measured thing is what users run, and its peak RSS (``ru_maxrss``) is its own. The saved ``model.keras`` is then reloaded and scored on the test photos
 (read as ``tlcourse predict`` reads them). Per setting it prints the test accuracy with its 95% interval
 (:func:`tlcourse.evaluate.accuracy_interval`), the wall time split into decode (loading, which decodes every
 photo once) / extract (frozen backbone over the cached passes) / head / fine-tune / export, and the peak RSS;

@@ -1,6 +1,6 @@
 """The TensorFlow tutorial's transfer-learning recipe vs tlcourse's default strategy, side by side.
 
-Run (from the repository root; takes 15-25 minutes on 2 CPU cores)::
+Run (from the repository root; about 10 minutes on 2 quiet CPU cores)::
 
     python benchmarks/recipe_vs_tlcourse.py [--mirror ../shared/assets] [--json results.json]
 
@@ -25,9 +25,11 @@ Both sides are scored on the test photos, with their 95% intervals:
 Each part runs in its own subprocess so its peak RSS (``ru_maxrss``) is its own. The CPU may be shared
 with other work, so wall times are noisy; compare the ratios.
 
-CPU kernels: the recipe runs with TensorFlow's defaults, as a student running the tutorial gets them (oneDNN on
-x86 Linux); tlcourse runs as ``tlcourse train`` does (``config.quiet_tensorflow(onednn=True)``). A
-``TF_ENABLE_ONEDNN_OPTS`` set in the environment applies to every part; the report says what each part used.
+CPU kernels: the recipe runs with TensorFlow's defaults, as a student running the tutorial gets them (TensorFlow
+picks oneDNN by the CPU: off on the 2-core AVX2 machine of issue 18, where forcing it on makes forward passes
+about 1.8x faster); tlcourse runs as ``tlcourse train`` does (``config.quiet_tensorflow(onednn=True)``). A
+``TF_ENABLE_ONEDNN_OPTS`` set in the environment applies to every part, e.g. ``TF_ENABLE_ONEDNN_OPTS=1`` gives
+the recipe oneDNN too; the report says what each part ran on (TensorFlow's own answer).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _quiet(*, as_tlcourse_train: bool) -> None:
         quiet_tensorflow(onednn=True)
 
 
-def _onednn() -> bool:
+def _onednn() -> bool | None:
     from tlcourse.config import onednn_enabled
 
     return onednn_enabled()

@@ -154,14 +154,26 @@ def test_the_lessons_cpu_profile_keeps_its_light_width_while_the_capstone_may_di
 def test_quiet_tensorflow_chooses_onednn_only_when_asked_and_keeps_the_users_choice(monkeypatch):
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     config.quiet_tensorflow(onednn=True)
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1" and config.onednn_enabled()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     config.quiet_tensorflow()  # a later call does not undo the first one's choice
-    assert config.onednn_enabled()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
     config.quiet_tensorflow()
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0" and not config.onednn_enabled()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "false")
     config.quiet_tensorflow(onednn=True)
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "false" and not config.onednn_enabled()
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
-    assert config.onednn_enabled()  # unset: TensorFlow's own default on x86 Linux
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "false"
+
+
+def test_onednn_enabled_reads_tensorflows_own_answer_once_it_is_loaded():
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1  # loaded: conftest turned oneDNN off before the first import
+    assert config.onednn_enabled() is False
+    code = "from tlcourse import config; print(config.onednn_enabled())"
+    for value, expected in (("1", "True"), ("0", "False")):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected  # before TensorFlow loads: the variable, as TensorFlow reads it

@@ -103,11 +103,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-CAPSTONE_SECONDS_PER_1000_IMAGES: dict[str, float] = {"cpu": 147.0}
+CAPSTONE_SECONDS_PER_1000_IMAGES: dict[str, float] = {"cpu": 114.0}
 """Measured wall time of ``tlcourse train`` with a profile's capstone setting on a folder of 1,000 photos (audit,
-decoding, features, fine-tuning, evaluation, export), on 2 CPU cores shared with other work (load average 4.6
-falling to 2.2 during that run, so an idle machine is faster; 244 s in the sweep at load 3.8 to 5.3):
-``python benchmarks/accuracy_vs_time.py --acceptance`` (issue 18).
+decoding, features, fine-tuning, evaluation, export in all three formats), on oneDNN's CPU kernels: the median
+of the five folds of ``python benchmarks/accuracy_vs_time.py --acceptance --folds 5`` (91 to 127 s per fold, 2
+CPU cores at load average 1.3 to 2.2; issue 18). Export takes 23 to 31 s of it (``--formats`` chooses fewer).
 ``tlcourse train --help`` and the model card quote it."""
 
 
@@ -241,10 +241,24 @@ def quiet_tensorflow(level: int = 2, *, onednn: bool = False) -> None:
         tf.get_logger().setLevel("ERROR")
 
 
-def onednn_enabled() -> bool:
-    """Whether TensorFlow uses (or, imported now, would use) oneDNN's CPU kernels: ``TF_ENABLE_ONEDNN_OPTS``
-    read the way TensorFlow reads it, where unset means on (see :func:`quiet_tensorflow`)."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in {"0", "false", "off", "no"}
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs on oneDNN's CPU kernels in this process (see :func:`quiet_tensorflow`).
+
+    Once TensorFlow is loaded, its own answer (``IsMklEnabled``, private but long-standing). Before, or if that
+    function is gone, ``TF_ENABLE_ONEDNN_OPTS`` read as TensorFlow reads it; unset gives None, because TensorFlow
+    then decides by the CPU (off on the 2-core AVX2 machines this course's figures come from).
+    """
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.util import _pywrap_util_port
+
+            return bool(_pywrap_util_port.IsMklEnabled())
+        except (ImportError, AttributeError):
+            pass
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if value is None:
+        return None
+    return value.strip().lower() not in {"0", "false", "off", "no"}
 
 
 def environment_report(profile: str = "auto") -> dict[str, object]:
