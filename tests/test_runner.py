@@ -657,10 +657,17 @@ def test_ctrl_c_stops_the_batch_records_what_finished_leaves_no_kernels_and_exit
     write_notebook(folder / "d_queued.ipynb", start, parameters="NAME = 'd'")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tlcourse", "run", str(folder), "--out", str(out), "--jobs", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
-    )  # fmt: skip
+    # Ctrl-C in a terminal reaches a process whose SIGINT is not ignored. pytest started in the background of a
+    # non-interactive shell (`(bash .ci/run &)`) inherits SIGINT ignored, passes that on, and Python then keeps
+    # ignoring it: give the child a terminal's disposition, whatever way pytest itself was started.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tlcourse", "run", str(folder), "--out", str(out), "--jobs", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not ((pids / "b").is_file() and (pids / "c").is_file()) and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
