@@ -292,6 +292,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     for warning in report.warnings:
         _say(f"      warning: {_printable(warning)}")
 
+    formats = export_formats(args)  # checked by validate_train_args above
     quiet_tensorflow(onednn=True)  # as `tlcourse train` does (cli.build_parser), for callers in Python too
     from tlcourse import data, evaluate, export, fastpath, modelcard, train
     from tlcourse.config import seed_everything
@@ -405,7 +406,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             model,
             stage.path,
             np.asarray(sample),
-            formats=export_formats(args),
+            formats=formats,
             class_names=class_names,
             report_dir=out,
         )
@@ -433,7 +434,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "fine_tune_boundary": tuned.boundary,
             "max_images_per_class": profile.max_images_per_class,
             "onednn": onednn_enabled(),
-            "formats": list(export_formats(args)),
+            "formats": list(formats),
         }
         measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
         capstone = get_profile(profile.name).for_capstone()
