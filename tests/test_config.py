@@ -133,13 +133,26 @@ def test_small_kernels_and_this_process_are_not_counted():
         holder.wait()
 
 
-def test_for_capstone_swaps_in_the_capstone_width_and_size_and_nothing_else():
-    base = config.PROFILES["cpu"].replace(capstone_alpha=0.75, capstone_image_size=192)
+def test_for_capstone_swaps_in_the_capstone_width_size_and_passes_and_nothing_else():
+    base = config.PROFILES["cpu"].replace(
+        capstone_alpha=0.75, capstone_image_size=192, augmented_passes=2, capstone_augmented_passes=1
+    )
     capstone = base.for_capstone()
-    assert (capstone.alpha, capstone.image_size) == (0.75, 192)
-    assert capstone.replace(alpha=base.alpha, image_size=base.image_size) == base
-    plain = config.PROFILES["smoke"].replace(capstone_alpha=None, capstone_image_size=None)
+    assert (capstone.alpha, capstone.image_size, capstone.augmented_passes) == (0.75, 192, 1)
+    restored = capstone.replace(alpha=base.alpha, image_size=base.image_size, augmented_passes=2)
+    assert restored == base
+    plain = config.PROFILES["smoke"].replace(
+        capstone_alpha=None, capstone_image_size=None, capstone_augmented_passes=None
+    )
     assert plain.for_capstone() == plain
+
+
+def test_the_capstone_caches_no_augmented_passes_while_the_lessons_keep_theirs():
+    cpu = config.get_profile("cpu")
+    assert cpu.augmented_passes == 2  # lesson 04's step on cached augmented passes reads these
+    assert cpu.for_capstone().augmented_passes == 0
+    assert "head epochs on cached features (no augmented passes)" in config.capstone_summary("cpu")
+    assert "on 4 cached augmented pass(es)" in config.capstone_summary("gpu")
 
 
 def test_the_lessons_cpu_profile_keeps_its_light_width_while_the_capstone_may_differ():
