@@ -13,11 +13,12 @@ Both sides are scored on the test photos, with their 95% intervals:
     augmentation layers inside the model, the frozen base recomputed every epoch; 10 head epochs with Adam 1e-4;
     then layers from 100 on unfrozen and 10 more epochs with RMSprop at 1e-5 (a tenth of the rate), as in the
     tutorial.
-(b) tlcourse (cpu profile, its capstone width and size, as ``tlcourse train`` runs it): head on cached features
-    with cached augmented passes (``fastpath.fit_head_fast``), then the boundary-cached fine-tune
-    (``fastpath.fine_tune_fast``), both with early stopping on the validation photos.
-(b') the same at the lessons' lighter width and size (the cpu profile's own ``alpha`` and ``image_size``), so one
-    run shows what each of the profile's two settings costs against the same recipe run.
+(b) tlcourse (the cpu profile's capstone setting, as ``tlcourse train`` runs it: its width, size and cached
+    augmented passes, none since issue 18): head on cached features (``fastpath.fit_head_fast``), then the
+    boundary-cached fine-tune (``fastpath.fine_tune_fast``), both with early stopping on the validation photos.
+(b') the same with the lessons' settings (the cpu profile's own lighter ``alpha`` and ``image_size`` and its 2
+    cached augmented passes), so one run shows what each of the profile's two settings costs against the same
+    recipe run.
 (c) throughput: tlcourse's feature extraction (decode + resize + forward pass, cold cache) vs the bare
     forward pass of the same backbone on already-decoded tensors, and a plain ``image_dataset_from_directory``
     pipeline for reference.
@@ -197,22 +198,24 @@ def child_recipe(mirror: Path, root: Path) -> dict:
 
 
 def child_tlcourse(mirror: Path, root: Path) -> dict:
-    """tlcourse's default: cpu profile, cached features + passes, boundary-cached fine-tune."""
-    return _tlcourse(mirror, root, ALPHA, SIZE)
+    """tlcourse's default: the cpu profile's capstone setting (as ``tlcourse train`` runs it), cached features,
+    boundary-cached fine-tune."""
+    return _tlcourse(mirror, root, capstone=True)
 
 
 def child_tlcourse_lessons(mirror: Path, root: Path) -> dict:
-    """The same, at the lessons' width and size."""
-    return _tlcourse(mirror, root, LESSON_ALPHA, LESSON_SIZE)
+    """The same with the lessons' own cpu settings (lighter width and size, 2 cached augmented passes)."""
+    return _tlcourse(mirror, root, capstone=False)
 
 
-def _tlcourse(mirror: Path, root: Path, alpha: float, size: int) -> dict:
+def _tlcourse(mirror: Path, root: Path, *, capstone: bool) -> dict:
     _quiet(as_tlcourse_train=True)
     from tlcourse import data, fastpath, train
     from tlcourse.config import get_profile, seed_everything
 
     seed_everything(SEED)
-    profile = get_profile("cpu", alpha=alpha, image_size=size)
+    profile = get_profile("cpu").for_capstone() if capstone else get_profile("cpu")
+    alpha, size = profile.alpha, profile.image_size
     if os.environ.get("BENCH_AUGMENTED_PASSES"):  # a variant: e.g. BENCH_AUGMENTED_PASSES=0
         profile = profile.replace(augmented_passes=int(os.environ["BENCH_AUGMENTED_PASSES"]))
     t_start = time.perf_counter()

@@ -108,11 +108,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-CAPSTONE_SECONDS_PER_1000_IMAGES: dict[str, float] = {"cpu": 114.0}
+CAPSTONE_SECONDS_PER_1000_IMAGES: dict[str, float] = {"cpu": 84.0}
 """Measured wall time of ``tlcourse train`` with a profile's capstone setting on a folder of 1,000 photos (audit,
 decoding, features, fine-tuning, evaluation, export in all three formats), on oneDNN's CPU kernels: the median
-of the five folds of ``python benchmarks/accuracy_vs_time.py --acceptance --folds 5`` (91 to 127 s per fold, 2
-CPU cores at load average 1.3 to 2.2; issue 18). Export takes 23 to 31 s of it (``--formats`` chooses fewer).
+of the five folds of ``python benchmarks/accuracy_vs_time.py --acceptance --folds 5`` (82 to 90 s per fold, 2
+CPU cores at load average 1.0 to 1.4; issue 18). Export takes 29 to 32 s of it (``--formats`` chooses fewer).
 ``tlcourse train --help`` and the model card quote it."""
 
 
