@@ -338,8 +338,16 @@ def _pooled(runs: list[dict]) -> dict:
     predictions = [p for r in runs for p in r["predictions"]]
     right = np.asarray(labels) == np.asarray(predictions)
     accuracy = float(right.mean())
+    heads = [r.get("head_test_accuracy") for r in runs]
+    counts = [len(r["labels"]) for r in runs]
     return {
         **median,
+        # the head's accuracy over all folds, not the median fold's (None when a child did not record it)
+        "head_test_accuracy": (
+            sum(h * n for h, n in zip(heads, counts, strict=True)) / sum(counts)
+            if None not in heads
+            else None
+        ),
         "labels": labels,
         "predictions": predictions,
         "test_accuracy": accuracy,
@@ -369,9 +377,8 @@ def acceptance_folds(mirror: Path, folds: int) -> tuple[list[dict], bool]:
         accs = ", ".join(f"{a:.3f}" for a in r["fold_accuracies"])
         times = ", ".join(f"{t:.0f}" for t in r["fold_totals"])
         print(f"{name}: fold test accuracies {accs}; fold wall times {times} s")
-        heads = [run.get("head_test_accuracy") for run in (old_runs if name == "today" else new_runs)]
-        if all(h is not None for h in heads):  # equal folds: the mean is the pooled accuracy
-            print(f"{name}: test accuracy of the head before fine-tuning {sum(heads) / len(heads):.3f}")
+        if r["head_test_accuracy"] is not None:
+            print(f"{name}: test accuracy of the head before fine-tuning {r['head_test_accuracy']:.3f}")
     return _verdict(old, now, f"{folds}-fold cross-validated, every photo predicted once")
 
 

@@ -54,21 +54,24 @@ BATCH = 32
 SEED = 42
 
 
-def _capstone() -> tuple[float, int]:
-    """The width and size ``tlcourse train`` uses with the cpu profile (tlcourse.config)."""
+def _cpu_profile(*, capstone: bool):
+    """The cpu profile as ``tlcourse train`` runs it (``capstone=True``: its capstone width, size and passes)
+    or as the lessons read it (tlcourse.config)."""
     sys.path.insert(0, str(REPO))
     from tlcourse.config import get_profile
 
-    profile = get_profile("cpu").for_capstone()
+    return get_profile("cpu").for_capstone() if capstone else get_profile("cpu")
+
+
+def _capstone() -> tuple[float, int]:
+    """The width and size ``tlcourse train`` uses with the cpu profile."""
+    profile = _cpu_profile(capstone=True)
     return profile.alpha, profile.image_size
 
 
 def _lessons() -> tuple[float, int]:
     """The width and size the lessons use with the cpu profile (lighter than the capstone's)."""
-    sys.path.insert(0, str(REPO))
-    from tlcourse.config import get_profile
-
-    profile = get_profile("cpu")
+    profile = _cpu_profile(capstone=False)
     return profile.alpha, profile.image_size
 
 
@@ -211,10 +214,10 @@ def child_tlcourse_lessons(mirror: Path, root: Path) -> dict:
 def _tlcourse(mirror: Path, root: Path, *, capstone: bool) -> dict:
     _quiet(as_tlcourse_train=True)
     from tlcourse import data, fastpath, train
-    from tlcourse.config import get_profile, seed_everything
+    from tlcourse.config import seed_everything
 
     seed_everything(SEED)
-    profile = get_profile("cpu").for_capstone() if capstone else get_profile("cpu")
+    profile = _cpu_profile(capstone=capstone)
     alpha, size = profile.alpha, profile.image_size
     if os.environ.get("BENCH_AUGMENTED_PASSES"):  # a variant: e.g. BENCH_AUGMENTED_PASSES=0
         profile = profile.replace(augmented_passes=int(os.environ["BENCH_AUGMENTED_PASSES"]))

@@ -260,16 +260,19 @@ def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
 
 
 def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
-    """Run `tlcourse train` up to its first training call and return the width and size it passed on."""
+    """Run `tlcourse train` up to its first training call and return the width, size and augmented passes it
+    passed on (the smoke profile's own passes are 0; its capstone setting here caches 1)."""
     from tlcourse import config, errors, fastpath
 
-    monkeypatch.setitem(
-        config.PROFILES, "smoke", config.PROFILES["smoke"].replace(capstone_alpha=0.5, capstone_image_size=48)
-    )
+    smoke = config.PROFILES["smoke"]
+    assert smoke.augmented_passes == 0
+    capstone = smoke.replace(capstone_alpha=0.5, capstone_image_size=48, capstone_augmented_passes=1)
+    monkeypatch.setitem(config.PROFILES, "smoke", capstone)
     seen: dict = {}
 
     def stop(splits, **kwargs):
         seen.update(alpha=kwargs["alpha"], image_size=kwargs["image_size"], loaded=splits.image_size)
+        seen.update(passes=kwargs["profile"].augmented_passes)
         raise errors.TLCourseError("stopped by the test")
 
     monkeypatch.setattr(fastpath, "fit_head_fast", stop)
@@ -279,17 +282,18 @@ def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
     return seen
 
 
-def test_train_uses_the_profiles_capstone_width_and_size(tmp_path, monkeypatch):
+def test_train_uses_the_profiles_capstone_width_size_and_passes(tmp_path, monkeypatch):
     assert _settings_train_starts_with(tmp_path, monkeypatch) == {
         "alpha": 0.5,
         "image_size": 48,
         "loaded": 48,
+        "passes": 1,
     }
 
 
 def test_train_alpha_and_size_options_replace_the_capstone_setting(tmp_path, monkeypatch):
     seen = _settings_train_starts_with(tmp_path, monkeypatch, "--alpha", "0.35", "--size", "32")
-    assert seen == {"alpha": 0.35, "image_size": 32, "loaded": 32}
+    assert seen == {"alpha": 0.35, "image_size": 32, "loaded": 32, "passes": 1}
 
 
 def test_formats_keras_writes_only_the_keras_model_and_records_the_choice(tmp_path):
