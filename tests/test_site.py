@@ -362,14 +362,26 @@ def test_package_data_lists_every_site_resource():
 # ---------------------------------------------------------------- the real site in Chromium (about a minute)
 
 
-def _require_axe() -> Path:
+def _require_axe(path: Path = AXE) -> Path:
     """axe-core's script; skip (or fail under CI) when tools/install_test_extras.sh has not installed it."""
-    if AXE.is_file():
-        return AXE
-    reason = f"the site's browser test needs axe-core at {AXE.relative_to(REPO_ROOT)} (tools/install_test_extras.sh)"
+    if path.is_file():
+        return path
+    reason = f"axe-core at {path} (tools/install_test_extras.sh)"
     if os.environ.get("CI"):
-        pytest.fail(f"CI must run the site's browser test, but {reason.removeprefix('the site')}")
-    pytest.skip(reason)
+        pytest.fail(f"CI must run the site's browser test, but it needs {reason}")
+    pytest.skip(f"the site's browser test needs {reason}")
+
+
+def test_missing_axe_skips_with_the_install_hint_outside_ci(monkeypatch, tmp_path):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install_test_extras.sh"):
+        _require_axe(tmp_path / "axe.min.js")
+
+
+def test_missing_axe_fails_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the site's browser test"):
+        _require_axe(tmp_path / "axe.min.js")
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -271,7 +271,7 @@ def figures_markdown(stem: str, title: str, entry: Mapping[str, Any], profile: s
         else ""
     )
     return (
-        f"# {stem[:2]}: figures of this run\n\nWhat [{_cell_text(title)}](../lessons/{stem}.ipynb) recorded when "
+        f"# {stem[:2]} {_cell_text(title.split(':')[0])}: recorded figures\n\nWhat [{_cell_text(title)}](../lessons/{stem}.ipynb) recorded when "
         f"it ran in the **{profile}** profile (`report.json` of the run).{caution}\n\n"
         "| about the run | value |\n|---|---|\n"
         + "\n".join(rows)
@@ -359,7 +359,7 @@ def sphinx_config(run: Run, slug: str, ref: str) -> dict[str, Any]:
         "project": "tlcourse",
         "author": "the tlcourse authors",
         "copyright": f"{run.date[:4]}, the tlcourse authors",
-        "extensions": ["myst_nb", "tlcourse.cli.site"],
+        "extensions": ["myst_nb", "sphinx.ext.githubpages", "tlcourse.cli.site"],  # githubpages: .nojekyll
         "nb_execution_mode": "off",
         "nb_merge_streams": True,
         "nb_mime_priority_overrides": [("html", RECORD_MIME, None)],
@@ -451,8 +451,8 @@ def build_site(run_dir: Path, out_dir: Path, repo_root: Path, *, save_times: boo
 
     start = time.perf_counter()
     run = read_run(run_dir)
-    if save_times:
-        save_cpu_times(run)
+    if save_times:  # into the checkout's copy of the record, to be committed
+        save_cpu_times(run, repo_root / CPU_TIMES.relative_to(RESOURCES.parents[2]))
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / ".buildinfo").is_file():
             raise TLCourseError(
