@@ -5,7 +5,8 @@ setting, an exercise and a solution) and read the HTML. The browser test builds 
 suite already executes (the ``smoke_run`` fixture), serves it on 127.0.0.1 with every other request aborted, and
 walks it in Chromium (Playwright, as tests/test_browser.py): every page by its next links, every image loaded,
 previous links pointing back, the search finding lesson 05, and no serious or critical axe finding. Screenshots
-of the landing page and lesson 05 go to ``$TLCOURSE_ARTIFACTS/site/_screenshots`` with the site itself.
+of the landing page and lesson 05 (its top and its diagram) go to ``$TLCOURSE_ARTIFACTS/site/_screenshots``, with the
+site itself (``$TLCOURSE_ARTIFACTS`` defaults to test-artifacts/).
 """
 
 from __future__ import annotations
@@ -480,6 +481,8 @@ def test_the_site_of_the_smoke_run_works_offline_in_chromium(served_site):
                 problems += [f"{here}: axe {finding}" for finding in page.evaluate(RUN_AXE)]
                 if here == "lessons/05_fine_tuning.html":
                     page.screenshot(path=shots / "lesson05.png")
+                    page.locator("article figure").first.scroll_into_view_if_needed()
+                    page.screenshot(path=shots / "lesson05_diagram.png")
                 following = page.locator("a.right-next")
                 if following.count() == 0:
                     break
