@@ -202,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepare: report a failed download and go on instead of stopping (Binder's postBuild)",
     )
     assets.set_defaults(module="tlcourse.cli.mirror", function="assets_command")
+
+    site = sub.add_parser(
+        "site", help="render a run's executed lessons as a static site (needs the site extra)"
+    )
+    site.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `tlcourse run lessons`")
+    site.add_argument("--out", metavar="SITE_DIR", required=True, help="where the site's HTML goes")
+    site.add_argument(
+        "--repo", metavar="DIR", default=None, help="the course checkout (default: this folder)"
+    )
+    site.add_argument(
+        "--save-cpu-times",
+        action="store_true",
+        help="RUN_DIR ran in cpu: keep its lesson times for sites built from other profiles",
+    )
+    site.set_defaults(module="tlcourse.cli.site", function="site_command")
     return parser
 
 
