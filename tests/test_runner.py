@@ -23,7 +23,8 @@ import nbformat
 import pytest
 
 from tlcourse import __version__, cli, record
-from tlcourse.cli import reports, runner
+from tlcourse.cli import manifest, progress, reports, runner
+from tlcourse.cli import parameters as run_parameters
 from tlcourse.errors import TLCourseError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -311,7 +312,7 @@ def fake_execute(monkeypatch):
             error=None if status == "ok" else "ValueError: fake",
         )  # fmt: skip
 
-    monkeypatch.setattr(runner, "_execute", execute)
+    monkeypatch.setattr(runner, "execute", execute)
     return calls, statuses
 
 
@@ -379,7 +380,7 @@ def test_notebooks_with_the_same_name_in_two_folders_get_separate_outputs(
 def test_the_skip_decision_depends_on_the_tlcourse_version(monkeypatch):
     before = runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3")
     assert before == runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3")
-    monkeypatch.setattr(runner, "__version__", __version__ + ".post1")
+    monkeypatch.setattr(manifest, "__version__", __version__ + ".post1")
     assert runner.input_digest(b"{}", {"PROFILE": "smoke"}, "python3") != before
 
 
@@ -422,12 +423,12 @@ def test_parameter_values_are_parsed_as_literals_when_they_are_one(text, expecte
 
 def test_a_notebook_kernel_that_is_not_installed_falls_back_to_python3_with_a_note():
     node = {"metadata": {"kernelspec": {"name": "conda-env-student-py"}}}
-    assert runner._choose_kernel(node, None, {"python3"}) == (
+    assert run_parameters.choose_kernel(node, None, {"python3"}) == (
         "python3",
         "kernel 'conda-env-student-py' is not installed here; used 'python3'",
     )
-    assert runner._choose_kernel(node, "other", {"python3"}) == ("other", None)
-    assert runner._choose_kernel({}, None, {"python3"}) == ("python3", None)
+    assert run_parameters.choose_kernel(node, "other", {"python3"}) == ("other", None)
+    assert run_parameters.choose_kernel({}, None, {"python3"}) == ("python3", None)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -478,7 +479,8 @@ def test_cli_refuses_a_parameter_for_a_notebook_without_a_parameters_cell(tmp_pa
     assert cli.main(["run", str(folder), "--out", str(out), "-p", "TYPO", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "b_untagged.ipynb has no cell tagged `parameters`" in err[0] and "TYPO" in err[0]
-    assert not (out / runner.MANIFEST_NAME).exists() and not list(out.rglob("*.ipynb"))  # refused before work
+    # refused before any work
+    assert not (out / manifest.MANIFEST_NAME).exists() and not list(out.rglob("*.ipynb"))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -678,8 +680,8 @@ def test_ctrl_c_stops_the_batch_records_what_finished_leaves_no_kernels_and_exit
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, (stdout, stderr)
     assert time.monotonic() - sent < 20, "stops within the interrupt grace, not after the sleeping cells"
-    manifest = json.loads((out / runner.MANIFEST_NAME).read_text())["notebooks"]
-    assert {Path(k).name: v["status"] for k, v in manifest.items()} == {
+    entries = json.loads((out / manifest.MANIFEST_NAME).read_text())["notebooks"]
+    assert {Path(k).name: v["status"] for k, v in entries.items()} == {
         "a_quick.ipynb": "ok", "b_sleeps.ipynb": "interrupted", "c_sleeps.ipynb": "interrupted",
     }  # fmt: skip
     report = json.loads((out / "report.json").read_text())
@@ -700,7 +702,7 @@ def test_a_second_run_into_the_same_out_refuses_with_one_line_and_touches_nothin
     out = tmp_path / "out"
     with runner.out_dir_lock(out.resolve()):
         status = cli.main(["run", str(tmp_path / "nbs"), "--out", str(out)])
-        assert not (out / runner.MANIFEST_NAME).exists() and not (out / "report.md").exists()
+        assert not (out / manifest.MANIFEST_NAME).exists() and not (out / "report.md").exists()
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1
     assert f"pid {os.getpid()}" in err and "another tlcourse run" in err and "--out" in err
@@ -724,7 +726,7 @@ def test_a_failed_notebooks_row_never_shows_the_previous_runs_figures(python3_ke
 
 
 def test_running_notebook_and_cell_show_with_elapsed_time():
-    control = runner._Control()
+    control = progress.BatchControl()
     control.cell_started("lessons/08_creative_brief.ipynb", 3, 40)
     assert re.fullmatch(r"08_creative_brief\.ipynb cell 3/40 \(0:00, this cell 0:00\)", control.status_text())
     control.notebook_done("lessons/08_creative_brief.ipynb")
