@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from tlcourse import __version__
+from tlcourse.cli.signals import exit_status
 from tlcourse.errors import TLCourseError
 
 PROFILE_CHOICES = ["auto", "smoke", "cpu", "gpu"]
@@ -249,9 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TLCourseError as error:
         print(f"tlcourse {args.command}: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"tlcourse {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        status = exit_status(interrupt)
+        print(
+            f"tlcourse {args.command}: {'terminated' if status != 130 else 'interrupted'}.", file=sys.stderr
+        )
+        return status
     except ModuleNotFoundError as error:
         if error.name not in RUN_EXTRA_MODULES:
             raise

@@ -24,6 +24,7 @@ from tlcourse.cli.parameters import declared_parameters, work_dir_for
 from tlcourse.cli.progress import BatchControl
 from tlcourse.cli.rendering import render_notebook_html
 from tlcourse.cli.reports import INTERRUPTED, NotebookResult
+from tlcourse.paths import display_path
 from tlcourse.record import read_checks, read_records
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -49,6 +50,10 @@ def watched_kernel_manager(
             memory.attach(pid)
             if control is not None:
                 control.kernel_started(pid, display)
+
+        async def shutdown_kernel(self, *args: Any, **kw: Any) -> None:
+            memory.sample()  # the kernel's maximum resident set, read while it still exists
+            await super().shutdown_kernel(*args, **kw)
 
     return WatchedKernelManager
 
@@ -85,10 +90,21 @@ def _cancel_leftover_tasks() -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
-def _one_line(text: str, limit: int = 240) -> str:
+ERROR_LIMIT = 2000
+"""Characters of an error kept in the console line and the report; a longer one loses its middle, never its
+end, where a course error says what to do ("Fix: ...")."""
+
+
+def error_text(text: str, limit: int = ERROR_LIMIT) -> str:
+    """An error as one whole line: colour codes removed, its lines joined, nothing cut below ``limit``
+    characters; above it, the middle gives way so that the first sentence and the last (the "Fix:") stay."""
     lines = [line.strip() for line in _ANSI.sub("", str(text)).splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    joined = " ".join(lines)
+    if len(joined) <= limit:
+        return joined
+    fix = joined.rfind("Fix:")
+    tail = joined[fix:] if fix >= 0 and len(joined) - fix < limit // 2 else joined[-(limit // 3) :]
+    return joined[: limit - len(tail) - 3] + " … " + tail
 
 
 class _StopBatch(Exception):
@@ -160,7 +176,7 @@ def execute(
 
     def on_cell_execute(cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
         if control.stopping.is_set():
-            raise _StopBatch("stopped by Ctrl-C")
+            raise _StopBatch(control.stop_reason)
         started_cells.append(cell_index if cell_index is not None else -1)
         control.cell_started(display, len(started_cells), total)
 
@@ -193,7 +209,7 @@ def execute(
             if not allow_errors or error.ename == "KeyboardInterrupt":
                 result.status = "failed"
                 result.error_cell = error.exec_count
-                result.error = _one_line(f"{error.ename}: {error.evalue}" if error.evalue else error.ename)
+                result.error = error_text(f"{error.ename}: {error.evalue}" if error.evalue else error.ename)
         except CellTimeoutError:
             result.status = "timeout"
             result.error_cell = len(started_cells) or None
@@ -202,12 +218,12 @@ def execute(
             result.status = "dead kernel"
             result.error_cell = len(started_cells) or None
             result.error = (
-                _one_line(f"DeadKernelError: {error}") + " (out of memory, or the process was killed)"
+                error_text(f"DeadKernelError: {error}") + " (out of memory, or the process was killed)"
             )
         except Exception as error:  # noqa: BLE001 - one broken notebook must not stop the batch
             result.status = "failed"
             result.error_cell = len(started_cells) or None
-            result.error = _one_line(f"{type(error).__name__}: {error}")
+            result.error = error_text(f"{type(error).__name__}: {error}")
         finally:
             result.seconds = time.perf_counter() - start
             control.kernel_stopped(memory.pid)
@@ -215,8 +231,9 @@ def execute(
             _cancel_leftover_tasks()
     if control.stopping.is_set() and result.status != "ok":
         result.status = INTERRUPTED
-        result.error = "stopped by Ctrl-C" + (f" ({result.error})" if result.error else "")
+        result.error = control.stop_reason + (f" ({result.error})" if result.error else "")
     result.peak_mib = memory.peak_mib
+    result.memory_method = memory.method
     if output.is_file():
         try:
             executed = nbformat_read(output)
@@ -227,5 +244,5 @@ def execute(
         if result.status != INTERRUPTED:
             result.html = render_notebook_html(output)
     if work_dir.is_dir() and any(work_dir.iterdir()):
-        result.notes.append(f"wrote into {work_dir}")
+        result.notes.append(f"wrote into {display_path(work_dir)}")
     return result

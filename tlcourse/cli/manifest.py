@@ -31,9 +31,14 @@ def input_digest(content: bytes, parameters: Mapping[str, Any], kernel: str) -> 
 
 
 class Manifest:
-    """The out folder's record of finished notebooks, rewritten (atomically) after each one."""
+    """The out folder's record of finished notebooks, rewritten (atomically) after each one.
+
+    Entries are keyed by the executed copy's path inside the out folder (``lessons/00_welcome.ipynb``), so the
+    file names no folder of the machine and stays valid when the out folder is moved.
+    """
 
     def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
         self.path = out_dir / MANIFEST_NAME
         self.lock = threading.Lock()
         try:
@@ -42,17 +47,30 @@ class Manifest:
         except (OSError, ValueError, AttributeError):
             self.entries = {}
 
-    def unchanged(self, source: Path, digest: str, output: Path) -> dict[str, Any] | None:
-        """The previous entry when ``source`` succeeded with this digest and its executed copy is still there."""
-        entry = self.entries.get(str(source))
+    def key(self, output: Path) -> str:
+        """``output``'s path inside the out folder (its absolute path when it lies elsewhere)."""
+        try:
+            return output.resolve().relative_to(self.out_dir.resolve()).as_posix()
+        except ValueError:
+            return str(output.resolve())
+
+    def unchanged(self, digest: str, output: Path) -> dict[str, Any] | None:
+        """The previous entry when this notebook succeeded with this digest and its executed copy is still there."""
+        entry = self.entries.get(self.key(output))
         if entry and entry.get("digest") == digest and entry.get("status") == "ok" and output.is_file():
             return entry
         return None
 
+    def previous_seconds(self, output: Path) -> float | None:
+        """How long this notebook took the last time it ran to its end (status ``ok``), or None."""
+        entry = self.entries.get(self.key(output)) or {}
+        seconds = entry.get("seconds")
+        return float(seconds) if entry.get("status") == "ok" and isinstance(seconds, int | float) else None
+
     def store(self, result: NotebookResult) -> None:
         """Record one finished notebook and rewrite the file."""
         with self.lock:
-            self.entries[str(result.source)] = {
+            self.entries[self.key(result.output)] = {
                 "digest": result.digest,
                 "status": result.status,
                 "seconds": result.seconds,

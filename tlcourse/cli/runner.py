@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ from tlcourse.cli.parameters import (
 )
 from tlcourse.cli.progress import BatchControl, progress_ticker
 from tlcourse.cli.reports import SKIPPED, NotebookResult, summary_line, write_reports
+from tlcourse.cli.signals import Terminated, terminations_as_interrupts
 from tlcourse.errors import TLCourseError
 from tlcourse.paths import display_path
 from tlcourse.record import read_checks
@@ -123,7 +123,7 @@ def _run_locked(
     if profile:
         injected["PROFILE"] = profile
     injected.update(parameters or {})
-    control = BatchControl()
+    control = BatchControl(jobs=jobs)
 
     results: dict[Path, NotebookResult] = {}
     tasks: list[dict[str, Any]] = []
@@ -155,7 +155,7 @@ def _run_locked(
             "allow_errors": allow_errors,
             "control": control,
         }
-        previous = None if force else manifest.unchanged(source, digest, output)
+        previous = None if force else manifest.unchanged(digest, output)
         if previous is not None:
             executed = nbformat_read(output) if output.is_file() else {}
             html_copy = output.with_suffix(".html")
@@ -169,21 +169,29 @@ def _run_locked(
             )  # fmt: skip
         else:
             tasks.append(task)
+            control.expected[task["display"]] = manifest.previous_seconds(output)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(notebooks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+    # tqdm's own estimate assumes every notebook takes as long as the mean so far; the previous run's time of
+    # each notebook (BatchControl.status_text) is a far better guess, so the bar shows that one instead.
+    bar = tqdm(
+        total=len(notebooks), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr,
+        bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+    )  # fmt: skip
     ticker_stop = threading.Event()
     if progress:
         progress_ticker(bar, control, ticker_stop)
 
     def finished(result: NotebookResult) -> None:
+        control.notebook_done(result.path)
         if result.status != SKIPPED:
             manifest.store(result)
         if verbose:
             bar.write(result.line(), file=sys.stdout)
             sys.stdout.flush()  # one line per notebook as it ends, also when the output is a pipe or a log
         bar.update(1)
+        bar.set_postfix_str(control.status_text(), refresh=True)
         if on_result is not None:
             on_result(result)
 
@@ -200,7 +208,7 @@ def _run_locked(
                 results[task["source"]] = result
                 finished(result)
 
-    with quiet_papermill():
+    with quiet_papermill(), terminations_as_interrupts():
         try:
             for result in list(results.values()):
                 finished(result)
@@ -208,7 +216,8 @@ def _run_locked(
             while futures:
                 done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
                 collect(done)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            control.stop_reason = "terminated" if isinstance(interrupt, Terminated) else "stopped by Ctrl-C"
             _stop_batch(pool, futures, control, collect)
             raise
         finally:
@@ -227,22 +236,22 @@ def _stop_batch(
     control: BatchControl,
     collect: Callable[[Iterable[Future]], None],
 ) -> None:
-    """Ctrl-C: cancel queued notebooks, interrupt the running kernels, kill those that do not stop."""
+    """Ctrl-C or SIGTERM: cancel queued notebooks, interrupt the running kernels, kill those that do not stop."""
     control.stopping.set()
     pool.shutdown(wait=False, cancel_futures=True)
     print("\ninterrupted: stopping the running notebooks ...", file=sys.stderr, flush=True)
-    control.signal_kernels(signal.SIGINT)
-    for grace, signum in ((INTERRUPT_GRACE_S, signal.SIGKILL), (INTERRUPT_GRACE_S, None)):
-        deadline = time.monotonic() + grace
+    control.interrupt_kernels()
+    for then in (control.kill_kernels, None):
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
         while futures and time.monotonic() < deadline:
             try:
                 done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting politely
                 break
             collect(done)
-        if not futures or signum is None:
+        if not futures or then is None:
             break
-        control.signal_kernels(signum)
+        then()
 
 
 def run_command(args: Any) -> int:
