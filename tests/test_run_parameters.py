@@ -104,7 +104,8 @@ def test_lesson_08s_upload_folder_lands_in_its_work_folder_when_run(tmp_path, mo
     """A tiny notebook with lesson 08's own parameters cell, run by the runner, sees both of its output folders
     re-rooted under --out (the upload widget writes to UPLOAD_DIR)."""
     lesson = _parameters_source(REPO_ROOT / "lessons" / "08_creative_brief.ipynb")
-    _write(tmp_path / "course" / "08_brief.ipynb", lesson, "print(UPLOAD_DIR)\nprint(OUTPUT_DIR)")
+    shown = "from tlcourse.paths import display_path\nprint(display_path(OUTPUT_DIR))"
+    _write(tmp_path / "course" / "08_brief.ipynb", lesson, "print(UPLOAD_DIR)\nprint(OUTPUT_DIR)", shown)
     monkeypatch.chdir(tmp_path)
     (result,) = runner.run_notebooks(
         ["course/08_brief.ipynb"], out_dir="runs", progress=False, verbose=False, profile="smoke"
@@ -112,6 +113,8 @@ def test_lesson_08s_upload_folder_lands_in_its_work_folder_when_run(tmp_path, mo
     assert result.status == "ok", result.error
     work = (tmp_path / "runs" / "course" / "08_brief_files").resolve()
     executed = nbformat.read(result.output, as_version=4)
-    printed = [Path(line) for line in executed.cells[-1].outputs[0]["text"].split()]
+    printed = [Path(line) for line in executed.cells[-2].outputs[0]["text"].split()]
     assert printed == [work / "my_images", work / "capstone_output"]
+    # and the library shows that injected absolute folder as the notebook names it when run on its own
+    assert executed.cells[-1].outputs[0]["text"].strip() == "capstone_output"
     assert not (result.notes and any("not in the notebook's parameters" in note for note in result.notes))

@@ -46,6 +46,8 @@ def _relative(path: Path, anchors: Iterable[tuple[Path, str]]) -> str | None:
         if not path.is_relative_to(folder):
             continue
         rest = path.relative_to(folder).as_posix()
+        if rest == "." and name.startswith("$TLCOURSE"):
+            continue  # the mirror itself is better named by where it is than by the variable that names it
         text = (rest if rest != "." else ".") if not name else (name if rest == "." else f"{name}/{rest}")
         # a relative anchor wins over a named one at the same depth; the deepest anchor wins overall
         rank = len(folder.parts) * 2 + (1 if not name else 0)

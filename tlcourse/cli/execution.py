@@ -24,16 +24,18 @@ from tlcourse.cli.parameters import declared_parameters, work_dir_for
 from tlcourse.cli.progress import BatchControl
 from tlcourse.cli.rendering import render_notebook_html
 from tlcourse.cli.reports import INTERRUPTED, NotebookResult
-from tlcourse.paths import display_path
+from tlcourse.paths import WORK_DIR_VARIABLE, display_path
 from tlcourse.record import read_checks, read_records
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def watched_kernel_manager(
-    memory: KernelMemory, control: BatchControl | None = None, display: str = ""
+    memory: KernelMemory, control: BatchControl | None = None, display: str = "", work_dir: Path | None = None
 ) -> type:
-    """A kernel-manager class that tells ``memory`` (and the batch's ``control``) the kernel's pid on start."""
+    """A kernel-manager class that tells ``memory`` (and the batch's ``control``) the kernel's pid on start, and
+    tells the kernel its work folder (``$TLCOURSE_WORK_DIR``: :func:`tlcourse.paths.display_path` shows paths
+    under it as the notebook would name them on its own)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class WatchedKernelManager(AsyncKernelManager):
@@ -44,6 +46,8 @@ def watched_kernel_manager(
             # resident memory climbs ~40 MB an epoch without this (1885 -> 1252 MiB peak on lesson 02, cpu).
             env = dict(kw.get("env") or os.environ)
             env.setdefault("MALLOC_ARENA_MAX", "2")
+            if work_dir is not None:
+                env[WORK_DIR_VARIABLE] = str(work_dir)
             kw["env"] = env
             await super().start_kernel(**kw)
             pid = getattr(self.provisioner, "pid", None)
@@ -199,7 +203,7 @@ def execute(
                 execution_timeout=int(math.ceil(timeout)) if timeout else None,
                 start_timeout=start_timeout,
                 resources={"metadata": {"path": str(source.parent)}},
-                kernel_manager_class=watched_kernel_manager(memory, control, display),
+                kernel_manager_class=watched_kernel_manager(memory, control, display, work_dir),
                 on_cell_execute=on_cell_execute,
                 on_cell_executed=lambda **_: memory.sample(),  # the kernel's high-water mark after each cell
                 shutdown_kernel="immediate",
