@@ -215,6 +215,16 @@ def test_save_uploads_gives_unique_names_and_never_overwrites(tmp_path: Path) ->
 # --------------------------------------------------------------------------------------------- decoding
 
 
+def test_decode_upload_reads_an_iphone_heic_photo_and_the_picker_offers_heic(tmp_path: Path) -> None:
+    from badimages import write_heic
+
+    data = write_heic(tmp_path / "IMG_0003.HEIC", (64, 48)).read_bytes()
+    upload = widgets.read_uploads(v8_value([("IMG_0003.HEIC", data)]))[0]
+    image = widgets.decode_upload(upload)
+    assert image.mode == "RGB" and image.size == (64, 48)
+    assert ".heic" in uploads.ACCEPT.split(",") and "image/*" in uploads.ACCEPT.split(",")
+
+
 def test_decode_upload_returns_an_rgb_image_for_grayscale_png() -> None:
     buffer = io.BytesIO()
     Image.new("L", (20, 10), 128).save(buffer, "PNG")

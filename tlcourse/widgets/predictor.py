@@ -24,6 +24,7 @@ from tlcourse.widgets.display import (
     _widget_bundle,
 )
 from tlcourse.widgets.uploads import (
+    ACCEPT,
     MAX_SAVE_BYTES,
     MAX_UPLOAD_BYTES,
     THUMBNAIL_SIZE,
@@ -157,7 +158,7 @@ class UploadPredictor:
         self.auto = bool(auto)
         self.thumbnail_size = int(thumbnail_size)
         self.last_results: list[dict[str, Any]] = []
-        self.upload = upload if upload is not None else widgets.FileUpload(accept="image/*", multiple=True)
+        self.upload = upload if upload is not None else widgets.FileUpload(accept=ACCEPT, multiple=True)
         if upload is None:
             self.upload.description = "Upload images"
             self.upload.layout.width = "auto"  # room for "Upload images (3)"
@@ -301,7 +302,7 @@ class FolderUploader:
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
         self.last_saved: list[Path] = []
-        self.upload = upload if upload is not None else widgets.FileUpload(accept="image/*", multiple=True)
+        self.upload = upload if upload is not None else widgets.FileUpload(accept=ACCEPT, multiple=True)
         if upload is None:
             self.upload.description = "Images"
         self.label = widgets.Text(description="Class", placeholder="e.g. ripe")

@@ -26,6 +26,9 @@ THUMBNAIL_SIZE: int = 128
 
 
 MAX_DECODE_PIXELS: int = imageio_budget.MAX_DECODE_PIXELS
+ACCEPT = "image/*,.heic,.heif"
+"""What the upload buttons' file pickers offer: every image type, and iPhone photos by name (some systems do
+not list .heic files under image/*)."""
 
 
 MAX_SAVE_BYTES: int = 50 * 1024 * 1024
@@ -238,6 +241,8 @@ def _check_size(upload: Upload, max_bytes: int) -> None:
 def _check_pixels(upload: Upload) -> None:
     """Reject non-JPEG images whose header promises too many pixels, before decoding them."""
     from PIL import Image
+
+    imageio_budget.heif_support()  # HEIC headers are read too
 
     try:
         with Image.open(io.BytesIO(upload.content)) as image:
