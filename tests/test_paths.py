@@ -66,3 +66,17 @@ def test_lesson_01s_classifier_line_names_its_file_without_the_machines_path(
     classifier = zeroshot.load_imagenet_classifier(0.35, 224, mirror=mirror)
     line = classifier.describe()
     assert "mobilenet_v2_1.0_224_quant.tflite" in line and str(mirror) not in line
+
+
+def test_a_folder_datasets_source_line_names_the_folder_without_the_machines_path(tmp_path: Path) -> None:
+    """Lesson 08 prints it and its model card records it."""
+    from badimages import write_jpeg
+
+    from tlcourse.data import load_dataset
+
+    for label, colour in (("a", (200, 20, 20)), ("b", (20, 20, 200))):
+        for index in range(3):
+            write_jpeg(tmp_path / "photos" / label / f"{index}.jpg", (32, 32), colour, seed=index)
+    splits = load_dataset(str(tmp_path / "photos"), image_size=32, batch_size=2)
+    assert splits.source.startswith("folder:") and str(tmp_path) not in splits.source
+    assert splits.source.endswith("/photos")
