@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # Tests never read or write the user's ~/.keras: every run starts from an empty Keras cache of its own.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tlcourse-test-keras-")
+# ... nor the user's per-user course folder (its mirror is searched with no setting): an empty one of their own.
+os.environ["TLCOURSE_HOME"] = tempfile.mkdtemp(prefix="tlcourse-test-home-")
 os.environ.setdefault("MPLBACKEND", "Agg")
 IPYWIDGETS7 = (
     Path(__file__).resolve().parents[1] / ".test-extras" / "ipywidgets7"

@@ -2,18 +2,23 @@
 
 Every external file the course uses is found by one resolver, in this order:
 
-1. an **offline mirror** folder (the ``mirror=`` argument, else ``$TLCOURSE_MIRROR``) laid out like a classroom
-   mirror: ``keras/models/<Keras cache file name>``, ``weights/``, ``imagenet/``, ``imagenet_classifier/`` (the
-   TFLite ImageNet classifier), ``samples/`` (photos for ImageNet predictions) and ``datasets/<name>/``;
+1. an **offline mirror** folder (the ``mirror=`` argument, else ``$TLCOURSE_MIRROR``, else the **per-user
+   mirror** :func:`user_mirror_dir`) laid out like a classroom mirror: ``keras/models/<Keras cache file name>``,
+   ``weights/``, ``imagenet/``, ``imagenet_classifier/`` (the TFLite ImageNet classifier), ``samples/``
+   (photos for ImageNet predictions) and ``datasets/<name>/``; the per-user mirror is searched after a named one;
 2. the **Keras cache** (``$KERAS_HOME/models``, else ``~/.keras/models``, read at call time);
-3. the **normal download** with Keras' own URL and checksum (``keras.utils.get_file``), into the Keras cache
-   (the TFLite classifier and the sample photos come from google-coral/test_data, checked by sha256).
+3. the **normal download**: Keras' own files with Keras' own URL and checksum (``keras.utils.get_file``) into
+   the Keras cache; the course's own files (the TFLite classifier and sample photos from google-coral/test_data,
+   the ImageNet/WordNet lists, the flower photos) with pooch (checksum registry, retries) into the per-user
+   mirror, where every later lesson and command finds them.
 
 Offline with nothing found, :class:`~tlcourse.errors.AssetMissingError` names the file, every place that was
-searched, and the two fixes: go online, or point ``TLCOURSE_MIRROR`` (or ``mirror=``) at a mirror.
+searched, and the fixes: go online, fill the per-user mirror before going offline
+(``tlcourse assets prepare --profile cpu``), or point ``TLCOURSE_MIRROR`` (or ``mirror=``) at a mirror.
 
 The command ``tlcourse assets status|prepare|verify [--mirror DIR] [--json]`` shows where each file comes from,
-builds a mirror while online, and checks a mirror against its ``SHA256SUMS`` and datasets' ``MANIFEST.sha256``.
+builds a mirror while online (the per-user one unless told otherwise), and checks a mirror against its
+``SHA256SUMS`` and datasets' ``MANIFEST.sha256``.
 """
 
 from __future__ import annotations
@@ -28,9 +33,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlcourse.downloads import (
+    DownloadFailed as _DownloadFailed,
+)
+from tlcourse.downloads import (
+    download_course_file,
+    download_keras_file,
+    user_mirror_dir,
+)
 from tlcourse.errors import AssetMissingError, TLCourseError
+from tlcourse.paths import display_path
 
 MIRROR_ENV = "TLCOURSE_MIRROR"
+KERAS_FILES_SUBDIR = "keras/models"
+"""Files in this mirror folder are Keras' own: downloaded with Keras' mechanism, into the Keras cache."""
 SUMS_FILE = "SHA256SUMS"
 MANIFEST_FILE = "MANIFEST.sha256"
 DEFAULT_DATASET = "flower_photos_small"
@@ -266,23 +282,35 @@ _BACKBONE_FILES = {
 
 
 def mirror_dir(mirror: str | os.PathLike[str] | None = None, *, must_exist: bool = True) -> Path | None:
-    """The offline mirror folder: ``mirror`` if given, else ``$TLCOURSE_MIRROR``, else None (lesson 00).
+    """The offline mirror folder: ``mirror`` if given, else ``$TLCOURSE_MIRROR``, else the per-user mirror
+    (:func:`user_mirror_dir`) when it exists, else None (lesson 00).
 
-    A mirror that is named but is not a folder raises :class:`AssetMissingError` (unless ``must_exist=False``).
+    A mirror that is named but is not a folder raises :class:`AssetMissingError` (unless ``must_exist=False``,
+    which also returns the per-user mirror before it exists: the folder ``tlcourse assets prepare`` fills).
     """
     source = "mirror="
     if mirror is None or str(mirror) == "":
         value = os.environ.get(MIRROR_ENV, "").strip()
         if not value:
-            return None
+            user = user_mirror_dir()
+            return user if (user.is_dir() or not must_exist) else None
         mirror, source = value, f"${MIRROR_ENV}"
     path = Path(mirror).expanduser()
     if must_exist and not path.is_dir():
         raise AssetMissingError(
             f"The offline mirror {path} (from {source}) is not a folder. "
-            f"Fix the path, or unset {MIRROR_ENV} to use the Keras cache and downloads only."
+            f"Fix the path, or unset {MIRROR_ENV} to use the per-user mirror, the Keras cache and downloads."
         )
     return path
+
+
+def _search_mirrors(root: Path | None) -> list[Path]:
+    """The mirrors to search, in order: ``root``, then the per-user mirror when it is another existing folder."""
+    mirrors = [root] if root is not None else []
+    user = user_mirror_dir()
+    if user.is_dir() and all(user.resolve() != m.resolve() for m in mirrors):
+        mirrors.append(user)
+    return mirrors
 
 
 def keras_home() -> Path:
@@ -356,8 +384,9 @@ def _mirror_file_problem(
     if expected is None or file_sha256(Path(path)) == expected:
         return ""
     return (
-        f"{rel} in the mirror {root} is damaged (its sha256 differs from {SUMS_FILE}): copy it again from a good "
-        f"mirror, or run `tlcourse assets verify --mirror {root}` to see every damaged file."
+        f"{rel} in the mirror {display_path(root)} is damaged (its sha256 differs from {SUMS_FILE}): copy it "
+        f"again from a good mirror, or run `tlcourse assets verify --mirror {display_path(root)}` to see every "
+        "damaged file."
     )
 
 
@@ -366,9 +395,9 @@ def _mirror_file_problem(
 
 def _fix_hint() -> str:
     return (
-        "Fix: connect to the internet and run again (the file is then downloaded and cached), or point "
-        f"{MIRROR_ENV} (or mirror=...) at an offline mirror that has it "
-        "(`tlcourse assets prepare --mirror DIR` builds one on a connected machine)."
+        "Fix: connect to the internet and run again (the file is then downloaded and kept), or, while online, "
+        "run `tlcourse assets prepare --profile cpu` to fill the per-user mirror that lessons find offline, "
+        f"or point {MIRROR_ENV} (or mirror=...) at an offline mirror that has it."
     )
 
 
@@ -377,17 +406,19 @@ def _looked_text(looked: list[str]) -> str:
 
 
 def _find_local(names: Iterable[str], mirror: Path | None, looked: list[str]) -> tuple[str, Path, str] | None:
-    """First of ``names`` present locally, as (name, path, origin); each name is tried in the mirror, then in
-    the Keras cache, before the next name. ``looked`` receives the places searched, for error messages."""
+    """First of ``names`` present locally, as (name, path, origin); each name is tried in the mirrors (``mirror``,
+    then the per-user one), then in the Keras cache, before the next name. ``looked`` receives the places
+    searched, for error messages."""
     cache = keras_cache_dir()
     specs = _known_assets()
+    mirrors = _search_mirrors(mirror)
     bad_cache: list[str] = []
     for name in names:
-        if mirror is not None:
+        for root in mirrors:
             for sub in MIRROR_SUBDIRS:
-                candidate = mirror / sub / name
+                candidate = root / sub / name
                 if candidate.is_file():
-                    check_mirror_file(mirror, candidate)
+                    check_mirror_file(root, candidate)
                     return name, candidate, "mirror"
         candidate = cache / name
         if candidate.is_file():
@@ -396,46 +427,34 @@ def _find_local(names: Iterable[str], mirror: Path | None, looked: list[str]) ->
                 bad_cache.append(f"{candidate} is there but fails its checksum")
                 continue
             return name, candidate, "cache"
-    if mirror is not None:
-        looked.append(f"mirror {mirror} ({', '.join(s + '/' for s in MIRROR_SUBDIRS)})")
-    else:
-        looked.append(f"no mirror (${MIRROR_ENV} is not set)")
+    for root in mirrors:
+        looked.append(f"mirror {root} ({', '.join(s + '/' for s in MIRROR_SUBDIRS)})")
+    if not mirrors:
+        looked.append(
+            f"no mirror (${MIRROR_ENV} is not set and the per-user mirror {user_mirror_dir()} does not exist)"
+        )
     looked.append(f"Keras cache {cache}" + (f" ({'; '.join(bad_cache)})" if bad_cache else ""))
     return None
 
 
-def download_asset(spec: AssetSpec, *, cache_dir: Path | None = None, subdir: str = "models") -> Path:
-    """Download ``spec`` with ``keras.utils.get_file`` (Keras' URL and checksum) into ``cache_dir/subdir``.
+def download_asset(spec: AssetSpec, *, cache_dir: Path | None = None, subdir: str | None = None) -> Path:
+    """Download ``spec`` into ``cache_dir/subdir`` and return its path (lesson 00).
 
-    ``cache_dir`` defaults to ``$KERAS_HOME`` (read now). Network or checksum failures become
-    :class:`AssetMissingError`; nothing from inside Keras or urllib reaches the user as a traceback.
+    Keras' own files (those a mirror keeps in ``keras/models/``) go through ``keras.utils.get_file`` with Keras'
+    URL and checksum, by default into ``$KERAS_HOME/models``. The course's own files go through pooch (sha256
+    from the registry, retried on a dropped connection), by default into the per-user mirror's folder for them.
+    Network or checksum failures become :class:`AssetMissingError`; nothing from inside Keras, pooch or urllib
+    reaches the user as a traceback.
     """
     if spec.url is None:
         raise AssetMissingError(
             f"'{spec.name}' has no download address; it only comes from a mirror. {_fix_hint()}"
         )
-    root = Path(cache_dir) if cache_dir is not None else keras_home()
-    from tlcourse.config import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    try:
-        path = keras.utils.get_file(
-            spec.name, spec.url, file_hash=spec.file_hash, cache_subdir=subdir, cache_dir=str(root)
-        )
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # keras wraps urllib errors in a bare Exception("URL fetch failure ...")
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if reason.startswith("URL fetch failure") and " -- " in reason:
-            reason = reason.split(" -- ", 1)[1]  # keep the cause; the URL is already in our message
-        raise _DownloadFailed(reason) from None
-    return Path(path)
-
-
-class _DownloadFailed(AssetMissingError):
-    """Internal: a download failed; the resolver turns it into the full message."""
+    if spec.mirror_subdir == KERAS_FILES_SUBDIR:
+        root = Path(cache_dir) if cache_dir is not None else keras_home()
+        return download_keras_file(spec.name, spec.url, spec.file_hash, root / (subdir or "models"))
+    base = Path(cache_dir) if cache_dir is not None else user_mirror_dir()
+    return download_course_file(spec.name, spec.url, spec.file_hash, base / (subdir or spec.mirror_subdir))
 
 
 def resolve_file(
@@ -665,7 +684,7 @@ def _course_weight_file(backbone: str, alpha: float | None, size: int | None) ->
 def status_report(mirror: str | os.PathLike[str] | None = None) -> dict[str, object]:
     """Where each course asset resolves from right now, without touching the network (lesson 00).
 
-    Returns ``{"mirror", "keras_cache", "assets": [{"asset", "file", "in_mirror", "in_cache", "resolves_from",
+    Returns ``{"mirror", "mirror_kind" ("named", "per-user" or None), "keras_cache", "assets": [{"asset", "file", "in_mirror", "in_cache", "resolves_from",
     "path", "notice"}], "missing": [asset...]}``; ``resolves_from`` is ``"mirror"``, ``"cache"`` or None.
     """
     root = mirror_dir(mirror)
@@ -734,8 +753,11 @@ def status_report(mirror: str | os.PathLike[str] | None = None) -> dict[str, obj
                 "notice": None,
             }
         )
+    user = user_mirror_dir()
+    kind = None if root is None else ("per-user" if root.resolve() == user.resolve() else "named")
     return {
         "mirror": str(root) if root else None,
+        "mirror_kind": kind,
         "keras_cache": str(cache),
         "assets": rows,
         "missing": [row["asset"] for row in rows if row["resolves_from"] is None],
@@ -746,11 +768,17 @@ def format_status(report: dict[str, object]) -> str:
     """A plain-text table of :func:`status_report` (lesson 00)."""
     rows = report["assets"]
     assert isinstance(rows, list)
-    lines = [
-        f"mirror:      {report['mirror'] or f'(none: set ${MIRROR_ENV} or pass --mirror)'}",
-        f"Keras cache: {report['keras_cache']}",
-        "",
-    ]
+    mirror = report["mirror"]
+    if not mirror:
+        where = (
+            f"(none: run `tlcourse assets prepare --profile cpu` while online to fill the per-user mirror "
+            f"{display_path(user_mirror_dir())}, or set ${MIRROR_ENV})"
+        )
+    else:
+        where = display_path(str(mirror))
+        if report.get("mirror_kind") == "per-user":
+            where += " (the per-user mirror)"
+    lines = [f"mirror:      {where}", f"Keras cache: {display_path(str(report['keras_cache']))}", ""]
     width = max(len(str(row["asset"])) for row in rows) + 2
     lines.append(f"{'ASSET':<{width}}{'RESOLVES FROM':<15}{'MIRROR':<8}{'CACHE':<7}")
     for row in rows:
@@ -766,8 +794,9 @@ def format_status(report: dict[str, object]) -> str:
     missing = report["missing"]
     if missing:
         lines.append(
-            f"{len(missing)} missing: they are downloaded on first use when online; offline, "  # type: ignore[arg-type]
-            f"set ${MIRROR_ENV} to a mirror that has them."
+            f"{len(missing)} missing: they are downloaded on first use when online; to have them offline, run "  # type: ignore[arg-type]
+            f"`tlcourse assets prepare --profile cpu` (or without --profile: everything) while online, or set "
+            f"${MIRROR_ENV} to a mirror that has them."
         )
     return "\n".join(lines)
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import TLCourseError
+from tlcourse.paths import display_path
 
 SKIMAGE_SAMPLES: dict[str, str] = {
     "chelsea": "a tabby cat (scikit-image sample)",
@@ -211,7 +212,7 @@ class ImageNetClassifier:
             )
         if not self.pretrained:
             return f"{what}: RANDOM weights (stand-in; its predictions are meaningless)"
-        where = f" ({self.path})" if self.path else ""
+        where = f" ({display_path(self.path)})" if self.path else ""
         return f"{what}: ImageNet weights from the {self.source}{where}"
 
     def predict(self, images: Any, *, batch_size: int = 32) -> np.ndarray:

@@ -4,7 +4,7 @@
 #  2. ipywidgets 7.7.1 (Colab's version) in a side folder, .test-extras/ipywidgets7, so tests/test_widgets.py can
 #     check the upload widget against Colab's FileUpload in a subprocess without replacing the installed ipywidgets 8;
 #  3. axe-core from the npm registry, .test-extras/axe-core/axe.min.js, the accessibility checker tests/test_site.py
-#     injects into every page of the course site (npm comes with Debian's nodejs; installed with apt-get if missing).
+#     and tests/test_browser.py inject into the course site's pages and the live widget (npm comes with Debian's nodejs; installed with apt-get if missing).
 # On a machine where Chromium cannot be installed (no apt-get, no root or sudo) it says so and goes on: the browser
 # test then skips with that reason. Under CI (CI set) every step must succeed.
 set -euo pipefail

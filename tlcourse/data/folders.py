@@ -26,6 +26,7 @@ from tlcourse.data.splits import (
     stratified_split,
 )
 from tlcourse.errors import DataError
+from tlcourse.paths import display_path
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from tlcourse.audit import AuditReport
@@ -125,7 +126,7 @@ def load_image_folder(
     validation_records = cap(validation_records, _validation_cap(max_per_class), 2)
     test_records = cap(test_records, _validation_cap(max_per_class), 3)
 
-    name = source_name or f"folder:{report.root}"
+    name = source_name or f"folder:{display_path(report.root)}"  # shown in summaries and model cards
     fingerprint = _fingerprint(
         {
             "source": "folder",
