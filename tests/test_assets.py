@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcourse import assets
+from tlcourse import assets, assetstatus
 from tlcourse.cli import main
 from tlcourse.cli import mirror as cli_mirror
 from tlcourse.errors import AssetMissingError, TLCourseError
@@ -460,7 +460,7 @@ def test_keras_class_index_is_copied_from_the_mirror_into_the_keras_cache(places
 
 
 def test_status_lists_the_classifier_and_samples_of_the_shared_mirror(mirror: Path, no_network: None) -> None:
-    rows = {row["asset"]: row for row in assets.status_report(mirror)["assets"]}
+    rows = {row["asset"]: row for row in assetstatus.status_report(mirror)["assets"]}
     for name in (assets.IMAGENET_TFLITE, assets.IMAGENET_TFLITE_LABELS, *assets.SAMPLE_PHOTOS):
         assert rows[name]["resolves_from"] == "mirror", name
 

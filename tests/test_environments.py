@@ -108,7 +108,9 @@ def test_binder_resolves_to_the_laptops_packages_and_its_postbuild_start_and_a_l
     built = envkit.run(["bash", "binder/postBuild"], cwd=repo, env=env)
     assert "Mirror ready" in built.stdout, built.stdout
     assert (home / ".jupyter" / "jupyter_server_config.json").is_file()
-    status = envkit.run(["bash", "binder/start", "python", "-m", "tlcourse", "assets", "status"], cwd=repo, env=env)
+    status = envkit.run(
+        ["bash", "binder/start", "python", "-m", "tlcourse", "assets", "status"], cwd=repo, env=env
+    )
     assert "mirror:      ~/.tlcourse-mirror" in status.stdout  # shown under ~, never as the machine path
     out = tmp_path / "run"
     ran = envkit.run(

@@ -524,10 +524,11 @@ def _flags(net) -> list[bool]:
     return [net.trainable] + [layer.trainable for layer in net.layers]
 
 
-def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(backbone) -> None:
+def test_unfreeze_summary_agrees_with_unfreeze_from_and_changes_nothing(backbone) -> None:
     import keras
 
-    from tlcourse import train
+    from tlcourse import models
+    from tlcourse.backend import count_params
 
     layers = backbone.layers
     for where in [0, 1, "block_13", "block_16_project", len(layers) - 5, len(layers)]:
@@ -536,9 +537,10 @@ def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(bac
         summary = diagnose.unfreeze_summary(backbone, where)
         assert _flags(backbone) == before
         index = summary["fine_tune_from"]
-        trainable = train.set_trainable_from(backbone, index)
+        models.unfreeze_from(backbone, index)
+        trainable = count_params(backbone)
         assert summary["trainable_params"] == trainable
-        assert summary["frozen_params"] == train.count_params(backbone, trainable=False)
+        assert summary["frozen_params"] == count_params(backbone, trainable=False)
         assert summary["total_params"] == backbone.count_params()
         unfrozen = [
             layer for layer in layers if layer.trainable and not isinstance(layer, keras.layers.InputLayer)
@@ -562,10 +564,10 @@ def test_unfreeze_summary_refuses_unknown_layers(backbone) -> None:
 
 
 def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
-    from tlcourse import train
+    from tlcourse import models
 
     explorer = widgets.unfreeze_explorer(backbone, start="block_13")
-    assert explorer.slider.value == train.resolve_layer(backbone, "block_13")
+    assert explorer.slider.value == models.layer_index(backbone, "block_13")
     assert explorer.slider.min == 0 and explorer.slider.max == len(backbone.layers)
     first_report = explorer.report.value
     assert f'data-fine-tune-from="{explorer.slider.value}"' in first_report
@@ -580,10 +582,10 @@ def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
 
 
 def test_unfreeze_explorer_starts_at_the_registered_default_for_mobilenet(backbone) -> None:
-    from tlcourse import models, train
+    from tlcourse import models
 
     explorer = widgets.unfreeze_explorer(backbone)
-    expected = train.resolve_layer(backbone, models.get_spec("mobilenet_v2").default_unfreeze_from)
+    expected = models.layer_index(backbone, models.get_spec("mobilenet_v2").default_unfreeze_from)
     assert explorer.slider.value == expected
 
 

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--min-per-class", type=int, default=2, metavar="N", help="images a class needs to be usable"
     )
-    check.set_defaults(module="tlcourse.audit", function="check_data_command")
+    check.set_defaults(module="tlcourse.cli.checkdata", function="check_data_command")
 
     from tlcourse.config import capstone_summary
 
@@ -326,7 +326,7 @@ def validate_arguments(args: argparse.Namespace) -> None:
     """Refuse values argparse lets through but no sub-command can use, with one line each (exit status 2).
 
     ``train``'s own ranges are checked by :func:`tlcourse.cli.pipeline.validate_train_args` and ``check-data``'s
-    by :func:`tlcourse.audit.check_data_command`; here: ``run``'s timeout, jobs and parameter names.
+    by :func:`tlcourse.cli.checkdata.check_data_command`; here: ``run``'s timeout, jobs and parameter names.
     """
     if args.command != "run":
         return

@@ -29,20 +29,18 @@ from tlcourse.assets import (
     MOBILENET_V2_SIZES,
     SUMS_FILE,
     AssetSpec,
-    _course_weight_file,
     _DownloadFailed,
     _known_assets,
     _published_alpha,
     _read_sums,
     download_asset,
     file_sha256,
-    format_status,
     mirror_dir,
     mobilenet_v2_file_name,
     online,
-    status_report,
     user_mirror_dir,
 )
+from tlcourse.assetstatus import course_weight_file, format_status, status_report
 from tlcourse.errors import AssetMissingError, TLCourseError
 from tlcourse.paths import display_path
 
@@ -280,7 +278,7 @@ def prepare_mirror(
             f"Cannot write to the mirror folder {display_path(root)} ({error.strerror}); choose another."
         ) from None
     if names is None:
-        names = [_course_weight_file(*entry) for entry in COURSE_WEIGHTS]
+        names = [course_weight_file(*entry) for entry in COURSE_WEIGHTS]
         names += [mobilenet_v2_file_name(alpha, size, include_top=True) for alpha, size in COURSE_CLASSIFIERS]
         names += list(COURSE_FILES) + list(CLASSIFIER_FILES)
     failures: list[str] = []

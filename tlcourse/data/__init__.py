@@ -42,6 +42,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tlcourse import assets
 from tlcourse.config import Profile
 from tlcourse.data.catalog import CATALOG, load_tfds
 from tlcourse.data.folders import load_image_folder
@@ -49,6 +50,7 @@ from tlcourse.data.splits import (
     FLOWER_CLASSES,
     DatasetSplits,
     _validation_cap,
+    augment_dataset,
     default_augmentation,
     stratified_split,
 )
@@ -138,8 +140,6 @@ def load_dataset(
 
 
 def _mirror_flowers(mirror: str | os.PathLike[str] | None) -> Path | None:
-    from tlcourse import assets
-
     return assets.dataset_dir(MIRROR_FLOWERS, mirror=mirror)
 
 
@@ -196,6 +196,7 @@ __all__ = [
     "CATALOG",
     "FLOWER_CLASSES",
     "DatasetSplits",
+    "augment_dataset",
     "default_augmentation",
     "load_dataset",
     "load_for_profile",

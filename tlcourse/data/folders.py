@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlcourse import audit
 from tlcourse.data.splits import (
     DEFAULT_CACHE_LIMIT_MB,
     DatasetSplits,
@@ -64,8 +65,6 @@ def load_image_folder(
     (160 training and 40 validation photos a class) ``test_fraction=0.25`` gives 120 / 40 / 40 a class.
     Nothing in the folder is written. Pass an existing ``report`` to skip re-auditing.
     """
-    from tlcourse import audit
-
     _check_arguments(image_size, batch_size, max_per_class, validation_fraction)
     if report is None:
         report = audit.audit_folder(root, min_per_class=min_per_class)
