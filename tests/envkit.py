@@ -68,6 +68,7 @@ def environment(extra_path: Path | None = None, **values: str) -> dict[str, str]
         if not key.startswith(("PYTHON", "VIRTUAL_ENV", "TLCOURSE_", "PYTEST_", "COV_"))
     }
     env.pop("KERAS_HOME", None)
+    env.pop("MPLBACKEND", None)  # the test session's Agg; a user's kernel draws inline figures
     env.pop("CI", None)  # CI=1 would make the browser and widget tests strict; none runs here
     if extra_path is not None:
         env["PATH"] = f"{extra_path}{os.pathsep}{env['PATH']}"

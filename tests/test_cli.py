@@ -93,7 +93,7 @@ def test_every_argument_of_every_command_has_help_text():
 
 def test_every_commands_help_shows_its_defaults_an_example_and_the_exit_statuses():
     commands = _subcommands()
-    assert set(commands) == {"tlcourse", "run", "grade", "check-data", "train", "predict", "assets"}
+    assert set(commands) == {"tlcourse", "run", "grade", "check-data", "train", "predict", "assets", "site"}
     for name, parser in commands.items():
         text = parser.format_help()
         example = f"\n  tlcourse {'' if name == 'tlcourse' else name}".rstrip()

@@ -133,22 +133,11 @@ def _folder(root: Path) -> Path:
 
 
 def _train_args(tmp_path: Path, kind: str) -> list[str]:
+    # --formats keras: export is tests/test_export.py's subject, not this one's
     return [
-        "train",
-        str(_folder(tmp_path / "photos")),
-        "--out",
-        str(tmp_path / "out"),
-        "--profile",
-        "smoke",
-        "--size",
-        "32",
-        "--weights",
-        "random",
-        "--distribute",
-        kind,
-        "--formats",
-        "keras",
-    ]  # fmt: skip  (export is tests/test_export.py's subject, not this one's)
+        "train", str(_folder(tmp_path / "photos")), "--out", str(tmp_path / "out"), "--profile", "smoke",
+        "--size", "32", "--weights", "random", "--distribute", kind, "--formats", "keras",
+    ]  # fmt: skip
 
 
 def test_train_distribute_tpu_without_a_tpu_fails_with_one_line(tmp_path, capsys):

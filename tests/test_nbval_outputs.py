@@ -171,8 +171,6 @@ def test_nbval_itself_checks_the_cheapest_tagged_notebook(tmp_path):
         str(SANITIZER),
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:xdist",
         "-q",
         str(NBVAL_ITSELF),
     ]

@@ -305,9 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     assets.set_defaults(module="tlcourse.cli.mirror", function="assets_command")
 
-    site = sub.add_parser(
-        "site", help="render a run's executed lessons as a static site (needs the site extra)"
-    )
+    site = _sub(
+        sub, "site", "render a run's executed lessons as a static site (needs the site extra)",
+        description="Render the notebooks a `tlcourse run` executed (never executing them again) into a static "
+        "site: a landing page, a page per lesson with its outputs, reading list, self-check questions and "
+        "diagrams, the exercises, each lesson's figures, and search. Nothing on its pages loads from outside.",
+        epilog=_epilog(
+            [
+                "tlcourse site runs/latest --out runs/latest/site   # after tlcourse run lessons",
+                "tlcourse site runs/site --out runs/site/html --save-cpu-times   # a cpu run, for publishing",
+            ],
+            "(never: a build that fails stops with status 2 and Sphinx's warnings)",
+        ),
+    )  # fmt: skip
     site.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `tlcourse run lessons`")
     site.add_argument("--out", metavar="SITE_DIR", required=True, help="where the site's HTML goes")
     site.add_argument(
