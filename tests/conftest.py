@@ -145,3 +145,17 @@ def pytest_collection_modifyitems(config, items):
             continue
         group = next((SHARED_WORK[name] for name in SHARED_WORK if name in item.fixturenames), None)
         item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::", 1)[0]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Stop at once when pytest-xdist did not group the tests (a worker's test ids carry their ``@group``): the
+    session's one execution of the lessons would otherwise run on both workers, and CI take twice as long."""
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+    if ungrouped and node.config.getvalue("dist") == "loadgroup":
+        pytest.exit(
+            f"pytest-xdist's --dist loadgroup did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}): this "
+            "pytest and pytest-xdist do not work together (pytest-dev/pytest-xdist#1386). Install the versions "
+            'the dev extra allows: python -m pip install -e ".[dev]"',
+            returncode=4,
+        )
