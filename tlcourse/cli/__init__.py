@@ -40,6 +40,27 @@ def _add_mirror(parser: argparse.ArgumentParser) -> None:
     )
 
 
+GRADE_DESCRIPTION = """\
+Execute every submission, score its check cells against exercises/ and write grades.csv, gradebook.html and
+grades.json.
+
+Grading runs each student's code with YOUR rights. tlcourse grade reads and hashes every template, every
+submission and its own graders before the first kernel starts, runs each submission from a fresh temporary
+copy (outside the submissions and --out) with a minimal environment and HOME in a scratch folder, kills the
+kernel's whole session and anything it left running when it ends, caps memory and output, puts back any
+guarded file a notebook changed (and flags it), scores against the templates as first read, flags answer
+cells that rebind the graders, and writes the gradebook last, printing its SHA-256.
+
+It does NOT stop a notebook from reading or changing anything else you can reach: your home folder, other
+projects, the virtual environment, the network. For a class you do not trust, grade in a container with the
+course mounted read-only, e.g.
+  podman run --rm --network none -v "$PWD":/course:ro -v "$PWD/submissions":/subs:ro \\
+      -v "$PWD/runs":/runs -w /course IMAGE tlcourse grade /subs --out /runs/class-a
+or as a separate user that can read the course and write only the output folder:
+  sudo -u grader tlcourse grade submissions --out /srv/grading/class-a
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every sub-command."""
     parser = argparse.ArgumentParser(
@@ -74,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(module="tlcourse.cli.runner", function="run_command")
 
-    grade = sub.add_parser("grade", help="run and score students' exercise notebooks; write a gradebook")
+    grade = sub.add_parser(
+        "grade",
+        help="run and score students' exercise notebooks; write a gradebook",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=GRADE_DESCRIPTION,
+    )
     grade.add_argument("paths", nargs="+", metavar="SUBMISSION", help="submitted notebooks, folders or globs")
     grade.add_argument(
         "--out",
@@ -92,7 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
         help="inject a parameter into every submission",
     )  # fmt: skip
-    grade.add_argument("--force", action="store_true", help="re-run submissions even when nothing changed")
+    grade.add_argument(
+        "--memory-limit", type=float, default=None, metavar="GIB",
+        help="kill a submission whose processes use more resident memory than this (default 8 GiB)",
+    )  # fmt: skip
+    grade.add_argument(
+        "--max-output", type=float, default=None, metavar="MIB",
+        help="kill a submission that prints more output than this (default 32 MiB)",
+    )  # fmt: skip
     grade.add_argument(
         "--kernel", default=None, metavar="NAME", help="kernel name (default: the notebook's own)"
     )
