@@ -121,19 +121,18 @@ class _PassSampler:
                 self.arrays = arrays
                 self.labels = labels
                 self.batch_size = batch_size
-                self.rng = np.random.default_rng(seed)
+                self.seed, self.clock = seed, resume.epoch_clock()  # pass clock to fit: resumed runs match
                 self.passes = arrays[0].shape[0]
                 self.count = arrays[0].shape[1]
-                self.on_epoch_end()
 
             def __len__(self) -> int:
                 return math.ceil(self.count / self.batch_size)
 
-            def on_epoch_end(self) -> None:
-                self.order = self.rng.permutation(self.count)
-                self.which = self.rng.integers(0, self.passes, size=self.count)
-
             def __getitem__(self, index: int) -> Any:
+                if index == 0:  # an epoch's first batch: its order is drawn from (seed, epoch) alone
+                    rng = np.random.default_rng([self.seed, self.clock.next_epoch()])
+                    self.order = rng.permutation(self.count)
+                    self.which = rng.integers(0, self.passes, size=self.count)
                 rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
                 passes = self.which[index * self.batch_size : (index + 1) * self.batch_size]
                 xs = [a[passes, rows] for a in self.arrays]
@@ -423,11 +422,16 @@ def fit_head_fast(
         head = _head_model(x_train.shape[-1], num_classes, dropout)
         compile_model(head, learning_rate, num_classes)
     t1 = time.perf_counter()
+    sampler = _PassSampler([x_train], y_train, prof.batch_size, seed)
     history = head.fit(
-        _PassSampler([x_train], y_train, prof.batch_size, seed),
+        sampler,
         validation_data=(x_val, y_val),
         epochs=epochs,
-        callbacks=[*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks],
+        callbacks=[
+            *training_callbacks(run_dir, patience=patience, resume_key=key),
+            sampler.clock,
+            *callbacks,
+        ],
         shuffle=False,  # datasets and samplers shuffle themselves
         verbose=verbose,
     )
@@ -782,6 +786,9 @@ def fine_tune_fast(
     )
     t1 = time.perf_counter()
     fit_callbacks = [*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks]
+    fit_callbacks += (
+        [train_data.clock] if use_cache else []
+    )  # the sampler's epochs follow fit's, resumed or not
     history, val_accuracy = _fit_keeping_better(
         trainer, train_data, validation, epochs, fit_callbacks, keep_better, verbose, notes
     )

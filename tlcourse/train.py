@@ -156,7 +156,7 @@ def merge_histories(*histories: Any, names: Sequence[str] | None = None) -> dict
 # ------------------------------------------------------------------------------------------- callbacks
 
 
-def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None) -> Any:
+def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None, peers: Sequence[Any] = ()) -> Any:
     """A ``keras.callbacks.BackupAndRestore`` that also keeps the optimizer's state (lesson 05).
 
     Keras' own callback saves the weights and the epoch at the end of every epoch and, when ``fit`` is called
@@ -167,7 +167,7 @@ def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None) -> A
     """
     from tlcourse import resume
 
-    return resume.resumable_backup(backup_dir, key=key)
+    return resume.resumable_backup(backup_dir, key=key, peers=peers)  # peers: early stopping's state is kept
 
 
 def training_callbacks(
@@ -195,7 +195,7 @@ def training_callbacks(
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            callbacks.append(resumable_backup(run_dir / "backup", key=resume_key))
+            callbacks.append(resumable_backup(run_dir / "backup", key=resume_key, peers=callbacks))
         if checkpoint:
             callbacks.append(
                 keras.callbacks.ModelCheckpoint(
