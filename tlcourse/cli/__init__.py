@@ -1,7 +1,7 @@
 """The ``tlcourse`` command line, the instructor and admin side (lesson 00 lists its sub-commands).
 
 This package is everything only the command imports: the parser and :func:`main` here,
-:mod:`tlcourse.cli.pipeline` (``train``/``predict``), :mod:`tlcourse.cli.runner` (``run``),
+:mod:`tlcourse.cli.pipeline` (``train``), :mod:`tlcourse.cli.predicting` (``predict``), :mod:`tlcourse.cli.runner` (``run``),
 :mod:`tlcourse.cli.grade` (``grade``) and :mod:`tlcourse.cli.mirror` (``assets prepare``/``verify``, the mirror
 administrator's side). Student-facing modules never import it (tests/test_layout.py); ``check-data`` and
 ``assets status`` use :mod:`tlcourse.audit` and :mod:`tlcourse.assets`, which lessons use too.
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=int, default=None, help="how many classes to show per image (3; 5 with --imagenet)"
     )
     predict.add_argument("--json", action="store_true", dest="as_json")
-    predict.set_defaults(module="tlcourse.cli.pipeline", function="predict_command")
+    predict.set_defaults(module="tlcourse.cli.predicting", function="predict_command")
 
     assets = sub.add_parser("assets", help="show, build or verify the offline mirror of weights and data")
     assets.add_argument("action", choices=["status", "prepare", "verify"])

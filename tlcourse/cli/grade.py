@@ -59,6 +59,7 @@ from tlcourse.cli.checkcells import (  # noqa: F401 - re-exported: tools/make_ex
     template_checks,
 )
 from tlcourse.cli.kernels import kernel_problem
+from tlcourse.cli.outlock import holding
 from tlcourse.cli.rebinding import EVERY_CHECK, Finding, scan_answer_cells
 from tlcourse.errors import TLCourseError
 
@@ -406,8 +407,6 @@ def grade_submissions(
     """
     import nbformat
 
-    from tlcourse.cli.runner import out_dir_lock
-
     if jobs < 1:
         raise TLCourseError(f"--jobs must be 1 or more, got {jobs}.")
     out = Path(out_dir).resolve()
@@ -438,7 +437,7 @@ def grade_submissions(
         if notebook is not None:
             runnable[path] = notebook
     interrupted = False
-    with out_dir_lock(out), sandbox.adopting_orphans():
+    with holding(out, "tlcourse grade"), sandbox.adopting_orphans():
         batch = sandbox.Batch()
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="tlcourse-grade")
         futures: dict[Future, Path] = {}
