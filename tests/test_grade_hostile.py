@@ -14,7 +14,9 @@ import io
 import json
 import os
 import time
+from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 from gradekit import (
@@ -111,6 +113,7 @@ ALWAYS_EQUAL = (
 )
 SCRIPT = "from IPython.display import HTML, display\ndisplay(HTML(\"<script>alert('owned')</script>\"))"
 FORMULA = "=1+2\x1b[2J"
+PEEK = "import os\nprint(repr(os.environ.get('AWS_SECRET_ACCESS_KEY')), os.environ['HOME'], os.getcwd(), sep='\\n')"
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +123,7 @@ def odd_class(tmp_path_factory):
     write(submission(), subs / "alice" / NAME)
     copy = write(submission(a="CLAIM_A = None", b="CLAIM_B = None"), subs / "alice" / f"Copy of {NAME}")
     os.utime(copy, (time.time() + 60, time.time() + 60))  # the blank copy is the newer file
-    write(submission(), subs / f"bob [final]_{NAME}")
+    write(submission(extra=PEEK), subs / f"bob [final]_{NAME}")
     write(submission(extra=SCRIPT), subs / FORMULA / NAME)
     write(submission(), subs / "javascript:alert(1)" / NAME)
     write(submission(a="CLAIM_A = None", b="CLAIM_B = None", extra=REBIND), subs / "oscar" / NAME)
@@ -136,8 +139,12 @@ def odd_class(tmp_path_factory):
         "grade", str(subs), "--out", str(out), "--templates", str(root / "exercises"), "--jobs", "2",
         "--memory-limit", "0.4", "--max-output", "1",
     ]  # fmt: skip
-    with contextlib.redirect_stdout(console):
-        status = cli.main(argv)
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "the instructor's"
+    try:
+        with contextlib.redirect_stdout(console):
+            status = cli.main(argv)
+    finally:
+        del os.environ["AWS_SECRET_ACCESS_KEY"]
     table = pd.read_csv(out / "grades.csv", index_col="student", keep_default_na=False)
     return {"status": status, "console": console.getvalue(), "out": out, "table": table}
 
@@ -195,3 +202,11 @@ def test_student_javascript_never_runs_in_the_executed_notebooks_html(odd_class)
     executed = (odd_class["out"] / FORMULA / NAME).with_suffix(".html").read_text()
     assert "<script>alert('owned')</script>" not in executed
     assert "script-src 'none'" in executed
+
+
+def test_a_submission_runs_in_a_scratch_folder_without_the_instructors_environment(odd_class):
+    executed = nbformat.read(odd_class["out"] / "bob [final]" / f"bob [final]_{NAME}", as_version=4)
+    secret, home, cwd = executed.cells[1].outputs[0]["text"].split()
+    assert secret == "None" and home != os.path.expanduser("~")
+    for inside in (odd_class["out"], odd_class["out"].parent / "submissions"):
+        assert not Path(cwd).is_relative_to(inside) and not Path(home).is_relative_to(inside)

@@ -103,17 +103,22 @@ def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_weights_atomic(model: Any, path: str | os.PathLike) -> str:
-    """``model.save_weights`` to a temporary file, swapped in with ``os.replace``; returns its SHA-256."""
-    tmp = _temporary(path, ".weights.h5")
+def _write_swapped(path: str | os.PathLike, suffix: str, write: Callable[[str], Any]) -> str:
+    """``write`` a temporary file beside ``path``, then swap it in with ``os.replace``; returns its SHA-256."""
+    tmp = _temporary(path, suffix)
     try:
-        model.save_weights(tmp)
+        write(tmp)
         digest = sha256_of(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
     return digest
+
+
+def save_weights_atomic(model: Any, path: str | os.PathLike) -> str:
+    """``model.save_weights`` to a temporary file, swapped in with ``os.replace``; returns its SHA-256."""
+    return _write_swapped(path, ".weights.h5", model.save_weights)
 
 
 def _read_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -181,18 +186,14 @@ def _load_weights_or_restore(model: Any, path: Path) -> str | None:
 
 def save_arrays_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> str:
     """``np.savez`` to a temporary file, flushed and swapped in; returns its SHA-256."""
-    tmp = _temporary(path, ".npz")
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        digest = sha256_of(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-    return digest
+
+    return _write_swapped(path, ".npz", write)
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
