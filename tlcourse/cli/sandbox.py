@@ -22,6 +22,7 @@ you do not trust belongs in a container or under a separate user (the README sho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import hashlib
@@ -45,7 +46,7 @@ import tlcourse
 MARKER = "TLCOURSE_GRADE_KERNEL"
 """The variable every kernel (and whatever it starts) inherits, with a value unique to that kernel."""
 KEPT_VARIABLES = frozenset(
-    {"PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "KERAS_BACKEND",
+    {"PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "KERAS_BACKEND", "MPLBACKEND",
      "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
      "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "SYSTEMROOT", "COMSPEC", "PATHEXT", "WINDIR"}
 )  # fmt: skip
@@ -380,8 +381,30 @@ def _parameterized(notebook: Any, parameters: Mapping[str, Any], kernel: str) ->
     from papermill.parameterize import parameterize_notebook
 
     notebook.metadata.setdefault("papermill", {})
+    for cell in notebook.cells:  # papermill looks for the `parameters` tag in every cell's metadata
+        cell.metadata.setdefault("tags", [])
     logging.getLogger("papermill").setLevel(logging.ERROR)
     return parameterize_notebook(notebook, dict(parameters), kernel_name=kernel, language="python")
+
+
+def _close(client: Any, km: Any) -> None:
+    """Stop the client's channels and the (killed) kernel's manager, then cancel what nbclient left pending
+    on this thread's event loop (else asyncio complains, at exit, of tasks destroyed while pending)."""
+    from jupyter_core.utils import ensure_event_loop, run_sync
+
+    with contextlib.suppress(Exception):
+        if client.kc is not None:
+            client.kc.stop_channels()
+    with contextlib.suppress(Exception):
+        run_sync(km.shutdown_kernel)(now=True)
+    loop = ensure_event_loop()
+    if loop.is_running() or loop.is_closed():
+        return
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -413,11 +436,11 @@ def execute_isolated(
     if parameters:
         notebook = _parameterized(notebook, parameters, kernel)
     watch, spent = _Watch(limits.memory_bytes, batch), {"bytes": 0, "over": 0}
+    km = _kernel_manager_class(env, watch)(kernel_name=kernel)  # ours, so its end is ours too (_close)
     client = _client_class(watch, limits.output_bytes, spent)(
-        notebook, timeout=int(limits.timeout) if limits.timeout else None,
+        notebook, km=km, timeout=int(limits.timeout) if limits.timeout else None,
         startup_timeout=limits.start_timeout, kernel_name=kernel, allow_errors=True,
-        resources={"metadata": {"path": str(work)}}, kernel_manager_class=_kernel_manager_class(env, watch),
-        shutdown_kernel="immediate", record_timing=False,
+        resources={"metadata": {"path": str(work)}}, record_timing=False,
     )  # fmt: skip
     result = Execution(notebook=notebook)
     started = time.perf_counter()
@@ -433,6 +456,8 @@ def execute_isolated(
             result.status, result.error = "failed", _one_line(f"{type(error).__name__}: {error}")
         finally:
             result.seconds = time.perf_counter() - started
+            watch.kill()  # the kernel's whole session, at once: nothing of it outlives the notebook
+            _close(client, km)
             result.killed = reap(watch.pid, marker, batch.spared(watch.pid), watch.session)
             shutil.rmtree(scratch, ignore_errors=True)
     if batch.stopping.is_set():
