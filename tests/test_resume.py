@@ -307,15 +307,28 @@ def uninterrupted(tmp_path_factory):
     return model.get_weights(), history
 
 
-@pytest.mark.parametrize("killed_at", [2, 5, 6])  # best epoch 4; 5 and 6 are inside the patience
+def _crash_once_stopped():
+    import keras
+
+    class CrashWhenStopped(keras.callbacks.Callback):  # after early stopping decided, before fit returns
+        def on_epoch_end(self, epoch, logs=None):
+            if self.model.stop_training:
+                raise Crash("simulated crash after early stopping")
+
+    return CrashWhenStopped()
+
+
+@pytest.mark.parametrize("killed_at", [2, 5, 6, "stopped"])  # best epoch 4; 5 and 6 are inside the patience
 def test_a_run_killed_at_any_epoch_ends_with_the_uninterrupted_runs_weights_and_history(
     tmp_path, uninterrupted, killed_at, capsys
 ):
     weights, history = uninterrupted
-    assert killed_at < len(history["loss"])
     run_dir = tmp_path / "run"
     with pytest.raises(Crash):
-        _fit_with_stopping(run_dir, [_crash_at(killed_at)])
+        _fit_with_stopping(
+            run_dir, [_crash_once_stopped() if killed_at == "stopped" else _crash_at(killed_at)]
+        )
+    killed_at = len(history["loss"]) if killed_at == "stopped" else killed_at
     capsys.readouterr()
     model, resumed = _fit_with_stopping(run_dir)
     assert f"resumed from epoch {killed_at}" in capsys.readouterr().out

@@ -274,8 +274,9 @@ def resumable_backup(
     """A ``keras.callbacks.BackupAndRestore`` keyed to its run that resumes the same run (lesson 05).
 
     After every finished epoch it saves, crash-safely, everything the module docstring lists; the state of
-    the ``EarlyStopping`` and ``ModelCheckpoint`` callbacks among ``peers`` (the list ``fit`` gets: it may still
-    grow after this call) is saved and restored too. When ``fit`` starts it restores a backup with the same
+    the ``EarlyStopping`` and ``ModelCheckpoint`` callbacks among ``peers`` is saved and restored too, so it
+    must come after them in ``fit``'s callbacks (as :func:`tlcourse.train.training_callbacks` puts it). A run
+    that early stopping ended is resumed as ended: ``fit`` trains no further epoch. When ``fit`` starts it restores a backup with the same
     ``key`` and says ``resumed from epoch N``; a backup with another key, or a damaged one, is discarded with
     one line and training starts fresh. ``key=None`` accepts any undamaged backup (Keras' own behaviour).
     """
@@ -290,15 +291,13 @@ def resumable_backup(
             self.folder = Path(directory)
             self.key = key
             self.resumed_from = 0
-            self._pending: dict[str, Any] | None = None
-            self._first_epoch: int | None = None
 
         def _peer(self, kind: type) -> Any:
             return next((p for p in peers if isinstance(p, kind) and p is not self), None)
 
-        # -- restoring
+        # -- restoring (after the peers' own on_train_begin, which resets them: this callback comes last)
         def on_train_begin(self, logs: Any = None) -> None:
-            self.resumed_from, self._pending, self._first_epoch = 0, None, None
+            self.resumed_from = 0
             marker = self.folder.parent / RESUMED_FILE
             why = check_saved(self.folder, WEIGHTS_FILE, METADATA_FILE, self.key, STATE_FILE)
             if why is not None:
@@ -322,19 +321,15 @@ def resumable_backup(
                         variable.assign(value)
             restore_random_state(self.model, _unindexed("random", arrays))
             _set_global_random(arrays, record)
-            self._pending = {"record": record, "best_weights": _unindexed("best", arrays)}
+            self._restore_peers(record, _unindexed("best", arrays))
             self.resumed_from = int(record.get("completed", record.get("epoch", 0)))
             write_json_atomic(marker, {"epoch": self.resumed_from, "key": self.key})
             say(f"resumed from epoch {self.resumed_from} (backup in {self.backup_dir})")
 
-        def _restore_peers(self) -> None:
-            """After every callback's ``on_train_begin`` (which resets them): early stopping, the checkpoint's
-            best value and the history so far."""
-            record, best = self._pending["record"], self._pending["best_weights"]
-            stopping, checkpoint = (
-                self._peer(keras.callbacks.EarlyStopping),
-                self._peer(keras.callbacks.ModelCheckpoint),
-            )
+        def _restore_peers(self, record: Mapping[str, Any], best: list[np.ndarray]) -> None:
+            """Early stopping, the checkpoint's best value and the history so far."""
+            stopping = self._peer(keras.callbacks.EarlyStopping)
+            checkpoint = self._peer(keras.callbacks.ModelCheckpoint)
             state = record.get("early_stopping")
             if stopping is not None and state:
                 stopping.wait, stopping.best = int(state["wait"]), state["best"]
@@ -348,21 +343,9 @@ def resumable_backup(
             history = getattr(self.model, "history", None)
             if history is not None and record.get("history"):
                 history.history = {name: list(values) for name, values in record["history"].items()}
-            self._pending = None
 
-        # -- saving
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            if self._pending is not None:
-                self._restore_peers()
-            if self._first_epoch is None:
-                self._first_epoch = epoch  # nothing new to save before this fit's first epoch has run
-                return
-            self._save(epoch)
-
+        # -- saving, after every finished epoch, once the peers have taken it in
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            """Saving waits for the next epoch's start: by then every callback has taken this epoch in."""
-
-        def _save(self, completed: int) -> None:
             self.folder.mkdir(parents=True, exist_ok=True)
             digest = save_weights_atomic(self.model, self.folder / WEIGHTS_FILE)
             optimizer = self.model.optimizer
@@ -370,11 +353,17 @@ def resumable_backup(
             if optimizer is not None and optimizer.built:
                 arrays.update(_indexed("optimizer", [np.asarray(v.numpy()) for v in optimizer.variables]))
             arrays.update(_indexed("random", random_state(self.model)))
-            stopping, checkpoint = (
-                self._peer(keras.callbacks.EarlyStopping),
-                self._peer(keras.callbacks.ModelCheckpoint),
-            )
-            record: dict[str, Any] = {"epoch": completed, "completed": completed, "key": self.key}
+            stopping = self._peer(keras.callbacks.EarlyStopping)
+            checkpoint = self._peer(keras.callbacks.ModelCheckpoint)
+            stopped = bool(self.model.stop_training)
+            # Keras continues from "epoch": after an early stop, from the end (nothing more to train)
+            resume_at = int(self.params.get("epochs") or epoch + 1) if stopped else epoch + 1
+            record: dict[str, Any] = {
+                "epoch": resume_at,
+                "completed": epoch + 1,
+                "stopped": stopped,
+                "key": self.key,
+            }
             if stopping is not None:
                 best = getattr(stopping, "best_weights", None)
                 arrays.update(_indexed("best", [np.asarray(w) for w in best or []]))
@@ -386,7 +375,10 @@ def resumable_backup(
             if checkpoint is not None:
                 record["checkpoint_best"] = _plain(getattr(checkpoint, "best", None))
             history = getattr(getattr(self.model, "history", None), "history", None) or {}
-            record["history"] = {name: [_plain(v) for v in values] for name, values in history.items()}
+            so_far = {name: [_plain(v) for v in values] for name, values in history.items()}
+            for name, value in (logs or {}).items():  # this epoch: History records it after this callback
+                so_far.setdefault(name, []).append(_plain(value))
+            record["history"] = so_far
             numbers, state = _global_random()
             arrays.update(numbers)
             record.update(state)
