@@ -383,8 +383,13 @@ def _parameterized(notebook: Any, parameters: Mapping[str, Any], kernel: str) ->
     notebook.metadata.setdefault("papermill", {})
     for cell in notebook.cells:  # papermill looks for the `parameters` tag in every cell's metadata
         cell.metadata.setdefault("tags", [])
-    logging.getLogger("papermill").setLevel(logging.ERROR)
-    return parameterize_notebook(notebook, dict(parameters), kernel_name=kernel, language="python")
+    logger = logging.getLogger("papermill")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its warning for a notebook without a parameters cell is noise here
+    try:
+        return parameterize_notebook(notebook, dict(parameters), kernel_name=kernel, language="python")
+    finally:
+        logger.setLevel(level)
 
 
 def _close(client: Any, km: Any) -> None:
