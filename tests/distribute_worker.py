@@ -61,7 +61,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
     """Lesson 04's head on cached features, lesson 05's fine-tuning (fast, then plain), resume, export."""
     import keras
 
-    from tlcourse import data, export, fastpath, models, train
+    from tlcourse import data, export, fastpath, models, resume, train
     from tlcourse.config import get_profile, seed_everything
 
     replicas = int(strategy.num_replicas_in_sync)
@@ -131,6 +131,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
         )
         out["unmirrored"] += unmirrored(model, replicas)
         out["resumed_epochs_run"] = resumed.epochs_run
+        out["resumed_at"] = (resume.read_resumed(run_dir) or {}).get("epoch")
         out["plain_accuracy"] = resumed.val_accuracy
         out["plain_logits"] = logits(model, images)
         out["seconds"]["fine_tune_resumed"] = time.perf_counter() - clock

@@ -72,7 +72,8 @@ def test_head_and_fast_fine_tune_on_two_devices_match_one_device(runs):
 @pytest.mark.slow
 def test_resumed_end_to_end_fine_tune_on_two_devices_agrees_with_one_device(runs):
     for key in ("one", "two"):
-        assert runs[key]["interrupted"] and runs[key]["resumed_epochs_run"] == 1  # went on from epoch 2 of 2
+        assert runs[key]["interrupted"] and runs[key]["resumed_at"] == 1  # went on from epoch 2 of 2
+        assert runs[key]["resumed_epochs_run"] == 2  # its history holds the epoch before the interruption too
     one, two = np.array(runs["one"]["plain_logits"]), np.array(runs["two"]["plain_logits"])
     assert (one.argmax(1) == two.argmax(1)).sum() >= 11
     assert abs(runs["one"]["plain_accuracy"] - runs["two"]["plain_accuracy"]) <= ONE_IMAGE + 1e-9

@@ -334,3 +334,69 @@ def test_model_card_states_the_runs_time_and_the_measured_time_per_1000_photos()
     assert "**Training time:** this run took 123 s for 800 photos" in card
     assert "about 150 s per 1,000 photos (measured on 2 shared CPU cores)" in card
     assert "Training time" not in modelcard.model_card(model_name="net", class_names=["a"], metrics={})
+
+
+# ------------------------------------------------------------------------ a swap that never loses a model
+
+TEXT_ARTEFACTS = (export.CLASS_NAMES_FILE, export.METRICS_FILE, export.CARD_FILE, "model.keras")
+KILLED_COMMIT = """
+import os, sys
+from tlcourse.export import ExportStage
+out, nth = sys.argv[1], int(sys.argv[2])
+real, calls = os.replace, [0]
+
+def replace_then_die(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == nth:
+        os._exit(9)  # a kill between two renames: nothing after this line runs, no except, no finally
+    return real(*args, **kwargs)
+
+with ExportStage(out, replace=True, keep_previous=True) as stage:
+    for name in {names!r}:
+        stage.write_text(name, "B")
+    os.replace = replace_then_die
+    stage.commit()
+"""
+
+
+def _export_text(out, tag: str) -> None:
+    with export.ExportStage(out, replace=True, keep_previous=True) as stage:
+        for name in TEXT_ARTEFACTS:
+            stage.write_text(name, tag)
+        stage.commit()
+
+
+def _tags(folder) -> dict[str, str]:
+    return {name: (folder / name).read_text() for name in TEXT_ARTEFACTS if (folder / name).is_file()}
+
+
+@pytest.mark.parametrize("nth", range(1, 12))
+def test_a_kill_at_any_rename_of_the_swap_never_loses_the_earlier_model(tmp_path, nth):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    _export_text(out, "A")
+    script = KILLED_COMMIT.format(names=TEXT_ARTEFACTS)
+    subprocess.run([sys.executable, "-c", script, str(out), str(nth)], check=False, timeout=120)
+    _export_text(out, "C")  # the next run (tlcourse train --force) finds what the kill left
+    assert set(_tags(out).values()) == {"C"}
+    previous = _tags(out / export.PREVIOUS_DIR)
+    assert len(previous) == len(TEXT_ARTEFACTS) and len(set(previous.values())) == 1, previous
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert hidden == [], hidden
+
+
+def test_exported_files_get_the_users_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        _export_text(tmp_path / "out", "A")
+        _export_text(tmp_path / "out", "B")
+        export.write_atomic(tmp_path / "single.json", "{}")
+    finally:
+        os.umask(mask)
+    files = [tmp_path / "single.json", *(tmp_path / "out").rglob("*")]
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {"0o644", "0o755"}, modes

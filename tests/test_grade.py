@@ -94,7 +94,7 @@ def graded(tmp_path_factory):
 def test_the_class_gets_the_exact_per_check_matrix_totals_and_exit_status_0(graded):
     assert graded["status"] == 0, graded["console"]
     table = pd.read_csv(graded["out"] / "grades.csv", index_col="student")
-    assert list(table.columns) == [*CHECKS, "total", "possible"]
+    assert list(table.columns) == [*CHECKS, "total", "possible", "status", "notes"]
     assert table[CHECKS].to_dict("index") == {
         "alice": dict.fromkeys(CHECKS, 1),
         "bob": dict.fromkeys(CHECKS, 0),
@@ -104,7 +104,7 @@ def test_the_class_gets_the_exact_per_check_matrix_totals_and_exit_status_0(grad
         "frank": {**dict.fromkeys(CHECKS, 1), "check_choose_backbone": 0},
     }
     assert table["total"].to_dict() == {"alice": 4, "bob": 0, "carol": 3, "dave": 0, "erin": 3, "frank": 3}
-    assert set(table["possible"]) == {4}
+    assert set(table["possible"]) == {4} and set(table["status"]) == {"graded"}
     assert graded["unchanged"], "grading writes nothing into the submissions folder"
 
 
@@ -132,7 +132,7 @@ def test_the_html_gradebook_has_one_row_per_student_with_hints_and_links_to_html
     assert page.count('<tr class="student">') == 6
     assert "check cell was edited" in page and "the check cell is missing" in page
     for student in ("alice", "bob", "carol", "dave", "erin", "frank"):
-        assert f'href="{student}/03_pretrained_models.html"' in page
+        assert f'href="./{student}/03_pretrained_models.html"' in page
         executed = graded["out"] / student / NAME
         assert executed.is_file() and executed.with_suffix(".html").is_file()
     alice = nbformat.read(graded["out"] / "alice" / NAME, as_version=4)

@@ -257,6 +257,30 @@ def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
     text = capsys.readouterr().out
     assert "head phase reused" in text and "resumed from epoch 2" in text and "discarded" not in text
     assert "fine-tune epoch 1/" not in text and "fine-tune epoch 3/4" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from"] == {"phase": "fine_tune", "epoch": 2}
+    phases = metrics["history"]["phase"]
+    assert phases.count("fine_tune") == metrics["epochs_run"]["fine_tune"] >= 3, (
+        "the epochs before the crash too"
+    )
+    assert phases.count("head") == metrics["epochs_run"]["head"]
+    card = (out / "model_card.md").read_text()
+    assert "## Training" in card and "picked up in the fine_tune phase at epoch 2" in card
+
+
+def test_a_second_train_into_a_busy_out_stops_with_one_line(tmp_path, capsys):
+    from tlcourse.cli.outlock import holding
+
+    folder = _make_folder(tmp_path / "photos", per_class=2)
+    out = tmp_path / "out"
+    with holding(out, "tlcourse train"):
+        status = cli.main(
+            ["train", str(folder), "--out", str(out), "--profile", "smoke", "--weights", "random"]
+        )
+        lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, lines
+    assert "tlcourse train (pid " in lines[0] and "is writing to" in lines[0]
+    assert not out.exists(), "the lock goes with its holder, and the folder it made"
 
 
 def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tlcourse import data, fastpath, models, resume, train
+from tlcourse import data, fastcache, fastpath, models, resume, train
 from tlcourse.config import get_profile, seed_everything
 
 SIZE = 32
@@ -129,7 +129,7 @@ def test_an_exception_while_the_backup_is_written_keeps_the_previous_epochs_back
         _fit(run_dir, "key-a")
     monkeypatch.setattr(keras.Model, "save_weights", real_save)
     left = sorted(p.name for p in (run_dir / "backup").iterdir())
-    assert left == sorted([resume.METADATA_FILE, resume.OPTIMIZER_FILE, resume.WEIGHTS_FILE])  # no temp file
+    assert left == sorted([resume.METADATA_FILE, resume.STATE_FILE, resume.WEIGHTS_FILE])  # no temp file
     capsys.readouterr()
     seen = _fit(run_dir, "key-a")
     out = capsys.readouterr().out
@@ -253,3 +253,97 @@ def test_a_damaged_saved_head_phase_is_discarded_and_trained_again(tmp_path, pro
     lines = _discard_lines(capsys.readouterr().out)
     assert seen == [0, 1, 2] and not any("reused" in note for note in result.notes)
     assert len(lines) == 1 and "damaged" in lines[0]
+
+
+# ------------------------------------------------------------------- a resumed run is the run it resumes
+
+EPOCHS = 12
+
+
+def _noisy_data():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(48, 6)).astype("float32")
+    y = ((x[:, 0] + 1.5 * rng.normal(size=48)) > 0).astype("int32")  # noisy labels: validation loss stalls
+    return x[:32], y[:32], x[32:], y[32:]
+
+
+def _dropout_model():
+    import keras
+
+    seed_everything(11)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(1e-1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit_with_stopping(run_dir, extra=()):
+    """A fit as the fast path runs one: a sampler drawing each epoch's order, dropout, Adam, early stopping
+    on validation loss with the best weights restored, a best checkpoint and the backup."""
+    x, y, xv, yv = _noisy_data()
+    model = _dropout_model()
+    sampler = fastcache.pass_sampler([x[None]], y[None], 8, 5)
+    callbacks = [
+        *train.training_callbacks(run_dir, patience=2, monitor="val_loss", resume_key="key-a"),
+        sampler.clock,
+        *extra,
+    ]
+    history = model.fit(
+        sampler, validation_data=(xv, yv), epochs=EPOCHS, callbacks=callbacks, shuffle=False, verbose=0
+    )
+    return model, history.history
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    model, history = _fit_with_stopping(tmp_path_factory.mktemp("whole") / "run")
+    assert len(history["loss"]) < EPOCHS, "the fixture needs early stopping to stop the run"
+    return model.get_weights(), history
+
+
+def _crash_once_stopped():
+    import keras
+
+    class CrashWhenStopped(keras.callbacks.Callback):  # after early stopping decided, before fit returns
+        def on_epoch_end(self, epoch, logs=None):
+            if self.model.stop_training:
+                raise Crash("simulated crash after early stopping")
+
+    return CrashWhenStopped()
+
+
+@pytest.mark.parametrize("killed_at", [2, 5, 6, "stopped"])  # best epoch 4; 5 and 6 are inside the patience
+def test_a_run_killed_at_any_epoch_ends_with_the_uninterrupted_runs_weights_and_history(
+    tmp_path, uninterrupted, killed_at, capsys
+):
+    weights, history = uninterrupted
+    run_dir = tmp_path / "run"
+    with pytest.raises(Crash):
+        _fit_with_stopping(
+            run_dir, [_crash_once_stopped() if killed_at == "stopped" else _crash_at(killed_at)]
+        )
+    killed_at = len(history["loss"]) if killed_at == "stopped" else killed_at
+    capsys.readouterr()
+    model, resumed = _fit_with_stopping(run_dir)
+    assert f"resumed from epoch {killed_at}" in capsys.readouterr().out
+    assert resumed == history, "the same epochs, the same figures, early stopping at the same epoch"
+    for got, want in zip(model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert resume.read_resumed(run_dir) == {"epoch": killed_at, "key": "key-a"}
+
+
+def test_a_saved_phase_brings_back_its_dropout_state_with_its_weights(tmp_path):
+    x, y, _, _ = _noisy_data()
+    trained = _dropout_model()
+    trained.fit(x, y, epochs=2, verbose=0)
+    resume.save_phase(tmp_path, "key-a", trained, {"epochs_run": 2})
+    fresh = _dropout_model()
+    assert resume.load_phase(tmp_path, "key-a", fresh)["epochs_run"] == 2
+    np.testing.assert_array_equal(fresh(x, training=True), trained(x, training=True))  # the same next masks
+    assert resume.read_resumed(tmp_path) == {"reused": True, "epochs": 2}

@@ -117,15 +117,15 @@ def first_export(tmp_path):
 
 STEPS = {
     "model write": ("keras.Model.save", None),
-    "class names in the model": ("tlcourse.export._fsync", 1),
+    "class names in the model": ("tlcourse.export.fsync_path", 1),
     "SavedModel swap": ("tlcourse.export._swap_folder", None),
     "round trip": ("tlcourse.export.round_trip", None),
-    "class_names.json write": ("tlcourse.export.write_atomic", None),
+    "class_names.json write": ("tlcourse.runfolder.write_atomic", None),
     "commit rename": ("os.replace", 1),
     "commit second rename": ("os.replace", 2),
     "commit model rename": ("os.replace", 4),
-    "keeping the previous files": ("tlcourse.export._link_or_copy", None),
-    "commit flush": ("tlcourse.export._fsync", 2),
+    "marking the commit done": ("tlcourse.runfolder.write_atomic", 3),  # after every file moved: still undone
+    "commit flush": ("tlcourse.runfolder.fsync_path", 1),
 }
 
 

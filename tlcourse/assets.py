@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -242,8 +241,9 @@ def check_mirror_file(mirror: Path, path: Path) -> None:
     """Refuse a mirror file whose sha256 differs from the mirror's ``SHA256SUMS`` (lesson 00).
 
     Checked when a file is first resolved in a process; the result is cached by path, size and modification
-    time, so a file changed on disk is checked again. Files the list does not name (or a mirror without a
-    list) pass: ``tlcourse assets verify`` reports those. Raises :class:`AssetMissingError` in one line.
+    time, so a file changed on disk is checked again. A file the list does not name is refused, unless it
+    matches the checksum Keras publishes for it; a mirror without a list passes (``tlcourse assets verify``
+    reports it). Raises :class:`AssetMissingError` in one line.
     """
     try:
         info = path.stat()
@@ -262,7 +262,8 @@ def check_mirror_file(mirror: Path, path: Path) -> None:
 def _mirror_file_problem(
     mirror: str, path: str, size: int, mtime_ns: int, sums_size: int, sums_mtime_ns: int
 ) -> str:
-    """ "" when ``path`` matches its SHA256SUMS line (or has none), else the one-line problem (cached)."""
+    """ "" when ``path`` matches its SHA256SUMS line (or, unlisted, Keras' checksum), else the one-line problem
+    (cached)."""
     del size, mtime_ns, sums_size, sums_mtime_ns  # part of the cache key only
     root = Path(mirror)
     try:
@@ -271,7 +272,16 @@ def _mirror_file_problem(
         return ""  # an unreadable or damaged list: `assets verify` says so; the file itself may be fine
     rel = Path(path).relative_to(root).as_posix()
     expected = entries.get(rel)
-    if expected is None or file_sha256(Path(path)) == expected:
+    if expected is None:
+        spec = _known_assets().get(Path(path).name)
+        if spec is not None and spec.file_hash and _matches_hash(Path(path), spec.file_hash):
+            return ""  # not listed, but it is the file Keras publishes (its own checksum)
+        return (
+            f"{rel} is in the mirror {root} but not in its {SUMS_FILE}, so nothing vouches for it: add its line "
+            f"(`sha256sum ./{rel} >> {SUMS_FILE}` in the mirror), or rebuild the mirror with "
+            f"`tlcourse assets prepare --mirror {root}`."
+        )
+    if file_sha256(Path(path)) == expected:
         return ""
     return (
         f"{rel} in the mirror {display_path(root)} is damaged (its sha256 differs from {SUMS_FILE}): copy it "
@@ -562,15 +572,6 @@ CLASSIFIER_FILES = (IMAGENET_TFLITE, IMAGENET_TFLITE_LABELS, *SAMPLE_PHOTOS)
 """The TFLite ImageNet classifier, its labels and the sample photos (lesson 01); ``prepare`` fetches them when it
 can and lists the ones it could not, rather than failing."""
 COURSE_DATASETS = (DEFAULT_DATASET,)
-
-
-def online(host: str = "storage.googleapis.com", timeout: float = 5.0) -> bool:
-    """True when a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (lesson 00)."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _read_sums(path: Path) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from pathlib import Path
 
 from tlcourse.errors import AssetMissingError
@@ -113,3 +114,12 @@ def download_course_file(name: str, url: str, file_hash: str | None, folder: Pat
         raise DownloadFailed(_short_reason(error)) from None
     finally:
         logger.setLevel(level)
+
+
+def online(host: str = "storage.googleapis.com", timeout: float = 5.0) -> bool:
+    """True when a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (lesson 00)."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -36,6 +36,23 @@ import numpy as np
 
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
+from tlcourse.runfolder import (  # noqa: F401 - the run folder's names, re-exported for lesson 08 and the CLI
+    ARTEFACTS,
+    CARD_FILE,
+    CLASS_NAMES_FILE,
+    CONFUSION_FILE,
+    CURVES_FILE,
+    FILE_NAMES,
+    FORMATS,
+    METRICS_FILE,
+    MODEL_ARTEFACTS,
+    PREVIOUS_DIR,
+    ExportStage,
+    fsync_path,
+    recover_export,
+    temporary_beside,
+    write_atomic,
+)
 
 __all__ = [
     "FORMATS",
@@ -56,14 +73,9 @@ __all__ = [
     "write_atomic",
 ]
 
-FORMATS = ("keras", "saved_model", "tflite")
+
 TOLERANCES: dict[str, float] = {"keras": 1e-5, "saved_model": 1e-5, "tflite": 1e-3}
 """Largest acceptable max |difference| of outputs after a round trip, per format."""
-
-FILE_NAMES = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
-
-
-# --------------------------------------------------------------------------------------------- .keras
 
 
 def save_keras(model: Any, path: str | os.PathLike, *, class_names: Sequence[str] | None = None) -> Path:
@@ -92,14 +104,14 @@ def save_keras(model: Any, path: str | os.PathLike, *, class_names: Sequence[str
         # compiled but never trained: build its (zero) slots now, or the reloaded model, which builds them for
         # every trainable weight, warns that the saved optimizer has fewer variables and skips loading them
         optimizer.build(model.trainable_variables)
-    with _temporary_beside(target, suffix=".keras") as tmp:
+    with temporary_beside(target, suffix=".keras") as tmp:
         model.save(tmp)
         if class_names is not None:
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(
                     CLASS_NAMES_MEMBER, json.dumps({"class_names": [str(c) for c in class_names]})
                 )
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
     return target
 
@@ -119,54 +131,6 @@ def stored_class_names(path: str | os.PathLike) -> list[str] | None:
         return None
     names = value.get("class_names") if isinstance(value, dict) else None
     return [str(n) for n in names] if isinstance(names, list) else None
-
-
-@contextlib.contextmanager
-def _temporary_beside(target: Path, *, suffix: str = "", folder: bool = False) -> Iterator[Path]:
-    """A fresh temporary path next to ``target`` (same file system, so ``os.replace`` is atomic).
-
-    Whatever is left at that path when the block ends (an interrupted write) is removed.
-    """
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
-    os.close(handle)
-    tmp = Path(name)
-    if folder:
-        tmp.unlink()
-    try:
-        yield tmp
-    finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a written file (or a folder's entries) to the disk, so a power cut cannot leave it empty."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write a file completely under a temporary name, then rename it over ``path`` (lesson 08).
-
-    Readers see the old content or the new one, never a half-written file, even if the process is killed.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    with _temporary_beside(target) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    return target
 
 
 def _register_course_layers() -> None:
@@ -307,7 +271,7 @@ def export_saved_model(model: Any, directory: str | os.PathLike) -> Path:
             )
     quiet_tensorflow()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary_beside(target, folder=True) as tmp:
+    with temporary_beside(target, folder=True) as tmp:
         with _quiet_stdio():
             model.export(str(tmp), format="tf_saved_model", verbose=False)
         _swap_folder(tmp, target)
@@ -319,7 +283,7 @@ def _swap_folder(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    with _temporary_beside(target, folder=True) as old:
+    with temporary_beside(target, folder=True) as old:
         os.replace(target, old)
         try:
             os.replace(new, target)
@@ -614,149 +578,3 @@ def export_all(
             stage.write_text(CLASS_NAMES_FILE, json.dumps([str(c) for c in class_names], indent=1) + "\n")
         stage.commit()
     return results
-
-
-CLASS_NAMES_FILE = "class_names.json"
-METRICS_FILE = "metrics.json"
-CARD_FILE = "model_card.md"
-CURVES_FILE = "learning_curves.png"
-CONFUSION_FILE = "confusion_matrix.png"
-"""The file names of one run's folder, shared by ``tlcourse train``, lesson 08 and ``tlcourse predict``."""
-
-ARTEFACTS = (
-    CLASS_NAMES_FILE,
-    CURVES_FILE,
-    CONFUSION_FILE,
-    METRICS_FILE,
-    CARD_FILE,
-    FILE_NAMES["tflite"],
-    FILE_NAMES["saved_model"],
-    FILE_NAMES["keras"],
-)
-"""What one export puts in its folder, in the order :meth:`ExportStage.commit` moves them in (model last)."""
-MODEL_ARTEFACTS = (CLASS_NAMES_FILE, *(FILE_NAMES[kind] for kind in FORMATS))
-"""The artefacts that describe one model: after a commit, those the export did not write are gone."""
-
-PREVIOUS_DIR = "previous"
-STAGING_PREFIX = ".tlcourse-staging-"
-
-
-class ExportStage:
-    """A hidden staging folder inside ``out`` where a whole export is written before it is moved in (lesson 08).
-
-    Use it as a context manager: write every artefact into :attr:`path`, then call :meth:`commit`. Leaving
-    the block without committing (an exception, Ctrl-C) removes the staging folder and leaves ``out`` as it
-    was. :meth:`commit` moves each artefact in with ``os.replace`` (atomic per file, the model last; a
-    failure part-way moves the earlier ones back). Model files of an earlier export that this one did not
-    write (a format that failed) are moved away too, so no old file sits beside the new model; then, and
-    with ``keep_previous``, the earlier artefacts are kept in ``out/previous/``. Nothing is deleted that is
-    not replaced by a complete new version of the same file. Leftovers of a killed run (``.tlcourse-staging-*``) are removed.
-    """
-
-    def __init__(self, out: str | os.PathLike, *, replace: bool = False, keep_previous: bool = False) -> None:
-        self.out = Path(out)
-        self.replace = replace
-        self.keep_previous = keep_previous
-        self.replaced: list[str] = []
-        self.path = self.out  # set in __enter__
-        self._committed = False
-
-    def existing(self) -> list[str]:
-        """The artefacts already in ``out`` (from an earlier export)."""
-        return [name for name in ARTEFACTS if (self.out / name).exists()]
-
-    def __enter__(self) -> ExportStage:
-        if self.existing() and not self.replace:
-            raise TLCourseError(
-                f"{self.out} already holds a model from an earlier run; it is never replaced silently: pass "
-                "--force to replace it (the earlier files are kept in "
-                f"{self.out / PREVIOUS_DIR}), or choose another --out."
-            )
-        self.out.mkdir(parents=True, exist_ok=True)
-        for leftover in self.out.glob(STAGING_PREFIX + "*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def write_text(self, name: str, text: str) -> Path:
-        """Write one text artefact into the staging folder."""
-        return write_atomic(self.path / name, text)
-
-    def commit(self) -> list[str]:
-        """Move the staged artefacts into ``out``; returns the names of the artefacts that were replaced."""
-        if self._committed:
-            raise RuntimeError("this export was already committed")
-        staged = [name for name in ARTEFACTS if (self.path / name).exists()]
-        extra = [p.name for p in self.path.iterdir() if p.name not in ARTEFACTS]
-        if extra:
-            raise TLCourseError(f"Unexpected files in the export staging folder: {', '.join(sorted(extra))}.")
-        undo: list[tuple[Path, Path | None]] = []  # (target, its old version set aside, or None if new)
-        previous = None
-        stale = [name for name in MODEL_ARTEFACTS if name not in staged and (self.out / name).exists()]
-        try:
-            if (self.keep_previous or stale) and self.existing():  # a file not replaced is never just deleted
-                previous = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "previous-", dir=self.out))
-                for name in self.existing():
-                    source = self.out / name
-                    if source.is_dir():
-                        shutil.copytree(source, previous / name, copy_function=_link_or_copy)
-                    else:
-                        _link_or_copy(source, previous / name)
-            aside = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "old-", dir=self.out))
-            for name in MODEL_ARTEFACTS:
-                # a format this export did not write must not stay beside the new model as if it matched it
-                target = self.out / name
-                if name not in staged and target.exists():
-                    os.replace(target, aside / name)
-                    undo.append((target, aside / name))
-                    self.replaced.append(name)
-            for name in staged:
-                source, target = self.path / name, self.out / name
-                if not target.exists():
-                    undo.append((target, None))
-                else:
-                    self.replaced.append(name)
-                    if target.is_dir() and not target.is_symlink():
-                        os.replace(target, aside / name)  # a folder cannot be renamed over another one
-                    else:
-                        _link_or_copy(target, aside / name)  # os.replace below swaps the file atomically
-                    undo.append((target, aside / name))
-                os.replace(source, target)
-            _fsync(self.out)
-        except BaseException:
-            for target, old in reversed(undo):
-                with contextlib.suppress(OSError):
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    elif old is None or (old.is_dir() and target.exists()):
-                        target.unlink(missing_ok=True)
-                    if old is not None:
-                        os.replace(old, target)
-            if previous is not None:
-                shutil.rmtree(previous, ignore_errors=True)
-            self._cleanup()
-            raise
-        if previous is not None:
-            final = self.out / PREVIOUS_DIR
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(previous, final)
-        self._committed = True
-        self._cleanup()
-        return list(self.replaced)
-
-    def _cleanup(self) -> None:
-        for leftover in self.out.glob(STAGING_PREFIX + "*"):
-            if leftover != self.path:
-                shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """A hard link when the file system allows it (instant, no extra space), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

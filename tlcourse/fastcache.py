@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse import data, distribute, features, kerasprivate, models
+from tlcourse import data, distribute, features, kerasprivate, models, resume
 from tlcourse.backbones import Identity, identity, spec_of
 from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import tf_module as _tf
@@ -172,24 +172,27 @@ def predict_arrays(
 
 def pass_sampler(arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, seed: int) -> Any:
     """A ``keras.utils.PyDataset`` over cached passes ``[P, N, ...]`` with labels ``[P, N]``: each epoch takes
-    every row once, each from a randomly chosen pass (lesson 04's augmented passes)."""
+    every row once, each from a randomly chosen pass (lesson 04's augmented passes).
+
+    Each epoch's order is drawn from ``(seed, epoch)`` alone, the epoch read from the sampler's ``clock``
+    (:func:`tlcourse.resume.epoch_clock`), which must go into ``fit``'s callbacks: a resumed run then sees the
+    batches the interrupted one would have seen next."""
     keras = _keras()
 
     class PassSampler(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
-            self.rng = np.random.default_rng(seed)
+            self.clock = resume.epoch_clock()
             self.passes, self.count = arrays[0].shape[0], arrays[0].shape[1]
-            self.on_epoch_end()
 
         def __len__(self) -> int:
             return math.ceil(self.count / batch_size)
 
-        def on_epoch_end(self) -> None:
-            self.order = self.rng.permutation(self.count)
-            self.which = self.rng.integers(0, self.passes, size=self.count)
-
         def __getitem__(self, index: int) -> Any:
+            if index == 0:  # an epoch's first batch: its order is drawn from (seed, epoch) alone
+                rng = np.random.default_rng([seed, self.clock.next_epoch()])
+                self.order = rng.permutation(self.count)
+                self.which = rng.integers(0, self.passes, size=self.count)
             rows = self.order[index * batch_size : (index + 1) * batch_size]
             passes = self.which[index * batch_size : (index + 1) * batch_size]
             xs = [a[passes, rows] for a in arrays]

@@ -43,6 +43,13 @@ HEAD_DROPOUT = 0.2
 __all__ = ["HEAD_DROPOUT", "fine_tune_fast", "fit_head_fast"]
 
 
+def _clock(train_data: Any) -> list[Any]:
+    """The cached sampler's epoch clock, for ``fit``'s callbacks (a resumed run then sees the same batches);
+    nothing for a ``tf.data`` pipeline, whose shuffle order a restart does not restore."""
+    clock = getattr(train_data, "clock", None)
+    return [clock] if clock is not None else []
+
+
 def _profile(profile: Profile | str) -> Profile:
     return get_profile(profile) if isinstance(profile, str) else profile
 
@@ -145,7 +152,11 @@ def fit_head_fast(
         epochs_run = int(saved.get("epochs_run", 0))
     else:
         t1 = time.perf_counter()
-        fit_callbacks = [*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks]
+        fit_callbacks = [
+            *training_callbacks(run_dir, patience=patience, resume_key=key),
+            *_clock(inputs.train),
+            *callbacks,
+        ]
         history = head.fit(
             inputs.train,
             validation_data=inputs.validation,
@@ -279,7 +290,11 @@ def fine_tune_fast(
         _compile([trainer, model] if trainer is not model else [model], learning_rate, num_classes, optimizer)
     notes, timings = list(inputs.notes), {"boundary_cache_seconds": inputs.seconds}
     t1 = time.perf_counter()
-    fit_callbacks = [*training_callbacks(run_dir, patience=patience, resume_key=key), *callbacks]
+    fit_callbacks = [
+        *training_callbacks(run_dir, patience=patience, resume_key=key),
+        *_clock(inputs.train),
+        *callbacks,
+    ]
     history, val_accuracy = _fit_keeping_better(
         trainer, inputs.train, inputs.validation, prof.fine_tune_epochs, fit_callbacks, keep_better, notes
     )

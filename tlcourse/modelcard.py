@@ -198,6 +198,7 @@ def model_card(
     lines += [f"- {note}" for note in notes]
     lines.append("")
 
+    lines += _training_section(top)
     lines += [
         "## How to use",
         "",
@@ -244,6 +245,30 @@ def model_card(
         lines += [f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |" for k, v in opts.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _training_section(metrics: Mapping[str, Any]) -> list[str]:
+    """``## Training``: where an interrupted run picked up (``resumed_from``) and every epoch of every phase
+    (``history`` of ``tlcourse train``'s metrics.json); nothing when the metrics hold no history (lesson 08)."""
+    history = metrics.get("history")
+    if not isinstance(history, Mapping) or not history.get("epoch"):
+        return []
+    lines = ["## Training", ""]
+    resumed = metrics.get("resumed_from")
+    if isinstance(resumed, Mapping):
+        lines += [
+            f"This run was interrupted and resumed: it picked up in the {resumed.get('phase')} phase at epoch "
+            f"{resumed.get('epoch')}, from the state saved after every epoch, and continued the same run.",
+            "",
+        ]
+    names = [k for k in history if k not in ("epoch", "phase", "phase_starts")]
+    lines += ["| epoch | phase | " + " | ".join(names) + " |", "|---:|---|" + "---:|" * len(names)]
+    for i, epoch in enumerate(history["epoch"]):
+        phase = history.get("phase", [""] * len(history["epoch"]))[i]
+        values = [history[name][i] if i < len(history[name]) else None for name in names]
+        shown = [f"{v:.4f}" if isinstance(v, int | float) and math.isfinite(v) else "" for v in values]
+        lines.append(f"| {epoch} | {phase} | " + " | ".join(shown) + " |")
+    return [*lines, ""]
 
 
 def _automatic_limitations(

@@ -178,8 +178,6 @@ def training_callbacks(
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            callbacks.append(resumable_backup(run_dir / "backup", key=resume_key))
         if checkpoint:
             callbacks.append(
                 keras.callbacks.ModelCheckpoint(
@@ -197,6 +195,8 @@ def training_callbacks(
                 monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
             )
         )
+    if run_dir is not None and resume:  # last: it saves each epoch after the others have taken it in
+        callbacks.append(resumable_backup(Path(run_dir) / "backup", key=resume_key, peers=list(callbacks)))
     return callbacks
 
 

@@ -8,6 +8,13 @@ scikit-learn), never layer names, printed summaries or version-specific strings.
 That line is also the grader's recorded outcome (:func:`tlcourse.record.record_check`): the executed notebook
 keeps the check's name, pass/fail and hint, which ``tlcourse grade`` reads back.
 
+Graders cannot be talked round by the answer they grade: a :class:`CheckResult` records the name of the grader
+that made it only when that grader's code really is this package's (its code object comes from a file of this
+package and is the function of that name in its module); a result made anywhere else (a student's function bound
+over ``grade.check_x``) records no grader name, and ``tlcourse grade`` scores it 0. Values a student returns are
+turned into plain Python numbers (:func:`plain_int`, :func:`plain_float`) before they are compared, so an
+``int`` subclass whose ``__eq__`` always says True is compared by its value, not by its own ``__eq__``.
+
 This package's core (here) holds the result type and the graders several lessons share (honest claims,
 metrics, heads, frozen weights, BatchNorm mode, recompiling); each lesson's own graders live in
 ``tlcourse.checks.lessonNN`` (``lesson02`` ... ``lesson08``, ``keras_recipe``), imported in its notebook as
@@ -18,9 +25,10 @@ need them.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,12 +52,12 @@ class CheckResult:
 
     passed: bool
     message: str
-    check: str = ""
-    """The grader that produced it (e.g. ``check_separable_cost``); found automatically when left empty."""
+    check: str = field(default="", init=False)
+    """The grader of this package that produced it (e.g. ``check_separable_cost``), found on the call stack;
+    "" when no genuine grader made it (see the module docstring)."""
 
     def __post_init__(self) -> None:
-        if not self.check:
-            object.__setattr__(self, "check", _calling_grader())
+        object.__setattr__(self, "check", _calling_grader())
 
     def __str__(self) -> str:
         return f"{PASS_MARK if self.passed else FAIL_MARK}: {self.message}"
@@ -70,16 +78,77 @@ class CheckResult:
             raise CheckFailed(str(self))
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_genuine_grader(code: Any, module_name: str) -> bool:
+    """Whether ``code`` is the code of the grader ``code.co_name`` as this package defines it: a ``check_*``
+    function of a ``tlcourse.checks`` module, compiled from a file of this package, and still the very function
+    of that name in its module (not a look-alike compiled elsewhere or bound over it)."""
+    if not code.co_name.startswith("check_"):
+        return False
+    if module_name != __name__ and not module_name.startswith(__name__ + "."):
+        return False
+    if os.path.dirname(os.path.abspath(code.co_filename)) != _PACKAGE_DIR:
+        return False
+    function = getattr(sys.modules.get(module_name), code.co_name, None)
+    return getattr(function, "__code__", None) is code
+
+
 def _calling_grader() -> str:
-    """The outermost ``check_*`` function of ``tlcourse.checks`` on the call stack: the grader a check cell
-    called, even when it delegates to another grader ("" when a result is made outside any grader)."""
+    """The outermost genuine grader on the call stack (:func:`_is_genuine_grader`): the grader a check cell
+    called, even when it delegates to another grader ("" when a result is made outside every grader)."""
     frame, found = sys._getframe(1), ""
     while frame is not None:
-        name = frame.f_code.co_name
-        if name.startswith("check_") and str(frame.f_globals.get("__name__", "")).startswith(__name__):
-            found = name
+        if _is_genuine_grader(frame.f_code, str(frame.f_globals.get("__name__", ""))):
+            found = frame.f_code.co_name
         frame = frame.f_back
     return found
+
+
+def plain_int(value: Any) -> int | None:
+    """``value`` as a plain ``int`` when it is a whole number (int, NumPy integer, or an integral float);
+    None for anything else (bools, strings, tensors, ...). An ``int`` subclass gives its stored value, read by
+    ``int``'s own methods, so its own ``__eq__`` or ``__index__`` never decide a comparison (lesson 02)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int):
+        return int(int.__repr__(value))
+    if isinstance(value, np.integer):
+        return int(str(np.asarray(value).astype(np.int64)))
+    number = plain_float(value)
+    if number is not None and number.is_integer():
+        return int(number)
+    return None
+
+
+def _whole(value: Any) -> int | str:
+    """A student's count as a plain int (:func:`plain_int`), else its repr (which never equals a count, and
+    reads well in a hint)."""
+    number = plain_int(value)
+    return repr(value) if number is None else number
+
+
+def plain_str(value: Any) -> str | None:
+    """``value`` as a plain ``str`` (its stored characters, read by ``str``'s own method) when it is a string;
+    None otherwise (lesson 03)."""
+    return str.__str__(value) if isinstance(value, str) else None
+
+
+def plain_float(value: Any) -> float | None:
+    """``value`` as a plain, finite-or-not ``float`` when it is a real number (int, float, NumPy scalar or
+    one-element array); None for anything else. Subclasses are read by the builtin type's own methods (lesson 06)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int):
+        return float(int(int.__repr__(value)))
+    if isinstance(value, float):
+        return float(float.__repr__(value))
+    if isinstance(value, np.generic | np.ndarray):
+        array = np.asarray(value)
+        if array.size == 1 and array.dtype.kind in "iuf":
+            return float(array.astype(np.float64).reshape(()).tolist())
+    return None
 
 
 def _ok(message: str) -> CheckResult:
@@ -110,9 +179,16 @@ def check_claim(baseline_scores: Sequence[float], variant_scores: Sequence[float
     overlap; otherwise the honest claim is "no clear difference".
     """
     claims = ("better", "worse", "no clear difference")
+    given, claim = claim, plain_str(claim)
     if claim not in claims:
-        return _fail(f"claim must be one of {claims}, got {claim!r}.")
-    baseline, variant = list(map(float, baseline_scores)), list(map(float, variant_scores))
+        return _fail(f"claim must be one of {claims}, got {given!r}.")
+    try:
+        baseline = [plain_float(score) for score in baseline_scores]
+        variant = [plain_float(score) for score in variant_scores]
+    except TypeError:
+        baseline = variant = [None]
+    if None in baseline or None in variant:
+        return _fail("give the scores as lists of numbers (one per run).")
     if len(baseline) < 2 or len(variant) < 2:
         return _fail(
             "run each setting at least twice (different seeds): one run cannot show run-to-run variation."
@@ -166,8 +242,8 @@ def check_metric(
         got, error = _call(fn, y_true.copy(), y_pred.copy())
         if error is not None:
             return error
-        want = float(ref(y_true, y_pred))
-        if got is None or not math.isclose(float(got), want, rel_tol=1e-6, abs_tol=1e-9):
+        want, value = float(ref(y_true, y_pred)), plain_float(got)
+        if value is None or not math.isclose(value, want, rel_tol=1e-6, abs_tol=1e-9):
             return _fail(
                 f"random case {case + 1} ({n} labels, {num_classes} classes): got {got}, scikit-learn gives "
                 f"{want:.6f}; check which count goes in the numerator and denominator, and how classes are averaged."

@@ -19,6 +19,7 @@ from tlcourse.checks import (
     _forward,
     _looks_like_probabilities,
     _ok,
+    _whole,
     check_claim,
 )
 
@@ -56,7 +57,7 @@ def check_conv_output_size(fn: Callable[[int, int, int, str], int]) -> CheckResu
         got, error = _call(fn, size, kernel, stride, padding)
         if error is not None:
             return error
-        expected = _keras_conv_output(size, kernel, stride, padding)
+        expected, got = _keras_conv_output(size, kernel, stride, padding), _whole(got)
         if got != expected:
             if padding == "same":
                 hint = "with 'same' padding the output is ceil(size / stride), whatever the kernel size"
@@ -88,7 +89,7 @@ def check_conv_params(fn: Callable[..., int]) -> CheckResult:
             return error
         layer = keras.layers.Conv2D(c_out, kernel, groups=groups, use_bias=use_bias)
         layer.build((None, 32, 32, c_in))
-        expected = int(layer.count_params())
+        expected, got = int(layer.count_params()), _whole(got)
         if got != expected:
             case = f"kernel {kernel}, {c_in} -> {c_out} channels, groups {groups}, use_bias {use_bias}"
             if use_bias and got == expected - c_out:
@@ -131,7 +132,7 @@ def check_alexnet_params(counts: Mapping[str, int]) -> CheckResult:
         return _fail('give a dict with the keys "conv" and "dense" (parameter counts, biases included).')
     expected = alexnet_param_split()
     for kind in ("conv", "dense"):
-        got, want = counts[kind], expected[kind]
+        got, want = _whole(counts[kind]), expected[kind]
         if got != want:
             hint = (
                 "remember the biases"
@@ -142,7 +143,8 @@ def check_alexnet_params(counts: Mapping[str, int]) -> CheckResult:
                     else "conv1 sees 3 channels, the others the previous layer's filters (single tower: groups=1)"
                 )
             )
-            return _fail(f"{kind} layers: got {got:,}, the network has {want:,}; {hint}.")
+            shown = f"{got:,}" if isinstance(got, int) else repr(counts[kind])
+            return _fail(f"{kind} layers: got {shown}, the network has {want:,}; {hint}.")
     share = expected["dense"] / (expected["conv"] + expected["dense"])
     return _ok(
         f"conv {expected['conv']:,} and dense {expected['dense']:,} parameters: {share:.1%} sit in the dense layers."

@@ -18,6 +18,8 @@ from tlcourse.checks import (
     _call,
     _fail,
     _ok,
+    _whole,
+    plain_str,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ def check_separable_cost(fn: Callable[..., tuple[int, int]]) -> CheckResult:
             return error
         if not isinstance(got, Sequence) or len(got) != 2:
             return _fail("return a pair (params, macs).")
+        got = (_whole(got[0]), _whole(got[1]))
         params, macs = _separable_reference(h, w, c_in, c_out, k, stride)
         case = f"{h}x{w}x{c_in} -> {c_out}, {k}x{k}, stride {stride}"
         if got[0] != params:
@@ -73,7 +76,7 @@ def check_separable_cost(fn: Callable[..., tuple[int, int]]) -> CheckResult:
                 if got[1] == h * w * (k * k * c_in + c_in * c_out) and out != h * w
                 else "every output position costs k*k*c_in (depthwise) + c_in*c_out (pointwise) multiply-adds"
             )
-            return _fail(f"{case}: MACs {got[1]:,}, expected {macs:,}; {hint}.")
+            return _fail(f"{case}: MACs {got[1]}, expected {macs:,}; {hint}.")
     return _ok(
         f"params and multiply-adds match Keras' SeparableConv2D on {len(SEPARABLE_CASES)} shapes, strided ones included."
     )
@@ -109,7 +112,10 @@ def check_params_by_kind(fn: Callable[[Any], Mapping[str, int]]) -> CheckResult:
     if error is not None:
         return error
     expected = reference_params_by_kind(model)
-    got = {kind: int(value) for kind, value in dict(got).items() if value}
+    try:
+        got = {plain_str(kind): _whole(value) for kind, value in dict(got).items() if value}
+    except (TypeError, ValueError):
+        return _fail(f"return a dict {{layer class name: parameters}}; got {type(got).__name__}.")
     if got == expected:
         return _ok(
             f"grouped {model.count_params():,} parameters by layer kind, nested model included: {expected}."
@@ -118,6 +124,8 @@ def check_params_by_kind(fn: Callable[[Any], Mapping[str, int]]) -> CheckResult:
         return _fail(
             "walk into nested models: a backbone inside a classifier is one 'layer' holding many layers."
         )
+    if not all(isinstance(value, int) for value in got.values()):
+        return _fail(f"give each layer kind a whole number of parameters; got {got}.")
     if sum(got.values()) != model.count_params():
         return _fail(
             f"your counts add up to {sum(got.values()):,}, but the model has {model.count_params():,} "
@@ -149,7 +157,8 @@ def check_choose_backbone(fn: Callable[[Sequence[Mapping[str, Any]], float], str
         got, error = _call(fn, [dict(row) for row in rows], budget)
         if error is not None:
             return error
-        if got != expected:
+        chosen = plain_str(got)
+        if chosen != expected or (got is not None and chosen is None):
             return _fail(f"budget {budget:g} ms: got {got!r}, expected {expected!r} ({reason}).")
     return _ok(f"your choice is right on {len(cases)} budgets, ties and 'nothing fits' included.")
 

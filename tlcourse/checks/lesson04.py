@@ -15,7 +15,7 @@ import numpy as np
 
 from tlcourse.backend import count_params
 from tlcourse.backend import keras_module as _keras
-from tlcourse.checks import CheckResult, _call, _fail, _ok, check_claim, check_head
+from tlcourse.checks import CheckResult, _call, _fail, _ok, check_claim, check_head, plain_float
 
 __all__ = [
     "check_claim",
@@ -170,8 +170,10 @@ def check_logistic_regression(fn: Callable[..., Any], *, seed: int = 0) -> Check
         return error
     try:
         model, accuracy = got
-        accuracy = float(accuracy)
     except (TypeError, ValueError):
+        accuracy = None
+    accuracy = plain_float(accuracy)
+    if accuracy is None:
         return _fail(f"return a pair (fitted model, validation accuracy); got {got!r}.")
     if not hasattr(model, "predict"):
         return _fail("the first value should be the fitted scikit-learn model (it needs a predict method).")

@@ -27,6 +27,7 @@ from tlcourse.checks import (
     check_batchnorm_inference,
     check_frozen_unchanged,
     check_recompiled,
+    plain_str,
 )
 from tlcourse.evaluate import accuracy_interval
 from tlcourse.models import is_batchnorm
@@ -242,6 +243,7 @@ def check_depth_choice(
             f"('{depth_prefix}block_15', '{depth_prefix}block_13', ...) to have a choice to justify."
         )
     names = [str(row["strategy"]) for row in depths]
+    choice = plain_str(choice)  # compared by its characters, never by a str subclass's own __eq__
     chosen = next((row for row in depths if row["strategy"] == choice), None)
     if chosen is None:
         return _fail(f"{choice!r} is not one of the depths you compared: choose one of {names}.")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse.checks import CheckResult, _call, _fail, _ok
+from tlcourse.checks import CheckResult, _call, _fail, _ok, plain_float
 
 __all__ = [
     "check_bootstrap_interval",
@@ -218,9 +218,8 @@ def check_expected_calibration_error(fn: Callable[..., float], *, seed: int = 0)
             return error
         result = evaluate.calibration(y, probs, bins=bins)
         want = result["ece"]
-        try:
-            value = float(got)
-        except (TypeError, ValueError):
+        value = plain_float(got)
+        if value is None:
             return _fail(f"return one number, the ECE; got {got!r}.")
         if math.isclose(value, want, abs_tol=1e-6):
             continue
@@ -255,9 +254,8 @@ def check_temperature_scaling(
     got, error = _call(fit, fit_logits.copy(), fit_y.copy())
     if error is not None:
         return error
-    try:
-        t = float(got)
-    except (TypeError, ValueError):
+    t = plain_float(got)
+    if t is None:
         return _fail(f"return the temperature, one positive number; got {got!r}.")
     if not math.isfinite(t) or t <= 0:
         return _fail(f"the temperature must be a positive number, got {t}.")
@@ -297,7 +295,7 @@ def check_most_confused(pair: Any, confusion: Any, class_names: Sequence[str]) -
         return _fail("the model made no mistakes on this set: the answer is None.")
     best = {(names[r], names[c]) for r, c in zip(*np.nonzero(off == off.max()), strict=True)}
     try:
-        got = (str(pair[0]), str(pair[1]))
+        got = (str.__str__(str(pair[0])), str.__str__(str(pair[1])))  # plain strings, whatever pair holds
     except (TypeError, IndexError):
         return _fail(f"give the pair as (true class name, predicted class name); got {pair!r}.")
     if got in best:

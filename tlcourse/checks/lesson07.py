@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse.checks import CheckResult, _fail, _ok
+from tlcourse.checks import CheckResult, _fail, _ok, plain_float
 
 SEVERITY_STEPS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5)
 """Severities at which :func:`check_corruption` checks that images get darker."""
@@ -147,8 +147,10 @@ def check_accuracy_drop(fn: Callable[..., Any], *, seed: int = 0) -> CheckResult
         if error is not None:
             return error
         try:
-            source_acc, target_acc, drop = (float(v) for v in got)
+            source_acc, target_acc, drop = (plain_float(v) for v in got)
         except (TypeError, ValueError):
+            source_acc = None
+        if source_acc is None or target_acc is None or drop is None:
             return _fail(f"return three numbers (source accuracy, target accuracy, drop); got {got!r}.")
         want_source = accuracy_score(labels, _predicted_labels(predict(source)))
         want_target = accuracy_score(labels, _predicted_labels(predict(target)))

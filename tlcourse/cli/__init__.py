@@ -1,7 +1,7 @@
 """The ``tlcourse`` command line, the instructor and admin side (lesson 00 lists its sub-commands).
 
 This package is everything only the command imports: the parser and :func:`main` here,
-:mod:`tlcourse.cli.pipeline` (``train``/``predict``), :mod:`tlcourse.cli.runner` (``run``),
+:mod:`tlcourse.cli.pipeline` (``train``), :mod:`tlcourse.cli.predicting` (``predict``), :mod:`tlcourse.cli.runner` (``run``),
 :mod:`tlcourse.cli.grade` (``grade``) and :mod:`tlcourse.cli.mirror` (``assets prepare``/``verify``, the mirror
 administrator's side). Student-facing modules never import it (tests/test_layout.py); ``check-data`` and
 ``assets status`` use :mod:`tlcourse.audit` and :mod:`tlcourse.assets`, which lessons use too.
@@ -104,6 +104,27 @@ def _add_run_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+GRADE_DESCRIPTION = """\
+Execute every submission, score its check cells against exercises/ and write grades.csv, gradebook.html and
+grades.json.
+
+Grading runs each student's code with YOUR rights. tlcourse grade reads and hashes every template, every
+submission and its own graders before the first kernel starts, runs each submission from a fresh temporary
+copy (outside the submissions and --out) with a minimal environment and HOME in a scratch folder, kills the
+kernel's whole session and anything it left running when it ends, caps memory and output, puts back any
+guarded file a notebook changed (and flags it), scores against the templates as first read, flags answer
+cells that rebind the graders, and writes the gradebook last, printing its SHA-256.
+
+It does NOT stop a notebook from reading or changing anything else you can reach: your home folder, other
+projects, the virtual environment, the network. For a class you do not trust, grade in a container with the
+course mounted read-only, e.g.
+  podman run --rm --network none -v "$PWD":/course:ro -v "$PWD/submissions":/subs:ro \\
+      -v "$PWD/runs":/runs -w /course IMAGE tlcourse grade /subs --out /runs/class-a
+or as a separate user that can read the course and write only the output folder:
+  sudo -u grader tlcourse grade submissions --out /srv/grading/class-a
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every sub-command."""
     parser = argparse.ArgumentParser(
@@ -152,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = _sub(
         sub, "grade", "run and score students' exercise notebooks; write a gradebook",
+        description=GRADE_DESCRIPTION,
         epilog=_epilog(
             ["tlcourse grade submissions/ --out grades", "tlcourse grade 'inbox/*_05_*.ipynb' --out g --jobs 2"],
             "a submission could not be graded (its row says why)",
@@ -161,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--out", metavar="DIR", required=True,
         help="where grades.csv, gradebook.html and the executed notebooks go",
+    )  # fmt: skip
+    grade.add_argument(
+        "--memory-limit", type=float, default=None, metavar="GIB",
+        help="kill a submission whose processes use more resident memory than this (default 8 GiB)",
+    )  # fmt: skip
+    grade.add_argument(
+        "--max-output", type=float, default=None, metavar="MIB",
+        help="kill a submission that prints more output than this (default 32 MiB)",
     )  # fmt: skip
     grade.add_argument(
         "--templates", metavar="DIR", default="exercises", help="the exercise notebooks handed out"
@@ -273,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many classes to show per image (default: 3; 5 with --imagenet)",
     )
     predict.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
-    predict.set_defaults(module="tlcourse.cli.pipeline", function="predict_command")
+    predict.set_defaults(module="tlcourse.cli.predicting", function="predict_command")
 
     assets = _sub(
         sub, "assets", "show, build or verify the offline mirror of weights and data",

@@ -1,166 +1,72 @@
 """Grade a whole class in one command: ``tlcourse grade SUBMISSIONS... --out DIR`` (lesson 00, instructors).
 
 Each submission is matched to its template in ``exercises/`` by file name and executed headless with every
-cell run even after one raises (:func:`tlcourse.cli.runner.run_notebooks` with ``allow_errors``). A template's
-**check cells** are the cells that only call graders (``checks.check_x(...).assert_passed()``);
-``tools/make_exercises.py`` marks them with nbgrader's cell metadata (``grade``, ``grade_id``, ``locked``,
-``points`` and nbgrader's own ``checksum``), so nbgrader's autograder can grade the same notebooks. For every
-check cell of the template, the submission's cell with the same ``grade_id`` (or, in a notebook without the
-metadata, the same source) is found and scored from the outcome the grader recorded there
-(:func:`tlcourse.record.read_checks`). A check cell that is missing, or whose source was edited, scores 0; so
-does one that raised or never ran. An exception in a student's cell is reported against the check that
-follows it: the exercise it broke.
+cell run even after one raises. A template's **check cells** are the cells that only call graders
+(``grade.check_x(...).assert_passed()``); ``tools/make_exercises.py`` marks them with nbgrader's cell metadata
+(``grade``, ``grade_id``, ``locked``, ``points`` and nbgrader's own ``checksum``), so nbgrader's autograder can
+grade the same notebooks. For every check cell of the template, the submission's cell with the same
+``grade_id`` (or, in a notebook without the metadata, the same source) is found and scored from the outcome
+the grader recorded there (:func:`tlcourse.record.read_checks`). A check cell that is missing, or whose source
+was edited, scores 0; so does one that raised or never ran, and one whose recorded outcome was not made by the
+course's own grader (:mod:`tlcourse.checks` records no grader name then). An exception in a student's cell is
+reported against the check that follows it: the exercise it broke. Answer cells that rebind what the check
+cells call (``grade.check_x = ...``) are found by :mod:`tlcourse.cli.rebinding`: the row is flagged and the
+checks they could fake score 0.
 
-``DIR`` receives ``grades.csv`` (one row per student, one column per check, 1 or 0, and a total),
-``gradebook.html`` (student x check, each hint below its mark, links to each executed notebook as HTML),
-``grades.json``, and the executed notebooks at ``DIR/<student>/<name>.ipynb``. The student is the folder
-below the common folder of all submissions (``submissions/alice/03_x.ipynb`` -> ``alice``) or, for a flat
-folder, the file name without the template's name (``alice_03_pretrained_models.ipynb`` -> ``alice``).
+**What grading protects, and what it does not.** Grading runs each student's code with *your* rights.
+Before the first kernel starts, every template, every submission and the ``tlcourse`` package's source are
+read and hashed; each submission then runs from a fresh temporary copy, outside the submissions and ``--out``,
+with a minimal environment and ``HOME`` in a scratch folder; its kernel's whole session is killed when it ends,
+with whatever it left running; memory and output are capped (:mod:`tlcourse.cli.sandbox`). After each
+notebook any guarded file it changed is put back and the submission flagged; scores come from the templates
+as read at the start; the gradebook is written last, from memory, with its SHA-256 printed. A notebook can
+still read and write anything else you can (your home folder, the virtual environment, the network): grade
+a class you do not trust in a container or as a separate user (the README shows both).
+
+``DIR`` receives ``grades.csv`` (one row per student, one column per check, 1 or 0, total, possible, status and
+notes), ``gradebook.html``, ``grades.json`` and the executed notebooks at ``DIR/<student>/<name>.ipynb`` with
+a sanitized HTML copy (:mod:`tlcourse.cli.gradebook`). The student is the folder below the common folder of
+all submissions (``submissions/alice/03_x.ipynb`` -> ``alice``) or, for a flat folder, the file name without
+the template's name (``alice_03_pretrained_models.ipynb`` -> ``alice``).
 
 Exit status of ``tlcourse grade``: 0 when every submission was graded (whatever the scores); 1 when at least
-one could not be graded completely (no template matches its name, it is not a readable notebook, its kernel
-died or a cell timed out: its row says why, and the checks that never ran score 0); 2 for a usage error
-(no submissions, no templates); 130 when interrupted.
+one could not be graded completely (no template matches its name, it is not a readable notebook, it is not a
+Python notebook, its kernel died, it passed a limit or a cell timed out: its row says why, and the checks
+that never ran score 0) or was flagged; 2 for a usage error (no submissions, no templates); 130 when
+interrupted.
 """
 
 from __future__ import annotations
 
-import ast
-import csv
-import hashlib
-import html
-import json
 import os
-import re
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlcourse.audit import printable
+from tlcourse.cli import gradebook, sandbox
+from tlcourse.cli.checkcells import (  # noqa: F401 - re-exported: tools/make_exercises.py and tests use them here
+    POINTS,
+    TemplateCheck,
+    cell_source,
+    check_cell_metadata,
+    grade_ids,
+    grader_calls,
+    nbgrader_checksum,
+    normalized_source,
+    template_checks,
+)
+from tlcourse.cli.kernels import kernel_problem
+from tlcourse.cli.outlock import holding
+from tlcourse.cli.rebinding import EVERY_CHECK, Finding, scan_answer_cells
 from tlcourse.errors import TLCourseError
 
 DEFAULT_TEMPLATES = "exercises"
-POINTS = 1
-NBGRADER_SCHEMA = 3
 PAPERMILL_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})
-CSV_NAME = "grades.csv"
-HTML_NAME = "gradebook.html"
-JSON_NAME = "grades.json"
-_GRADE_ID = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Check cells and nbgrader metadata (shared with tools/make_exercises.py)
-
-
-def grader_calls(source: str) -> list[str] | None:
-    """The graders a check cell calls, e.g. ``["check_separable_cost"]``; None when it is not a check cell.
-
-    A check cell holds nothing but statements of the form ``<module>.check_x(...).assert_passed()``.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    names = []
-    for statement in tree.body:
-        call = statement.value if isinstance(statement, ast.Expr) else None
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr == "assert_passed"
-            and isinstance(call.func.value, ast.Call)
-        ):
-            return None
-        grader = call.func.value.func
-        name = grader.attr if isinstance(grader, ast.Attribute) else getattr(grader, "id", "")
-        if not name.startswith("check_"):
-            return None
-        names.append(name)
-    return names or None
-
-
-def grade_ids(sources: Sequence[str | None]) -> list[str | None]:
-    """One nbgrader ``grade_id`` per check cell (None for other cells): the graders' names, made unique."""
-    ids: list[str | None] = []
-    seen: dict[str, int] = {}
-    for source in sources:
-        names = grader_calls(source) if source is not None else None
-        if not names:
-            ids.append(None)
-            continue
-        base = _GRADE_ID.sub("_", "-".join(names))
-        seen[base] = seen.get(base, 0) + 1
-        ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    return ids
-
-
-def nbgrader_checksum(cell: Mapping[str, Any]) -> str:
-    """nbgrader's checksum of a grade or locked cell (``nbgrader.utils.compute_checksum``, schema 3)."""
-    meta = dict(cell.get("metadata", {}).get("nbgrader", {}))
-    grade, solution = bool(meta.get("grade", False)), bool(meta.get("solution", False))
-    locked = False if solution else (True if grade else bool(meta.get("locked", False)))
-    digest = hashlib.md5(usedforsecurity=False)
-    for part in (_source(cell), cell.get("cell_type", ""), str(grade), str(solution), str(locked)):
-        digest.update(str(part).encode("utf-8"))
-    digest.update(str(meta["grade_id"]).encode("utf-8"))
-    if grade:
-        digest.update(str(float(meta["points"])).encode("utf-8"))
-    return digest.hexdigest()
-
-
-def check_cell_metadata(cell: Mapping[str, Any], grade_id: str, points: int = POINTS) -> dict[str, Any]:
-    """The ``nbgrader`` metadata of a locked, autograded check cell (what ``tools/make_exercises.py`` writes)."""
-    meta = {
-        "cell_type": "code",
-        "grade": True,
-        "grade_id": grade_id,
-        "locked": True,
-        "points": points,
-        "schema_version": NBGRADER_SCHEMA,
-        "solution": False,
-        "task": False,
-    }
-    meta["checksum"] = nbgrader_checksum({**cell, "metadata": {"nbgrader": meta}})
-    return meta
-
-
-def _source(cell: Mapping[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
-def _normalized(source: str) -> str:
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
-
-
-@dataclass(frozen=True)
-class TemplateCheck:
-    """One check cell of an exercise template."""
-
-    grade_id: str
-    source: str
-    points: float = POINTS
-
-
-def template_checks(notebook: Mapping[str, Any]) -> list[TemplateCheck]:
-    """The check cells of a template: those with nbgrader ``grade`` metadata, else those that call graders."""
-    cells = [cell for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"]
-    marked = [cell for cell in cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade")]
-    if marked:
-        return [
-            TemplateCheck(
-                str(cell["metadata"]["nbgrader"]["grade_id"]),
-                _source(cell),
-                float(cell["metadata"]["nbgrader"].get("points", POINTS)),
-            )
-            for cell in marked
-        ]
-    ids = grade_ids([_source(cell) for cell in cells])
-    return [
-        TemplateCheck(grade_id, _source(cell)) for cell, grade_id in zip(cells, ids, strict=True) if grade_id
-    ]
+CSV_NAME, HTML_NAME, JSON_NAME = gradebook.CSV_NAME, gradebook.HTML_NAME, gradebook.JSON_NAME
+DEFAULT_KERNEL = "python3"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -169,7 +75,8 @@ def template_checks(notebook: Mapping[str, Any]) -> list[TemplateCheck]:
 
 @dataclass
 class CheckOutcome:
-    """One check of one submission: ``status`` is passed, failed, error, missing, edited or not run."""
+    """One check of one submission: ``status`` is passed, failed, error, missing, edited, not run, unverified
+    (the outcome was not recorded by the course's grader) or tampered (an answer cell rebinds its grader)."""
 
     grade_id: str
     status: str
@@ -194,10 +101,23 @@ def _where(cell: Mapping[str, Any], position: int) -> str:
     return f"In [{count}]" if count is not None else f"cell {position}"
 
 
+def _tampering(check: TemplateCheck, findings: Sequence[Finding]) -> Finding | None:
+    """The first finding that could fake this check (one naming its grader, or every grader)."""
+    graders = set(grader_calls(check.source) or [])
+    return next(
+        (f for f in findings if EVERY_CHECK in f.graders or graders & f.graders),
+        None,
+    )
+
+
 def score_notebook(
-    executed: Mapping[str, Any], checks: Sequence[TemplateCheck], template_name: str
+    executed: Mapping[str, Any],
+    checks: Sequence[TemplateCheck],
+    template_name: str,
+    findings: Sequence[Finding] = (),
 ) -> list[CheckOutcome]:
-    """Score an executed submission against its template's check cells (see the module docstring)."""
+    """Score an executed submission against its template's check cells (see the module docstring);
+    ``findings`` are its answer cells' rebindings (:func:`tlcourse.cli.rebinding.scan_answer_cells`)."""
     from tlcourse.record import read_checks
 
     cells = list(executed.get("cells", []))
@@ -218,55 +138,52 @@ def score_notebook(
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id:
             by_id.setdefault(str(grade_id), index)
-        by_source.setdefault(_normalized(_source(cell)), index)
+        by_source.setdefault(normalized_source(cell_source(cell)), index)
     outcomes, previous = [], -1
     restore = f"restore it from exercises/{template_name}"
+
+    def outcome(check: TemplateCheck, status: str, hint: str) -> None:
+        outcomes.append(CheckOutcome(check.grade_id, status, hint, check.points))
+
     for check in checks:
         index = by_id.get(check.grade_id)
         if index is None:
-            index = by_source.get(_normalized(check.source))
+            index = by_source.get(normalized_source(check.source))
         if index is None:
-            outcomes.append(
-                CheckOutcome(
-                    check.grade_id, "missing", f"the check cell is missing: {restore}.", check.points
-                )
-            )
+            outcome(check, "missing", f"the check cell is missing: {restore}.")
             continue
         cell = cells[index]
         section = [i for i in student_cells if previous < i < index and cells[i].get("cell_type") == "code"]
         previous = max(previous, index)
         raised = [f"{_where(cells[i], i)}: {error}" for i in section for error in _errors(cells[i])]
         context = f" (earlier, {'; '.join(raised)})" if raised else ""
-        if _normalized(_source(cell)) != _normalized(check.source):
-            outcomes.append(
-                CheckOutcome(
-                    check.grade_id,
-                    "edited",
-                    f"the check cell was edited: {restore} (check cells are locked).",
-                    check.points,
-                )
+        if normalized_source(cell_source(cell)) != normalized_source(check.source):
+            outcome(check, "edited", f"the check cell was edited: {restore} (check cells are locked).")
+            continue
+        tampered = _tampering(check, findings)
+        if tampered is not None:
+            outcome(
+                check, "tampered", f"not scored: an answer cell rebinds what it calls ({tampered.text()})."
             )
             continue
         results = recorded.get(index, [])
-        expected = len(grader_calls(check.source) or [None])
+        expected = list(grader_calls(check.source) or [])
+        foreign = [item for item in results if item["check"] not in expected]
         failed = [item for item in results if not item["passed"]]
-        if failed:
-            outcomes.append(
-                CheckOutcome(check.grade_id, "failed", failed[0]["message"] + context, check.points)
-            )
-        elif results and len(results) >= expected:
-            outcomes.append(
-                CheckOutcome(check.grade_id, "passed", "; ".join(r["message"] for r in results), check.points)
-            )
+        if foreign:
+            outcome(
+                check, "unverified",
+                "the outcome shown here was not recorded by the course's grader "
+                f"({', '.join(expected)}): was the grader replaced in an answer cell?",
+            )  # fmt: skip
+        elif failed:
+            outcome(check, "failed", failed[0]["message"] + context)
+        elif results and sorted(item["check"] for item in results) == sorted(expected):
+            outcome(check, "passed", "; ".join(r["message"] for r in results))
         elif _errors(cell):
-            hint = f"the check could not run: {_errors(cell)[0]}{context}"
-            outcomes.append(CheckOutcome(check.grade_id, "error", hint, check.points))
+            outcome(check, "error", f"the check could not run: {_errors(cell)[0]}{context}")
         else:
-            outcomes.append(
-                CheckOutcome(
-                    check.grade_id, "not run", "the notebook stopped before this check ran.", check.points
-                )
-            )
+            outcome(check, "not run", "the notebook stopped before this check ran.")
     return outcomes
 
 
@@ -286,7 +203,16 @@ class Submission:
     status: str = "not graded"
     problem: str | None = None
     """Why the submission could not be graded completely (None when it was)."""
+    flags: list[str] = field(default_factory=list)
+    """What a human should look at: rebinding answer cells, files it changed, processes it left running."""
     html: Path | None = None
+    executed: Any = None
+    """The executed notebook, in memory until the gradebook is written."""
+    written: bool = False
+    modified: float = 0.0
+    counted: bool = True
+    note: str | None = None
+    """Which of a student's submissions of one exercise counts, and why (two or more only)."""
 
     @property
     def total(self) -> float:
@@ -295,6 +221,22 @@ class Submission:
     @property
     def possible(self) -> float:
         return sum(outcome.points for outcome in self.outcomes)
+
+    @property
+    def exercise(self) -> str:
+        return self.template.name if self.template is not None else self.source.name
+
+    @property
+    def row_status(self) -> str:
+        """graded, incomplete, flagged or not graded (see :mod:`tlcourse.cli.gradebook`)."""
+        if self.status in ("no template", "unreadable", "not python", "not run") or self.executed is None:
+            return "not graded"
+        if self.flags:
+            return "flagged"
+        return "incomplete" if self.problem else "graded"
+
+    def notes_for_row(self) -> list[str]:
+        return [self.note or "", self.problem or "", *self.flags]
 
 
 def match_template(submission: Path, templates: Sequence[Path]) -> Path | None:
@@ -350,6 +292,100 @@ def _unique_outputs(submissions: Sequence[Path], names: dict[Path, str], out: Pa
     return outputs
 
 
+def find_submissions(paths: Sequence[str | os.PathLike], out: Path) -> list[Path]:
+    """Resolved notebooks from files, folders and globs. A path that exists is taken as it is written, so a
+    file name with ``[``, ``*`` or ``?`` in it is never read as a pattern; only a path that does not exist is
+    expanded as a glob (:func:`tlcourse.cli.runner.find_notebooks`)."""
+    from tlcourse.cli.runner import find_notebooks
+
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*.ipynb") if p.is_file())
+            found += [p for p in inside if ".ipynb_checkpoints" not in p.parts]
+        elif path.is_file():
+            found.append(path)
+        else:
+            found += find_notebooks([str(item)], out_dir=out)
+    unique = {path.resolve(): None for path in found if not path.resolve().is_relative_to(out)}
+    if not unique:
+        raise TLCourseError(
+            f"No notebooks found in {', '.join(map(str, paths))}: name the submitted notebooks or their folder."
+        )
+    return list(unique)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Grading the class
+
+
+def _kernel_for(notebook: Mapping[str, Any], requested: str | None, installed: set[str]) -> str:
+    name = (notebook.get("metadata", {}).get("kernelspec") or {}).get("name")
+    return requested or (name if isinstance(name, str) and name in installed else DEFAULT_KERNEL)
+
+
+def _installed_kernels() -> set[str]:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return set(KernelSpecManager().find_kernel_specs())
+    except Exception:  # noqa: BLE001 - none readable: the default kernel is tried
+        return set()
+
+
+def _prepare(
+    submission: Submission, content: bytes, folder: Path, requested: str | None, installed: set[str]
+) -> Any:
+    """The submission's notebook when it can run (else None, with its status and problem set)."""
+    import nbformat
+
+    if submission.template is None:
+        submission.status = "no template"
+        submission.problem = f"no exercise in {folder}/ matches the file name {submission.source.name}"
+        return None
+    try:
+        notebook = nbformat.reads(content.decode("utf-8"), as_version=4)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is one ungradable submission
+        submission.status, submission.problem = "unreadable", f"not a readable notebook: {error}"
+        return None
+    why = kernel_problem(notebook, requested)
+    if why is not None:
+        submission.status, submission.problem = "not python", f"not run: {why}"
+        return None
+    notebook.metadata["tlcourse_kernel"] = _kernel_for(notebook, requested, installed)
+    return notebook
+
+
+def _findings(notebook: Any, template: Any) -> list[Finding]:
+    cells = [
+        (i, cell_source(c)) for i, c in enumerate(notebook.cells, start=1) if c.get("cell_type") == "code"
+    ]
+    template_sources = [cell_source(c) for c in template.cells if c.get("cell_type") == "code"]
+    checks = [check.source for check in template_checks(template)]
+    return scan_answer_cells(cells, template_sources, checks)
+
+
+def _finish(submission: Submission, run: sandbox.Execution) -> None:
+    submission.executed, submission.status = run.notebook, run.status
+    if run.status != "ok":
+        submission.problem = run.error or run.status
+    if run.killed:
+        shown = ", ".join(run.killed[:3]) + (" ..." if len(run.killed) > 3 else "")
+        submission.flags.append(f"left {len(run.killed)} process(es) running, killed: {shown}")
+
+
+def _restore_and_flag(guard: sandbox.FileGuard, suspects: Sequence[Submission]) -> list[Path]:
+    """Put back every guarded file changed since the start; flag the submissions that may have done it."""
+    changed = guard.restore_changed()
+    for path in changed:
+        others = [s.source.name for s in suspects[1:]]
+        also = f" (or {', '.join(others)}, running at the same time)" if others else ""
+        for suspect in suspects[:1]:
+            suspect.flags.append(f"changed {path} on disk while it ran{also}; restored")
+    return changed
+
+
 def grade_submissions(
     paths: Sequence[str | os.PathLike],
     *,
@@ -359,211 +395,108 @@ def grade_submissions(
     jobs: int = 1,
     timeout: float | None = 1800,
     parameters: Mapping[str, Any] | None = None,
-    force: bool = False,
     kernel_name: str | None = None,
-    progress: bool = False,
+    memory_limit: int | None = sandbox.DEFAULT_MEMORY_BYTES,
+    output_limit: int | None = sandbox.DEFAULT_OUTPUT_BYTES,
     verbose: bool = True,
-) -> list[Submission]:
-    """Execute and score every submission; write ``grades.csv``, ``gradebook.html`` and ``grades.json``.
+) -> tuple[list[Submission], dict[str, tuple[Path, str]]]:
+    """Execute and score every submission (see the module docstring); write the gradebook.
 
-    After Ctrl-C the gradebook holds what finished (the rest "not run") and :class:`KeyboardInterrupt` is
-    raised again.
+    Returns the submissions and ``{kind: (path, sha256)}`` of the gradebook files. After Ctrl-C the gradebook
+    holds what finished (the rest "not run") and :class:`KeyboardInterrupt` is raised again.
     """
     import nbformat
 
-    from tlcourse.cli import runner
-
+    if jobs < 1:
+        raise TLCourseError(f"--jobs must be 1 or more, got {jobs}.")
     out = Path(out_dir).resolve()
     folder = Path(templates_dir)
-    templates = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+    templates = sorted(p.resolve() for p in folder.glob("*.ipynb")) if folder.is_dir() else []
     if not templates:
         raise TLCourseError(
             f"No exercise templates in {folder}/. Run from the course folder, or pass --templates DIR."
         )
-    found = [path.resolve() for path in runner.find_notebooks(paths, out_dir=out)]
+    found = find_submissions(paths, out)
     matched = {path: match_template(path, templates) for path in found}
     names = student_names(found, matched, paths)
     outputs = _unique_outputs(found, names, out)
-    submissions = {
-        path: Submission(student=names[path], source=path, template=matched[path], output=outputs[path])
-        for path in found
-    }
-    runnable = []
-    for path, submission in submissions.items():
-        if submission.template is None:
-            submission.status, submission.problem = (
-                "no template",
-                (f"no exercise in {folder}/ matches the file name {path.name}"),
-            )
-            continue
-        try:
-            nbformat.read(path, as_version=4)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is one ungradable submission
-            submission.status, submission.problem = "unreadable", f"not a readable notebook: {error}"
-            continue
-        runnable.append(path)
-    results: dict[Path, Any] = {}
+    # everything a notebook could change is read (and hashed) before the first kernel starts
+    guard = sandbox.FileGuard([*templates, *found, *sandbox.package_sources()])
+    read_templates = {t: nbformat.reads(guard.bytes_of(t).decode("utf-8"), as_version=4) for t in templates}
+    installed = _installed_kernels()
+    injected = {**({"PROFILE": profile} if profile else {}), **dict(parameters or {})}
+    limits = sandbox.Limits(timeout=timeout or None, memory_bytes=memory_limit, output_bytes=output_limit)
+    submissions: dict[Path, Submission] = {}
+    runnable: dict[Path, Any] = {}
+    for path in found:
+        submission = Submission(
+            names[path], path, matched[path], outputs[path], modified=path.stat().st_mtime
+        )
+        submissions[path] = submission
+        notebook = _prepare(submission, guard.bytes_of(path), folder, kernel_name, installed)
+        if notebook is not None:
+            runnable[path] = notebook
     interrupted = False
-    if runnable:
+    with holding(out, "tlcourse grade"), sandbox.adopting_orphans():
+        batch = sandbox.Batch()
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="tlcourse-grade")
+        futures: dict[Future, Path] = {}
+        for path, notebook in runnable.items():
+            futures[pool.submit(
+                sandbox.execute_isolated, guard.bytes_of(path), path.name,
+                kernel=notebook.metadata["tlcourse_kernel"], batch=batch, parameters=injected, limits=limits,
+            )] = path  # fmt: skip
         try:
-            runner.run_notebooks(
-                runnable, profile=profile, out_dir=out, jobs=jobs, timeout=timeout, parameters=parameters,
-                force=force, kernel_name=kernel_name, progress=progress, verbose=verbose,
-                outputs={path: outputs[path] for path in runnable}, allow_errors=True,
-                on_result=lambda result: results.__setitem__(result.source, result),
-            )  # fmt: skip
+            while futures:
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    path = futures.pop(future)
+                    submission = submissions[path]
+                    _finish(submission, future.result())
+                    running = [submissions[p] for f, p in futures.items() if f.running()]
+                    _restore_and_flag(guard, [submission, *running])
+                    if verbose:
+                        print(
+                            f"  ran {printable(names[path])}/{printable(path.name)}: {submission.status}",
+                            flush=True,
+                        )
         except KeyboardInterrupt:
-            interrupted = True  # grade what finished, then stop with status 130
-    for path in runnable:
-        submission, result = submissions[path], results.get(path)
-        checks = template_checks(nbformat.read(submission.template, as_version=4))
-        if result is None:
-            submission.status, submission.problem = (
-                "not run",
-                "the batch was stopped before this notebook ran",
-            )
-            submission.outcomes = [
-                CheckOutcome(c.grade_id, "not run", submission.problem, c.points) for c in checks
-            ]
-            continue
-        submission.status, submission.html = result.status, result.html
-        if not result.ok:
-            submission.problem = result.error or result.status
-        executed = nbformat.read(result.output, as_version=4) if result.output.is_file() else {"cells": []}
-        submission.outcomes = score_notebook(executed, checks, submission.template.name)
-    graded = list(submissions.values())
-    write_gradebook(graded, out)
+            interrupted = True
+            batch.stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future, path in futures.items():
+                if future.done() and not future.cancelled():
+                    _finish(submissions[path], future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        _restore_and_flag(guard, list(submissions.values()))
+        for path, submission in submissions.items():
+            _score(submission, read_templates, runnable.get(path))
+        for submission in submissions.values():
+            gradebook.write_executed(submission)
+        graded = list(submissions.values())
+        files = gradebook.write_gradebook(graded, out)
     if interrupted:
         raise KeyboardInterrupt
-    return graded
+    return graded, files
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The gradebook
-
-
-def _columns(submissions: Sequence[Submission]) -> list[tuple[str, str, str]]:
-    """(column name, template name, grade_id) for every check of every template, in template order."""
-    templates: dict[str, list[str]] = {}
-    for submission in submissions:
-        if submission.template is not None:
-            ids = templates.setdefault(submission.template.name, [])
-            ids += [o.grade_id for o in submission.outcomes if o.grade_id not in ids]
-    several = len(templates) > 1
-    return [
-        (f"{Path(name).stem}:{grade_id}" if several else grade_id, name, grade_id)
-        for name in sorted(templates)
-        for grade_id in templates[name]
-    ]
-
-
-def _rows(submissions: Sequence[Submission]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    columns = _columns(submissions)
-    rows: dict[str, dict[str, Any]] = {}
-    for submission in submissions:
-        row = rows.setdefault(submission.student, {"student": submission.student, "_cells": {}, "_subs": []})
-        row["_subs"].append(submission)
-        for outcome in submission.outcomes:
-            name = next(c for c, t, g in columns if t == submission.template.name and g == outcome.grade_id)
-            row["_cells"][name] = outcome
-    return [c for c, _, _ in columns], rows
-
-
-def _points(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
-
-
-def write_gradebook(submissions: Sequence[Submission], out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``grades.csv``, ``gradebook.html`` and ``grades.json`` into ``out_dir``; return their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    columns, rows = _rows(submissions)
-    paths = {"csv": out / CSV_NAME, "html": out / HTML_NAME, "json": out / JSON_NAME}
-    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student", *columns, "total", "possible"])
-        for student in sorted(rows):
-            row = rows[student]
-            cells = [_points(row["_cells"][c].earned) if c in row["_cells"] else 0 for c in columns]
-            possible = sum(o.points for o in row["_cells"].values())
-            writer.writerow([student, *cells, _points(sum(cells)), _points(possible)])
-    paths["html"].write_text(_gradebook_html(columns, rows, out), encoding="utf-8")
-    payload = [
-        {
-            "student": s.student,
-            "source": str(s.source),
-            "template": None if s.template is None else s.template.name,
-            "executed": str(s.output),
-            "status": s.status,
-            "problem": s.problem,
-            "total": s.total,
-            "possible": s.possible,
-            "checks": [asdict(o) for o in s.outcomes],
-        }
-        for s in submissions
-    ]
-    paths["json"].write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    return paths
-
-
-_MARKS = {"passed": ("✔", "#1a7f37"), "failed": ("✘", "#cf222e"), "error": ("✘ error", "#cf222e")}
-
-
-def _gradebook_html(columns: Sequence[str], rows: Mapping[str, Mapping[str, Any]], out: Path) -> str:
-    def link(path: Path | None) -> str:
-        if path is None:
-            return ""
-        try:
-            return path.resolve().relative_to(out.resolve()).as_posix()
-        except ValueError:
-            return path.resolve().as_uri()
-
-    body = []
-    for student in sorted(rows):
-        row = rows[student]
-        subs = row["_subs"]
-        links = ", ".join(
-            f'<a href="{html.escape(link(s.html or s.output))}">{html.escape(s.source.name)}</a>'
-            if s.output.is_file()
-            else html.escape(s.source.name)
-            for s in subs
-        )
-        problems = "; ".join(f"{s.source.name}: {s.problem}" for s in subs if s.problem)
-        tds = [
-            f"<td><strong>{html.escape(student)}</strong><div class=hint>{links}</div>"
-            + (f"<div class=problem>{html.escape(problems)}</div>" if problems else "")
-            + "</td>"
+def _score(submission: Submission, templates: Mapping[Path, Any], original: Any) -> None:
+    """Score a submission against its template as read before any kernel started."""
+    if submission.template is None or original is None:
+        return  # no template, unreadable or not Python: nothing to score (its status says why)
+    template = templates[submission.template]
+    checks = template_checks(template)
+    if submission.executed is None:
+        submission.status, submission.problem = "not run", "the batch was stopped before this notebook ran"
+        submission.outcomes = [
+            CheckOutcome(c.grade_id, "not run", submission.problem, c.points) for c in checks
         ]
-        earned = possible = 0.0
-        for column in columns:
-            outcome = row["_cells"].get(column)
-            if outcome is None:
-                tds.append("<td></td>")
-                continue
-            earned, possible = earned + outcome.earned, possible + outcome.points
-            mark, colour = _MARKS.get(outcome.status, (f"✘ {outcome.status}", "#bc4c00"))
-            tds.append(
-                f'<td title="{html.escape(outcome.hint)}"><span style="color:{colour};font-weight:bold">'
-                f"{html.escape(mark)}</span><div class=hint>{html.escape(outcome.hint)}</div></td>"
-            )
-        tds.append(f"<td><strong>{_points(earned)}/{_points(possible)}</strong></td>")
-        body.append('<tr class="student">' + "".join(tds) + "</tr>")
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in ["student", *columns, "total"])
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8"><title>tlcourse gradebook</title>',
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}"
-            "th{background:#f6f8fa}.hint{font-size:0.8em;color:#57606a;max-width:22em}"
-            ".problem{font-size:0.8em;color:#cf222e}</style>",
-            "</head><body><h1>tlcourse gradebook</h1>",
-            f"<table><tr>{header}</tr>",
-            *body,
-            "</table></body></html>",
-            "",
-        ]
-    )
+        return
+    findings = _findings(original, template)
+    submission.flags += [f"rebinds a grader: {f.text()}" for f in findings if f.costs_points]
+    submission.flags += [f.text() for f in findings if not f.costs_points]
+    submission.outcomes = score_notebook(submission.executed, checks, submission.template.name, findings)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -575,7 +508,9 @@ def grade_command(args: Any) -> int:
     from tlcourse.cli.runner import parse_value
 
     parameters = {name: parse_value(value) for name, value in (getattr(args, "parameter", None) or [])}
-    submissions = grade_submissions(
+    memory = getattr(args, "memory_limit", None)
+    output = getattr(args, "max_output", None)
+    submissions, files = grade_submissions(
         args.paths,
         out_dir=args.out,
         templates_dir=getattr(args, "templates", DEFAULT_TEMPLATES),
@@ -583,13 +518,22 @@ def grade_command(args: Any) -> int:
         jobs=getattr(args, "jobs", 1),
         timeout=getattr(args, "timeout", 1800),
         parameters=parameters,
-        force=getattr(args, "force", False),
         kernel_name=getattr(args, "kernel", None),
-        progress=sys.stderr.isatty() or bool(os.environ.get("TLCOURSE_PROGRESS")),
+        memory_limit=int(memory * 2**30) if memory else sandbox.DEFAULT_MEMORY_BYTES,
+        output_limit=int(output * 2**20) if output else sandbox.DEFAULT_OUTPUT_BYTES,
     )
-    for submission in sorted(submissions, key=lambda s: s.student):
-        line = f"{submission.student}  {submission.source.name}  {_points(submission.total)}/{_points(submission.possible)}"
-        print(line + (f"  NOT GRADED COMPLETELY: {submission.problem}" if submission.problem else ""))
-    out = Path(args.out)
-    print(f"gradebook: {out / CSV_NAME} and {out / HTML_NAME}")
-    return 1 if any(submission.problem for submission in submissions) else 0
+    for submission in sorted(submissions, key=lambda s: (s.student, s.source.name)):
+        line = (
+            f"{printable(submission.student)}  {printable(submission.source.name)}  "
+            f"{gradebook.points(submission.total)}/{gradebook.points(submission.possible)}"
+        )
+        if submission.problem:
+            line += f"  NOT GRADED COMPLETELY: {printable(submission.problem)}"
+        if not submission.counted:
+            line += f"  ({printable(submission.note or 'not counted')})"
+        print(line)
+        for flag in submission.flags:
+            print(f"    FLAGGED: {printable(flag)}")
+    for path, digest in files.values():
+        print(f"gradebook: {printable(str(path))} (sha256 {digest})")
+    return 1 if any(s.problem or s.flags for s in submissions) else 0

@@ -37,10 +37,10 @@ from tlcourse.assets import (
     file_sha256,
     mirror_dir,
     mobilenet_v2_file_name,
-    online,
     user_mirror_dir,
 )
 from tlcourse.assetstatus import course_weight_file, format_status, status_report
+from tlcourse.downloads import online
 from tlcourse.errors import AssetMissingError, TLCourseError
 from tlcourse.paths import display_path
 

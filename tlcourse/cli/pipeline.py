@@ -1,4 +1,5 @@
-"""The capstone pipeline without a notebook: ``tlcourse train`` and ``tlcourse predict`` (lesson 08).
+"""The capstone pipeline without a notebook: ``tlcourse train`` (lesson 08; ``tlcourse predict`` is
+:mod:`tlcourse.cli.predicting`).
 
 ``tlcourse train DIR --out OUT`` runs the same steps as lesson 08's notebook, printing each stage. Its width and
 input size are the profile's capstone setting (:meth:`tlcourse.config.Profile.for_capstone`; in ``cpu`` wider and
@@ -18,8 +19,13 @@ larger than the lessons', chosen by ``benchmarks/accuracy_vs_time.py``), unless 
 Each training phase prints one line per epoch (loss, accuracy, validation accuracy, seconds). It writes
 ``OUT/model.keras``, ``OUT/class_names.json``, ``OUT/metrics.json``, ``OUT/model_card.md`` and, beside them,
 ``OUT/learning_curves.png`` and ``OUT/confusion_matrix.png``, which the card shows.
-``tlcourse predict OUT/model.keras IMAGE...`` loads the model in safe mode, prepares each image exactly as
-training did (:func:`tlcourse.imageio.load_image` at the model's input size) and prints the top classes.
+
+One ``tlcourse train`` at a time may write to an ``OUT`` (:mod:`tlcourse.cli.outlock`; a second one stops with one
+line). Killed at any moment and run again with the same arguments, it continues where it stopped and ends with
+the model an uninterrupted run would have made: a head phase killed mid-way resumes at its last finished epoch,
+a finished head is reused, fine-tuning resumes likewise (:mod:`tlcourse.resume`), and an export killed while its
+files moved in is undone or completed first (:func:`tlcourse.export.recover_export`). ``metrics.json`` and the
+model card record where the run picked up (``resumed_from``) and the full history of both phases.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -50,7 +57,6 @@ from tlcourse.config import (
 )
 from tlcourse.errors import DataError, TLCourseError
 from tlcourse.export import CARD_FILE, CLASS_NAMES_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE
-from tlcourse.predict import model_class_names, predict_images
 
 MODEL_FILE = "model.keras"
 TEST_FRACTION = 0.2  # share of each class's training images held out as test (when there is no test/ folder)
@@ -264,22 +270,41 @@ def train_command(args: Any) -> int:
 
 def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     started = time.perf_counter()
-    timings: dict[str, float] = {}
     directory = str(args.directory)
     validate_train_args(args)
     _readable_folder(directory)
     out = check_out_dir(args.out)
-    force = bool(getattr(args, "force", False))
-    from tlcourse.export import ExportStage
+    from tlcourse.cli.outlock import holding
 
-    earlier = ExportStage(out).existing()
+    with holding(out, "tlcourse train"):  # a second train into this --out stops here with one line
+        return _train_locked(args, out, directory, started, scope)
+
+
+def _train_locked(
+    args: Any, out: Path, directory: str, started: float, scope: contextlib.ExitStack | None
+) -> int:
+    from tlcourse import export
+
+    repaired = export.recover_export(out)  # an export killed while its files moved: undone or completed
+    if repaired:
+        _say(f"      {_printable(repaired)}")
+    force = bool(getattr(args, "force", False))
+    earlier = export.ExportStage(out).existing()
     if earlier and not force:
         raise TLCourseError(
             f"{_printable(out)} already holds a model from an earlier run ({', '.join(earlier)}); it is never "
             "replaced silently: pass --force to replace it (the earlier files are then kept in "
             f"{_printable(out / 'previous')}), or choose another --out."
         )
+    timings: dict[str, float] = {}
+    report = _audit_stage(directory, timings)
+    run = _settings(args, directory, scope)
+    splits = _load_stage(run, report, timings)
+    head, tuned, head_held_out = _training_stages(run, splits, out / "run", timings)
+    return _evaluate_and_export(run, out, report, splits, head, tuned, head_held_out, timings, started, force)
 
+
+def _audit_stage(directory: str, timings: dict[str, float]) -> Any:
     _say(f"[1/6] audit {_printable(directory)}")
     t = time.perf_counter()
     report = _audit(directory)
@@ -292,94 +317,123 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         )
     for warning in report.warnings:
         _say(f"      warning: {_printable(warning)}")
+    return report
 
-    formats = export_formats(args)  # checked by validate_train_args above
+
+def _settings(args: Any, directory: str, scope: contextlib.ExitStack | None) -> SimpleNamespace:
+    """Everything the run decides before touching data: profile, width, size, seed, distribution."""
     quiet_tensorflow(onednn=True)  # as `tlcourse train` does (cli.build_parser), for callers in Python too
-    from tlcourse import data, evaluate, export, fastpath, modelcard, models, train
+    from tlcourse import distribute
     from tlcourse.config import seed_everything
 
+    formats = export_formats(args)  # checked by validate_train_args already
     profile = get_profile(args.profile or "auto").for_capstone()  # the capstone's width and size (config.py)
     alpha = float(args.alpha) if args.alpha else profile.alpha
     size = int(args.size) if args.size else profile.image_size
     overrides = dict(getattr(args, "profile_overrides", None) or {})  # for scripts/tests: e.g. head_epochs=5
     profile = profile.replace(alpha=alpha, image_size=size, **overrides)
     backbone_name = getattr(args, "backbone", None) or "mobilenet_v2"
-    weights = getattr(args, "weights", None) or "imagenet"
     seed = int(getattr(args, "seed", 42))
-    mirror = getattr(args, "mirror", None)
-    fine_tune_from = getattr(args, "fine_tune_from", None) or get_spec(backbone_name).default_unfreeze_from
     seed_everything(seed)
-    from tlcourse import distribute
-
     chosen = distribute.choose(getattr(args, "distribute", None) or "none", batch_size=profile.batch_size)
     profile = profile.replace(batch_size=chosen.global_batch_size)  # fit splits each batch across replicas
     if scope is not None:
         scope.enter_context(chosen.scope())
     _say(f"      {chosen.describe()}")
+    return SimpleNamespace(
+        directory=directory, formats=formats, profile=profile, alpha=alpha, size=size, overrides=overrides,
+        backbone_name=backbone_name, weights=getattr(args, "weights", None) or "imagenet", seed=seed,
+        mirror=getattr(args, "mirror", None), chosen=chosen,
+        fine_tune_from=getattr(args, "fine_tune_from", None) or get_spec(backbone_name).default_unfreeze_from,
+    )  # fmt: skip
 
-    _say(f"[2/6] load images (profile {profile.name}, {size}px, batch {profile.batch_size})")
+
+def _load_stage(run: SimpleNamespace, report: Any, timings: dict[str, float]) -> Any:
+    from tlcourse import data
+
+    _say(f"[2/6] load images (profile {run.profile.name}, {run.size}px, batch {run.profile.batch_size})")
     t = time.perf_counter()
     with quiet_decoding():
         splits = data.load_for_profile(
-            profile,
-            source=directory,
-            image_size=size,
-            seed=seed,
-            mirror=mirror,
-            report=report,
-            test_fraction=TEST_FRACTION,
-        )
+            run.profile, source=run.directory, image_size=run.size, seed=run.seed, mirror=run.mirror,
+            report=report, test_fraction=TEST_FRACTION,
+        )  # fmt: skip
     timings["load"] = time.perf_counter() - t
     _say(
         f"      {splits.train_count} training / {splits.validation_count} validation / {splits.test_count} test "
         "images, "
         f"classes: {', '.join(_printable(name) for name in splits.class_names)}"
     )
+    return splits
 
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / "run"
-    _say(f"[3/6] feature extraction: frozen {backbone_name} (alpha {alpha}, weights {weights}) + new head")
+
+def _training_stages(
+    run: SimpleNamespace, splits: Any, run_dir: Path, timings: dict[str, float]
+) -> tuple[Any, Any, float | None]:
+    """The head on cached features, then fine-tuning; each resumes from ``run_dir`` after a crash."""
+    from tlcourse import evaluate, fastpath, models, train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _say(
+        f"[3/6] feature extraction: frozen {run.backbone_name} (alpha {run.alpha}, weights {run.weights}) + new head"
+    )
     t = time.perf_counter()
-    base = models.build_backbone(
-        backbone_name, alpha=alpha, image_size=size, weights=weights, mirror=mirror, seed=seed
-    )
     head = fastpath.fit_head_fast(
-        base,
-        splits,
-        profile=profile,
-        seed=seed,
-        run_dir=run_dir / "head",
-        boundary=fine_tune_from,  # keep the boundary tensors from the same run: fine-tuning reuses them
+        models.build_backbone(
+            run.backbone_name, alpha=run.alpha, image_size=run.size, weights=run.weights, mirror=run.mirror,
+            seed=run.seed,
+        ),
+        splits, profile=run.profile, seed=run.seed, run_dir=run_dir / "head",
+        boundary=run.fine_tune_from,  # keep the boundary tensors from the same run: fine-tuning reuses them
         **_progress_kwargs(train.fit_head, "head"),
-    )
+    )  # fmt: skip
     timings["head"] = time.perf_counter() - t
     _say(
         f"      head val accuracy {head.val_accuracy:.3f} after {head.epochs_run} epoch(s), "
         f"{timings['head']:.1f}s" + (f" ({'; '.join(head.notes)})" if head.notes else "")
     )
-
     held_out = splits.test if splits.test is not None else splits.validation  # never used to choose
     y_held, head_probs = evaluate.predict_dataset(head.model, held_out)  # before fine-tuning changes the base
     head_held_out = float(np.mean(head_probs.argmax(axis=1) == y_held)) if len(y_held) else None
 
-    _say(f"[4/6] fine-tune from {fine_tune_from} at learning rate {profile.fine_tune_learning_rate:g}")
+    _say(
+        f"[4/6] fine-tune from {run.fine_tune_from} at learning rate {run.profile.fine_tune_learning_rate:g}"
+    )
     t = time.perf_counter()
     tuned = fastpath.fine_tune_fast(
-        head,
-        splits,
-        from_layer=fine_tune_from,
-        profile=profile,
-        seed=seed,
-        run_dir=run_dir / "fine_tune",
-        **_progress_kwargs(train.fine_tune, "fine-tune"),
-    )
+        head, splits, from_layer=run.fine_tune_from, profile=run.profile,
+        seed=run.seed, run_dir=run_dir / "fine_tune", **_progress_kwargs(train.fine_tune, "fine-tune"),
+    )  # fmt: skip
     timings["fine_tune"] = time.perf_counter() - t
     _say(
         f"      fine-tuned val accuracy {tuned.val_accuracy:.3f} after {tuned.epochs_run} epoch(s), "
         f"{timings['fine_tune']:.1f}s" + (f" ({'; '.join(tuned.notes)})" if tuned.notes else "")
     )
-    model = tuned.model
+    return head, tuned, head_held_out
 
+
+def resumed_from(run_dir: Path) -> dict[str, Any] | None:
+    """Where this run picked up an interrupted one (lesson 08): ``{"phase": "head", "epoch": N}`` when the head
+    phase resumed at epoch N, ``{"phase": "fine_tune", "epoch": N}`` when the head was reused whole and
+    fine-tuning started at epoch N (0: from its start); None for a run from scratch."""
+    from tlcourse.resume import read_resumed
+
+    head, tuned = read_resumed(run_dir / "head"), read_resumed(run_dir / "fine_tune")
+    if head and not head.get("reused"):
+        return {"phase": "head", "epoch": int(head.get("epoch", 0))}
+    if head:
+        return {"phase": "fine_tune", "epoch": int((tuned or {}).get("epoch", 0))}
+    return None
+
+
+def _evaluate_and_export(
+    run: SimpleNamespace, out: Path, report: Any, splits: Any, head: Any, tuned: Any,
+    head_held_out: float | None, timings: dict[str, float], started: float, force: bool,
+) -> int:  # fmt: skip
+    from tlcourse import evaluate, export, modelcard, train
+
+    model = tuned.model
+    held_out = splits.test if splits.test is not None else splits.validation
     # epochs, early stopping and keep_better chose on validation; the headline figures come from test
     split = "test" if splits.test is not None else "validation"
     _say(f"[5/6] evaluate on the {split} set")
@@ -403,7 +457,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             model,
             stage.path,
             np.asarray(sample),
-            formats=formats,
+            formats=run.formats,
             class_names=class_names,
             report_dir=out,
         )
@@ -412,31 +466,8 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             _say(f"      {line}")
         timings["total"] = time.perf_counter() - started
         history = train.merge_histories(head.history, tuned.history, names=["head", "fine_tune"])
-        settings = {
-            "profile": profile.name,
-            "backbone": backbone_name,
-            "alpha": alpha,
-            "image_size": size,
-            "weights": str(weights),
-            "seed": seed,
-            "batch_size": profile.batch_size,
-            "distribute": chosen.kind,
-            "replicas": chosen.replicas,
-            "head_epochs": profile.head_epochs,
-            "fine_tune_epochs": profile.fine_tune_epochs,
-            "learning_rate": profile.learning_rate,
-            "fine_tune_learning_rate": profile.fine_tune_learning_rate,
-            "augmented_passes": profile.augmented_passes,
-            "fine_tune_from": str(fine_tune_from),
-            "fine_tune_boundary": tuned.boundary,
-            "max_images_per_class": profile.max_images_per_class,
-            "onednn": onednn_enabled(),
-            "formats": list(formats),
-        }
-        measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
-        capstone = get_profile(profile.name).for_capstone()
-        if measured and (alpha, size) == (capstone.alpha, capstone.image_size) and not overrides:
-            settings["measured_seconds_per_1000_images"] = measured  # benchmarks/accuracy_vs_time.py
+        settings = _recorded_settings(run, tuned)
+        picked_up = resumed_from(out / "run")
         metrics = {
             "head_val_accuracy": head.val_accuracy,
             "fine_tune_val_accuracy": tuned.val_accuracy,
@@ -447,7 +478,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "evaluation": summary,
             "class_names": list(splits.class_names),
             "data": {
-                "directory": str(Path(directory).resolve()),
+                "directory": str(Path(run.directory).resolve()),
                 "source": splits.source,
                 "train_count": splits.train_count,
                 "validation_count": splits.validation_count,
@@ -460,6 +491,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
             "timings_seconds": timings,
             "phase_timings": {"head": head.timings, "fine_tune": tuned.timings},  # extraction vs training
             "epochs_run": {"head": head.epochs_run, "fine_tune": tuned.epochs_run},
+            "resumed_from": picked_up,
             "history": history,
             "export": exported,
             "notes": [*head.notes, *tuned.notes],
@@ -469,7 +501,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         metrics["figures"] = figures
         stage.write_text(METRICS_FILE, json.dumps(jsonable(metrics), indent=2) + "\n")
         card = modelcard.model_card(
-            model_name=f"{backbone_name} (alpha {alpha}, {size}px) fine-tuned on {Path(directory).name}",
+            model_name=f"{run.backbone_name} (alpha {run.alpha}, {run.size}px) fine-tuned on {Path(run.directory).name}",
             class_names=list(splits.class_names),
             metrics=metrics,
             data_source=splits.source,
@@ -500,6 +532,36 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     return 0
 
 
+def _recorded_settings(run: SimpleNamespace, tuned: Any) -> dict[str, Any]:
+    profile = run.profile
+    settings = {
+        "profile": profile.name,
+        "backbone": run.backbone_name,
+        "alpha": run.alpha,
+        "image_size": run.size,
+        "weights": str(run.weights),
+        "seed": run.seed,
+        "batch_size": profile.batch_size,
+        "distribute": run.chosen.kind,
+        "replicas": run.chosen.replicas,
+        "head_epochs": profile.head_epochs,
+        "fine_tune_epochs": profile.fine_tune_epochs,
+        "learning_rate": profile.learning_rate,
+        "fine_tune_learning_rate": profile.fine_tune_learning_rate,
+        "augmented_passes": profile.augmented_passes,
+        "fine_tune_from": str(run.fine_tune_from),
+        "fine_tune_boundary": tuned.boundary,
+        "max_images_per_class": profile.max_images_per_class,
+        "onednn": onednn_enabled(),
+        "formats": list(run.formats),
+    }
+    measured = CAPSTONE_SECONDS_PER_1000_IMAGES.get(profile.name)
+    capstone = get_profile(profile.name).for_capstone()
+    if measured and (run.alpha, run.size) == (capstone.alpha, capstone.image_size) and not run.overrides:
+        settings["measured_seconds_per_1000_images"] = measured  # benchmarks/accuracy_vs_time.py
+    return settings
+
+
 def _export_lines(exported: Any) -> list[str]:
     """One line per format: its file and round-trip difference, or FAILED and why (never crashes on a failure)."""
     lines = []
@@ -516,119 +578,3 @@ def _export_lines(exported: Any) -> list[str]:
                     f"{name}: {_printable(info.get('path', ''))} (round-trip max |diff| {diff:.2g}{flag})"
                 )
     return lines
-
-
-def predict_command(args: Any) -> int:
-    """``tlcourse predict MODEL IMAGE... [--top K] [--json]`` (lesson 08).
-
-    Exit status 0 when every image was classified, 1 when some file could not be used (each gets its own
-    error line; the others still get predictions), 2 when the model itself cannot be loaded.
-    """
-    if getattr(args, "imagenet", False):
-        return imagenet_predict_command(args)
-    if args.model is None or not args.images:
-        print(
-            "tlcourse predict: give a MODEL and at least one IMAGE (or --imagenet IMAGE...).", file=sys.stderr
-        )
-        return 2
-    model_path = Path(args.model)
-    try:
-        found = model_path.is_file()
-    except OSError as error:
-        print(
-            f"tlcourse predict: cannot read {_printable(model_path)} ({error.strerror or type(error).__name__}): "
-            "check the permissions of the folders above it.",
-            file=sys.stderr,
-        )
-        return 2
-    if not found:
-        print(
-            f"tlcourse predict: {_printable(model_path)} not found. Give the model.keras written by 'tlcourse train'.",
-            file=sys.stderr,
-        )
-        return 2
-    quiet_tensorflow()
-    from tlcourse import export
-
-    try:
-        model = export.load_keras(model_path)
-        class_names = model_class_names(model_path, int(model.output_shape[-1]))
-        results = predict_images(
-            model, list(args.images), class_names, top=int(getattr(args, "top", None) or 3)
-        )
-    except TLCourseError as error:
-        print(f"tlcourse predict: {_printable(error)}", file=sys.stderr)
-        return 2
-    failed = [r for r in results if "error" in r]
-    if getattr(args, "as_json", False):
-        payload = [
-            {"path": r["path"], "error": r["error"]}
-            if "error" in r
-            else {"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
-            for r in results
-        ]
-        print(json.dumps(payload, indent=2))
-    else:
-        for r in results:
-            if "error" in r:
-                continue
-            best = ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"])
-            print(f"{_printable(r['path'])}: {best}")
-    for r in failed:
-        print(f"tlcourse predict: {_printable(r['error'])}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def imagenet_predict_command(args: Any) -> int:
-    """``tlcourse predict --imagenet IMAGE... [--top K] [--json] [--mirror DIR]`` (lesson 01).
-
-    ImageNet's pretrained classifier (:func:`tlcourse.zeroshot.load_imagenet_classifier`: Keras when its
-    weights are available, else the TFLite engine) prints each photo's top classes, before any training.
-    Exit status 0, 1 when some file could not be used, 2 when no ImageNet classifier can be found.
-    """
-    from tlcourse import imageio, zeroshot
-
-    paths = [p for p in [args.model, *args.images] if p is not None]
-    if not paths:
-        print("tlcourse predict --imagenet: give at least one IMAGE.", file=sys.stderr)
-        return 2
-    top = int(getattr(args, "top", None) or 5)
-    as_json = bool(getattr(args, "as_json", False))
-    try:
-        classifier = zeroshot.load_imagenet_classifier(
-            mirror=getattr(args, "mirror", None), verbose=not as_json
-        )
-    except TLCourseError as error:
-        print(f"tlcourse predict: {error}", file=sys.stderr)
-        return 2
-    results: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            if not Path(path).is_file():
-                raise DataError(f"{path}: no such file.")
-            guesses = classifier.top(imageio.load_image(path), k=top)[0]
-            results.append({"path": str(path), "top": [(label, p) for _, label, p in guesses]})
-        except DataError as error:
-            results.append({"path": str(path), "error": str(error)})
-    if as_json:
-        payload = [
-            r
-            if "error" in r
-            else {
-                "path": r["path"],
-                "engine": classifier.engine,
-                "top": [{"class": c, "probability": p} for c, p in r["top"]],
-            }
-            for r in results
-        ]
-        print(json.dumps(payload, indent=2))
-    else:
-        for r in results:
-            if "error" not in r:
-                print(
-                    f"{_printable(r['path'])}: " + ", ".join(f"{_printable(c)} {p:.3f}" for c, p in r["top"])
-                )
-    failed = [r for r in results if "error" in r]
-    for r in failed:
-        print(f"tlcourse predict: {_printable(r['error'])}", file=sys.stderr)
-    return 1 if failed else 0
