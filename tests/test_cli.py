@@ -68,8 +68,16 @@ def test_train_runs_on_onednn_kernels_and_records_it_while_the_lessons_keep_tens
     assert done.returncode == 0, done.stderr[-2000:]
     # TensorFlow's C++ side announces oneDNN once per native library, past TF_CPP_MIN_LOG_LEVEL: none of it shows
     assert "oneDNN custom operations" not in done.stderr and "absl::InitializeLog" not in done.stderr
-    settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    settings = metrics["settings"]
     assert settings["onednn"] is True
+    # the command as a student types it exports all three formats (the other train tests ask for keras only)
+    assert settings["formats"] == ["keras", "saved_model", "tflite"] and set(metrics["export"]) == {
+        "keras",
+        "saved_model",
+        "tflite",
+    }
+    assert all(entry["ok"] for entry in metrics["export"].values()), metrics["export"]
     assert "onednn" in (tmp_path / "out" / "model_card.md").read_text()
     assert cli.build_parser().parse_args(["train", "d", "--out", "o"]).onednn is True
     assert not getattr(cli.build_parser().parse_args(["run", "lessons"]), "onednn", False)

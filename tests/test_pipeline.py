@@ -48,6 +48,8 @@ def trained(tmp_path_factory):
             str(SIZE),
             "--weights",
             "random",
+            "--formats",
+            "keras",  # the other formats: tests/test_export.py, and test_cli's `tlcourse train` as typed
         ]
     )
     return {"code": code, "folder": folder, "out": out, "seconds": time.perf_counter() - start}
@@ -186,6 +188,8 @@ def test_train_on_the_mirror_flowers_beats_chance_by_far(mirror, tmp_path):
             "96",
             "--mirror",
             str(mirror),
+            "--formats",
+            "keras",
         ]
     )
     assert isinstance(args, argparse.Namespace)
@@ -212,7 +216,7 @@ def test_retraining_with_force_keeps_the_earlier_model_and_a_failed_export_still
 
     monkeypatch.setattr(export, "save_keras", broken_save)
     argv = ["train", str(trained["folder"]), "--out", str(out), "--profile", "smoke", "--size", str(SIZE)]
-    code = cli.main([*argv, "--weights", "random", "--force"])
+    code = cli.main([*argv, "--weights", "random", "--force", "--formats", "keras"])
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     assert "keras: FAILED OSError: No space left on device (injected)" in captured.out
@@ -245,7 +249,7 @@ def test_a_rerun_after_a_crash_in_fine_tuning_reuses_the_head_phase_and_resumes(
 
     out = tmp_path / "out"
     argv = ["train", str(trained["folder"]), "--out", str(out), "--profile", "smoke", "--size", str(SIZE)]
-    args = cli.build_parser().parse_args([*argv, "--weights", "random"])
+    args = cli.build_parser().parse_args([*argv, "--weights", "random", "--formats", "keras"])
     args.profile_overrides = {"fine_tune_epochs": 4}
     monkeypatch.setattr(pipeline, "_progress_kwargs", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
