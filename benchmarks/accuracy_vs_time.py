@@ -167,6 +167,7 @@ def child(setting: dict, folder: Path, mirror: Path, out: Path) -> dict:
         mirror=str(mirror),
         fine_tune_from=setting.get("fine_tune_from"),
         profile_overrides=setting.get("overrides") or {},
+        formats=setting.get("formats"),  # None: all three, as `tlcourse train` exports them
     )
     started = time.perf_counter()
     status = pipeline.train_command(args)

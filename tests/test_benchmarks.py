@@ -37,7 +37,7 @@ def _folder(root: Path) -> Path:
 def test_accuracy_vs_time_child_scores_the_saved_model_on_every_test_photo(tmp_path):
     bench = _benchmark("accuracy_vs_time")
     folder = _folder(tmp_path / "photos")
-    setting = {"name": "tiny", "size": 32, "profile": "smoke", "weights": "random"}
+    setting = {"name": "tiny", "size": 32, "profile": "smoke", "weights": "random", "formats": "keras"}
     result = bench.child(setting, folder, tmp_path / "no-mirror", tmp_path / "out")
     assert result["labels"] == [0, 0, 1, 1, 2, 2]
     assert len(result["predictions"]) == 6 and set(result["predictions"]) <= {0, 1, 2}
