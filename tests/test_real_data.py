@@ -225,3 +225,28 @@ def test_the_mirror_datasets_after_the_audit(mirror: Path):
         7,
         14,
     )
+
+
+def test_the_model_card_states_what_the_audit_found_and_whether_it_was_dropped():
+    from tlcourse import modelcard
+
+    pairs = (("train/a/1.jpg", "validation/a/2.jpg"), ("train/b/3.jpg", "train/b/4.jpg"))
+    found = data.DuplicateReport(
+        near=pairs,
+        across=pairs[:1],
+        dropped={"validation/a/2.jpg": "train/a/1.jpg"},
+        applied=False,
+        splits=("train", "validation"),
+    )
+    kept = modelcard.model_card("m", ["a", "b"], metrics={"data": {"duplicates": found.to_dict()}})
+    assert (
+        "- **Duplicates:** The audit found 2 duplicate pairs (0 identical files, 2 near-duplicates), 1 of them across train/validation; they were kept."
+        in kept
+    )
+    assert "1 duplicate pair(s) straddle the splits and were kept" in kept
+    dropped = found.to_dict() | {
+        "applied": True,
+        "summary": found.summary().replace("they were kept", "dropped"),
+    }
+    card = modelcard.model_card("m", ["a", "b"], metrics={"data": {"duplicates": dropped}})
+    assert "- **Duplicates:**" in card and "straddle" not in card

@@ -458,6 +458,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
                 "fingerprint": splits.fingerprint,
                 "class_counts": dict(report.classes),
                 "skipped_files": len(report.problems),
+                "duplicates": (splits.duplicates or data.find_duplicates(report)).to_dict(),
             },
             "settings": settings,
             "timings_seconds": timings,
