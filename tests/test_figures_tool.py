@@ -229,3 +229,4 @@ def test_settings_facts_bounds_code_and_marked_figures_are_not_flagged():
     )
     assert _found("A sigmoid's derivative is at most 0.25; dropout keeps 0.5 of the units.") == []
     assert _found("Version 2.21 of TensorFlow is used; 160 px images, 20 epochs.") == []
+    assert _found("In the cpu profile expect a 95% interval of the paired differences above 0.") == []

@@ -353,7 +353,7 @@ def _not_a_result(sentence: str, match: re.Match[str]) -> bool:
         _SETTING_WORDS.search(before)
         or _NOT_A_RESULT.search(before)
         or re.search(r"\d[eE]$|\bv$", before)
-        or re.match(r"\s*(million|billion|thousand)\b", after)
+        or re.match(r"\s*(million|billion|thousand|confidence|bootstrap|interval|percentile)\b", after)
     )
 
 
