@@ -250,3 +250,19 @@ def test_the_model_card_states_what_the_audit_found_and_whether_it_was_dropped()
     }
     card = modelcard.model_card("m", ["a", "b"], metrics={"data": {"duplicates": dropped}})
     assert "- **Duplicates:**" in card and "straddle" not in card
+
+
+def test_flips_and_quarter_turns_give_each_picture_one_of_its_eight_orientations():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (64, 5, 5, 3)).astype("float32")
+    out = np.asarray(data.flips_and_quarter_turns(tf.constant(images), seed=3))
+    assert out.shape == images.shape
+    seen = set()
+    for image, turned in zip(images, out, strict=True):
+        orientations = [np.rot90(flip, k) for flip in (image, image[:, ::-1]) for k in range(4)]
+        matches = [i for i, candidate in enumerate(orientations) if np.array_equal(candidate, turned)]
+        assert matches, "every output is a flip and/or quarter turn of its own input"
+        seen.add(matches[0])
+    assert len(seen) == 8, "all eight orientations occur in a batch of 64"
