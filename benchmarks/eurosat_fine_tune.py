@@ -7,7 +7,7 @@ by name and never used for a choice). For each setting and seed, one child proce
 1. trains lesson 04's head on frozen features (Adam 1e-3, up to 20 epochs, early stopping on validation);
 2. for a fine-tuning setting, puts that head on the base, unfreezes it (all layers or from a block; BatchNorm
    frozen unless the setting is the BatchNorm mistake), compiles at the setting's rate and fits on augmented
-   training pictures (``d4``: random flips and 90-degree turns; ``default``: the course's default augmentation;
+   training pictures (``d4``: ``tlcourse.data.flips_and_quarter_turns``; ``default``: the course's default augmentation;
    ``none``), with early stopping on validation that restores the best epoch;
 3. writes the head's and the fine-tuned model's predictions on the test pictures, the seconds of each phase and
    the child's peak resident memory (``ru_maxrss``) to ``OUT/<setting>-seed<N>.json``.
@@ -109,13 +109,6 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def d4_augmentation(images, seed: int):
-    """Random flips and quarter turns per picture: ``tlcourse.data.flips_and_quarter_turns``."""
-    from tlcourse import data
-
-    return data.flips_and_quarter_turns(images, seed)
-
-
 def child(name: str, seed: int, out: Path, mirror: str | None) -> dict:
     """Run one setting with one seed; write and return its record (see the module docstring)."""
     from tlcourse import config
@@ -204,7 +197,8 @@ def child(name: str, seed: int, out: Path, mirror: str | None) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(setting["lr"]), loss=loss, metrics=["accuracy"])
         train = splits.train
         if setting["aug"] == "d4":
-            train = train.map(lambda x, y: (d4_augmentation(x, seed), y))
+            turn = data.flips_and_quarter_turns(seed)
+            train = train.map(lambda x, y: (turn(x), y))
         elif setting["aug"] == "default":
             layers = data.default_augmentation(seed)
             train = train.map(lambda x, y: (layers(x, training=True), y))

@@ -65,9 +65,6 @@ def child(seed: int, size: int, out: Path, mirror: str | None, epochs: int, only
 
     from tlcourse import data, models, shift
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from eurosat_fine_tune import d4_augmentation
-
     record: dict = {"seed": seed, "size": size, "fine_tune_epochs": epochs, "methods": {}}
     clock = {"wall": time.perf_counter(), "cpu": time.process_time()}
 
@@ -226,7 +223,8 @@ def child(seed: int, size: int, out: Path, mirror: str | None, epochs: int, only
         t = np.concatenate([y["src_train"], y["pool"][chosen]])
         keras.utils.set_random_seed(seed)
         ds = tf.data.Dataset.from_tensor_slices((x, t)).shuffle(len(t), seed=seed).batch(BATCH)
-        ds = ds.map(lambda a, b: (d4_augmentation(tf.cast(a, "float32"), seed), b))
+        turn = data.flips_and_quarter_turns(seed)
+        ds = ds.map(lambda a, b: (turn(tf.cast(a, "float32")), b))
         model.fit(ds, epochs=epochs, verbose=0)
         return model.predict(arrays["tgt_test"][0].astype("float32"), verbose=0, batch_size=64).argmax(axis=1)
 

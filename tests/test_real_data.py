@@ -257,7 +257,7 @@ def test_flips_and_quarter_turns_give_each_picture_one_of_its_eight_orientations
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (64, 5, 5, 3)).astype("float32")
-    out = np.asarray(data.flips_and_quarter_turns(tf.constant(images), seed=3))
+    out = np.asarray(data.flips_and_quarter_turns(seed=3)(tf.constant(images)))
     assert out.shape == images.shape
     seen = set()
     for image, turned in zip(images, out, strict=True):

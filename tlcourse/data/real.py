@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,28 +219,30 @@ def load_eurosat(
     return splits
 
 
-def flips_and_quarter_turns(images: Any, seed: int = 42) -> Any:
-    """Each picture of a batch flipped left-right and up-down at random and turned by a random multiple of 90
-    degrees: the 8 orientations of a square (lesson 05's far domain).
+def flips_and_quarter_turns(seed: int = 42) -> Callable[[Any], Any]:
+    """A function that flips each picture of a batch left-right and up-down at random and turns it by a random
+    multiple of 90 degrees: the 8 orientations of a square (lesson 05's far domain).
 
     For pictures taken from above (satellite and aerial tiles, microscopy), which have no "up": every
-    orientation is as real as the original, unlike a landscape photo turned upside down. Takes and returns a
-    float batch ``[B, S, S, 3]`` (square), for a ``tf.data`` map: ``train.map(lambda x, y:
-    (data.flips_and_quarter_turns(x, seed), y))``. On EuroSAT it made fine-tuning's gain over the head clear
-    the noise where the course's :func:`~tlcourse.data.default_augmentation` did not (benchmarks/eurosat_fine_tune.py).
+    orientation is as real as the original, unlike a landscape photo turned upside down. The function takes and
+    returns a float batch ``[B, S, S, 3]`` (square); use it in a ``tf.data`` map, as lesson 04's
+    :func:`~tlcourse.data.default_augmentation`: ``turn = data.flips_and_quarter_turns(SEED)``, then
+    ``train.map(lambda x, y: (turn(x), y))``. On EuroSAT it made fine-tuning's gain over the head clear the noise
+    where the default augmentation did not (benchmarks/eurosat_fine_tune.py).
     """
     from tlcourse.backend import tf_module
 
-    tf = tf_module()
-    count = tf.shape(images)[0]
-    flipped = tf.where(
-        tf.random.uniform([count, 1, 1, 1], seed=seed) < 0.5, tf.reverse(images, axis=[2]), images
-    )
-    flipped = tf.where(
-        tf.random.uniform([count, 1, 1, 1], seed=seed + 1) < 0.5, tf.reverse(flipped, axis=[1]), flipped
-    )
-    turns = tf.stack([tf.image.rot90(flipped, k) for k in range(4)], axis=1)  # [B, 4, S, S, 3]
-    return tf.gather(turns, tf.random.uniform([count], 0, 4, dtype=tf.int32, seed=seed + 2), batch_dims=1)
+    tf = tf_module()  # here, not inside the traced function below
+
+    def turn(images: Any) -> Any:
+        count = tf.shape(images)[0]
+        coin = [tf.random.uniform([count, 1, 1, 1], seed=seed + i) < 0.5 for i in range(2)]
+        flipped = tf.where(coin[0], tf.reverse(images, axis=[2]), images)
+        flipped = tf.where(coin[1], tf.reverse(flipped, axis=[1]), flipped)
+        turns = tf.stack([tf.image.rot90(flipped, k) for k in range(4)], axis=1)  # [B, 4, S, S, 3]
+        return tf.gather(turns, tf.random.uniform([count], 0, 4, dtype=tf.int32, seed=seed + 2), batch_dims=1)
+
+    return turn
 
 
 @dataclass
