@@ -213,7 +213,7 @@ def child_tlcourse_lessons(mirror: Path, root: Path) -> dict:
 
 def _tlcourse(mirror: Path, root: Path, *, capstone: bool) -> dict:
     _quiet(as_tlcourse_train=True)
-    from tlcourse import data, fastpath, train
+    from tlcourse import data, fastpath, models
     from tlcourse.config import seed_everything
 
     seed_everything(SEED)
@@ -226,16 +226,14 @@ def _tlcourse(mirror: Path, root: Path, *, capstone: bool) -> dict:
         splits = data.load_for_profile(profile, source=str(root), image_size=size, seed=SEED, mirror=mirror)
         load_seconds = time.perf_counter() - t_start
         t0 = time.perf_counter()
+        base = models.build_backbone("mobilenet_v2", alpha=alpha, image_size=size, mirror=mirror)
         head = fastpath.fit_head_fast(
+            base,
             splits,
-            alpha=alpha,
-            image_size=size,
-            weights="imagenet",
-            mirror=mirror,
             profile=profile,
             seed=SEED,
             cache_dir=cache,
-            boundary=train.DEFAULT_FINE_TUNE_FROM,
+            boundary=models.spec_of(base).default_unfreeze_from,  # where fine_tune_fast unfreezes by default
         )
         head_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -292,7 +290,7 @@ def child_throughput(mirror: Path, root: Path) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tlcourse import data, fastpath, models
+    from tlcourse import data, fastcache, features, models
     from tlcourse.config import get_profile
 
     profile = get_profile("cpu", alpha=ALPHA, image_size=SIZE)
@@ -300,28 +298,23 @@ def child_throughput(mirror: Path, root: Path) -> dict:
         "mobilenet_v2", alpha=ALPHA, image_size=SIZE, weights="imagenet", mirror=mirror, verbose=False
     )
     models.freeze(backbone)
-    extractor = fastpath._feature_model(backbone, "mobilenet_v2")
+    extractor = features.feature_extractor(backbone)
 
     t_load = time.perf_counter()
     splits = data.load_for_profile(profile, source=str(root), image_size=SIZE, seed=SEED, mirror=mirror)
     load_seconds = time.perf_counter() - t_load
     # what fit_head runs: the traced forward pass over the training pipeline (plain pass)
-    forward = fastpath._forward_function(extractor)
-    fastpath._predict_arrays(extractor, splits.train.take(1), forward=forward)  # trace once
+    forward = fastcache.forward_function(extractor)
+    fastcache.predict_arrays(extractor, splits.train.take(1), forward=forward)  # trace once
     t0 = time.perf_counter()
-    arrays, labels = fastpath._predict_arrays(extractor, splits.train, forward=forward)
+    arrays, labels = fastcache.predict_arrays(extractor, splits.train, forward=forward)
     extract_seconds = time.perf_counter() - t0
     count = len(labels)
     result = {}
-    try:
-        from tlcourse import features
-
-        features.extract_features(extractor, splits.train.take(1), progress=False)
-        t3 = time.perf_counter()
-        fs = features.extract_features(extractor, splits.train, progress=False)
-        result["features_extract_images_per_s"] = len(fs.labels) / (time.perf_counter() - t3)
-    except ImportError:
-        pass
+    features.extract_features(extractor, splits.train.take(1), progress=False)
+    t3 = time.perf_counter()
+    fs = features.extract_features(extractor, splits.train, progress=False)
+    result["features_extract_images_per_s"] = len(fs.labels) / (time.perf_counter() - t3)
 
     # the same images, already decoded, as one array: the bare forward pass
     decoded = np.concatenate([np.asarray(x) for x, _ in splits.train])

@@ -193,6 +193,19 @@ def write_exif_rotated_jpeg(path: str | os.PathLike[str], orientation: int = 6) 
     return target
 
 
+def write_heic(
+    path: str | os.PathLike[str], size: tuple[int, int] = (64, 48), color: Color = RED, *, seed: int = 20
+) -> Path:
+    """A real HEIC photo (the iPhone's default format), encoded with pillow-heif."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(picture(size, color, seed=seed))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    heif.save(path, quality=90)
+    return path
+
+
 def write_huge_jpeg(path: str | os.PathLike[str], size: tuple[int, int] = HUGE_SIZE) -> Path:
     """A big JPEG (default 9000x7000, 63 megapixels) that stays small on disk: flat colour with a green band."""
     width, height = size
@@ -304,6 +317,7 @@ def make_bad_folder(
     write_bytes(usable(f"{cats}/photo.bmp"), image_bytes(picture((50, 40), RED, seed=14), "BMP"))
     write_animated_gif(usable(f"{cats}/animated.gif"))
     write_exif_rotated_jpeg(usable(f"{cats}/rotated_exif6.jpg"))
+    write_heic(usable(f"{cats}/IMG_0042.HEIC"))  # an iPhone's own format
     write_png(usable(f"{cats}/tiny_1x1.png"), (1, 1), RED)
     write_jpeg(usable(f"{cats}/UPPER_CASE.JPG"), (40, 40), RED, seed=15)
     if huge:
@@ -326,7 +340,7 @@ def make_bad_folder(
     write_bytes(problem(f"{cats}/text.png", "text"), b"This is a note, not a picture.\n")
     write_decompression_bomb_png(problem(f"{cats}/bomb.png", "decompression bomb"))
     write_bytes(
-        problem(f"{cats}/iphone.heic", "unsupported format"), b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
+        problem(f"{cats}/broken_iphone.heic", "corrupt image"), b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
     )
 
     # Ignored: system files, AppleDouble, hidden/checkpoint folders, non-image files.

@@ -81,7 +81,7 @@ def run(strategy: Any, workdir: Path, weights: str) -> dict[str, Any]:
         seed_everything(SEED)
         backbone = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights=weights)
         head = fastpath.fit_head_fast(
-            splits(), backbone, profile=profile, dropout=0.0, patience=None, seed=SEED,
+            backbone, splits(), profile=profile, dropout=0.0, patience=None, seed=SEED,
             cache_dir=workdir / "features",
         )  # fmt: skip
         out["unmirrored"] += unmirrored(head.head, replicas)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcourse import assets
+from tlcourse import assets, assetstatus
 from tlcourse.cli import main
 from tlcourse.cli import mirror as cli_mirror
 from tlcourse.errors import AssetMissingError, TLCourseError
@@ -30,6 +30,7 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     (home / "models").mkdir(parents=True)
     monkeypatch.setenv("TLCOURSE_MIRROR", str(mirror))
     monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path / "course_home"))  # no per-user mirror yet
     return mirror, home / "models"
 
 
@@ -48,6 +49,27 @@ def fake_get_file(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
         return str(target)
 
     monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return calls
+
+
+@pytest.fixture
+def fake_pooch(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Replace the course-file download (pooch) with one that records its arguments and writes a small file."""
+    calls: list[dict] = []
+
+    def download(name, url, file_hash, folder):
+        calls.append({"fname": name, "origin": url, "file_hash": file_hash, "folder": folder})
+        if name == "flower_photos.tgz":
+            target = Path(folder) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fake_flowers_archive(target)
+            return target
+        target = Path(folder) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f"downloaded {name}".encode())
+        return target
+
+    monkeypatch.setattr(assets, "download_course_file", download)
     return calls
 
 
@@ -233,12 +255,15 @@ def test_status_json_shows_where_each_asset_resolves(
     assert "words.txt" not in report["missing"]
 
 
-def test_status_table_marks_missing_assets(
-    places: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+def test_status_table_marks_missing_assets_and_names_no_folder_of_the_machine(
+    places: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    """Lesson 00 prints this table: it says where the mirror and cache are without the machine's paths."""
     assert main(["assets", "status"]) == 0
     out = capsys.readouterr().out
-    assert "MISSING" in out and str(places[0]) in out
+    assert "MISSING" in out and str(tmp_path) not in out
+    assert "mirror:      $TMPDIR/" in out and out.splitlines()[0].endswith("/mirror")
+    assert "Keras cache: $TMPDIR/" in out
 
 
 def test_dataset_dir_finds_the_mirror_copy(
@@ -343,21 +368,9 @@ def test_prepare_builds_a_mirror_that_verifies_and_resolves(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     fake_get_file: list[dict],
+    fake_pooch: list[dict],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import keras
-
-    writer = keras.utils.get_file
-
-    def get_file(fname, origin, **kwargs):
-        if fname == "flower_photos.tgz":
-            target = Path(kwargs["cache_dir"]) / kwargs["cache_subdir"] / fname
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _fake_flowers_archive(target)
-            return str(target)
-        return writer(fname, origin, **kwargs)
-
-    monkeypatch.setattr(keras.utils, "get_file", get_file)
     monkeypatch.setattr(cli_mirror, "online", lambda *a, **k: True)  # prepare checks it first
     target = tmp_path / "new_mirror"
     assert main(["assets", "prepare", "--mirror", str(target)]) == 0
@@ -380,18 +393,17 @@ def test_prepare_fetches_what_it_can_and_lists_the_classifier_files_it_could_not
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     fake_get_file: list[dict],
+    fake_pooch: list[dict],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import keras
+    writer = assets.download_course_file
 
-    writer = keras.utils.get_file
+    def download(name, url, file_hash, folder):
+        if name in (assets.IMAGENET_TFLITE, "owl.jpg"):
+            raise assets._DownloadFailed("HTTP 404 Not Found")
+        return writer(name, url, file_hash, folder)
 
-    def get_file(fname, origin, **kwargs):
-        if fname in (assets.IMAGENET_TFLITE, "owl.jpg"):
-            raise Exception(f"URL fetch failure on {origin}: 404 -- Not Found")
-        return writer(fname, origin, **kwargs)
-
-    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    monkeypatch.setattr(assets, "download_course_file", download)
     monkeypatch.setattr(cli_mirror, "online", lambda *a, **k: True)  # prepare checks it first
     target = cli_mirror.prepare_mirror(tmp_path / "partial", include_datasets=False)
     out = capsys.readouterr().out
@@ -405,13 +417,18 @@ def test_prepare_fetches_what_it_can_and_lists_the_classifier_files_it_could_not
 
 
 def test_tflite_classifier_and_samples_come_from_the_mirror_else_a_checked_download(
-    places: tuple[Path, Path], fake_get_file: list[dict]
+    places: tuple[Path, Path], fake_get_file: list[dict], fake_pooch: list[dict]
 ) -> None:
+    """The course's own files download with pooch into the per-user mirror (Keras' get_file is for its own)."""
     mirror, cache = places
     downloaded = assets.imagenet_tflite()
-    assert downloaded.origin == "download" and downloaded.path == cache / assets.IMAGENET_TFLITE
-    [call] = fake_get_file
+    user_copy = assets.user_mirror_dir() / "imagenet_classifier" / assets.IMAGENET_TFLITE
+    assert downloaded.origin == "download" and downloaded.path == user_copy
+    [call] = fake_pooch
     assert call["origin"] == assets.CORAL_TEST_DATA + assets.IMAGENET_TFLITE and len(call["file_hash"]) == 64
+    assert not fake_get_file
+    assert assets.imagenet_tflite().origin == "mirror", "found in the per-user mirror from now on"
+    user_copy.unlink()
     (mirror / "imagenet_classifier").mkdir()
     (mirror / "imagenet_classifier" / assets.IMAGENET_TFLITE).write_bytes(b"model")
     (mirror / "samples").mkdir()
@@ -429,7 +446,9 @@ def test_tflite_classifier_offline_and_missing_is_the_one_line_error_with_both_f
         assets.imagenet_tflite()
     message = str(caught.value)
     assert assets.IMAGENET_TFLITE in message and "\n" not in message
-    assert "internet" in message and "TLCOURSE_MIRROR" in message
+    assert "internet" in message and "TLCOURSE_MIRROR" in message and "assets prepare" in message
+    assert "cannot reach github.com" in message
+    assert not assets.user_mirror_dir().exists(), "a failed download leaves no empty per-user mirror behind"
 
 
 def test_keras_class_index_is_copied_from_the_mirror_into_the_keras_cache(places: tuple[Path, Path]) -> None:
@@ -441,7 +460,7 @@ def test_keras_class_index_is_copied_from_the_mirror_into_the_keras_cache(places
 
 
 def test_status_lists_the_classifier_and_samples_of_the_shared_mirror(mirror: Path, no_network: None) -> None:
-    rows = {row["asset"]: row for row in assets.status_report(mirror)["assets"]}
+    rows = {row["asset"]: row for row in assetstatus.status_report(mirror)["assets"]}
     for name in (assets.IMAGENET_TFLITE, assets.IMAGENET_TFLITE_LABELS, *assets.SAMPLE_PHOTOS):
         assert rows[name]["resolves_from"] == "mirror", name
 
@@ -471,3 +490,76 @@ def test_mirror_weights_load_into_mobilenet_v2_at_160px(mirror: Path, alpha: flo
     with h5py.File(resolved.path, "r") as handle:
         np.testing.assert_array_equal(model.get_layer("Conv1").kernel.numpy(), handle[key][()])
     assert model.output_shape == (None, 5, 5, 1280)
+
+
+# ------------------------------------------------------------------------------------------ before you travel
+
+
+@pytest.fixture
+def mirror_as_internet(mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The shared mirror served over HTTP on loopback, with every asset's address pointing at it: the internet
+    as `tlcourse assets prepare` sees it (and a small flower_photos.tgz in place of TensorFlow's)."""
+    import dataclasses
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    archive = tmp_path / "internet" / "flower_photos.tgz"
+    archive.parent.mkdir()
+    _fake_flowers_archive(archive)
+
+    class Handler(SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            return str(archive) if path.endswith("/flower_photos.tgz") else super().translate_path(path)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(mirror)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    published = assets._known_assets
+
+    def on_loopback() -> dict[str, assets.AssetSpec]:
+        return {
+            name: dataclasses.replace(spec, url=f"{base}/{spec.mirror_subdir}/{name}")
+            for name, spec in published().items()
+        }
+
+    monkeypatch.setattr(assets, "_known_assets", on_loopback)
+    monkeypatch.setattr(cli_mirror, "_known_assets", on_loopback)
+    monkeypatch.setattr(cli_mirror, "FLOWERS_URL", f"{base}/datasets/flower_photos.tgz")
+    monkeypatch.setattr(cli_mirror, "online", lambda *a, **k: True)
+    yield base
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_command_before_travelling_fills_the_per_user_mirror_that_offline_work_finds_unaided(
+    mirror_as_internet: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("TLCOURSE_MIRROR")  # no setting at all: the student just runs the command
+    monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path / "home"))  # stands for ~/.cache/tlcourse
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    # --keep-going: this stand-in internet lacks two files the real one has (0.35 at 160 px, the 1.0 classifier)
+    assert main(["assets", "prepare", "--profile", "cpu", "--keep-going"]) == 0
+    assert "Per-user mirror ready" in capsys.readouterr().out
+
+    request.getfixturevalue("no_network")  # on the plane
+    user = assets.user_mirror_dir()
+    assert assets.mirror_dir() == user
+    lessons = assets.mobilenet_v2_weights(0.35, 160, download=False)  # lessons 04-08, cpu profile
+    capstone = assets.mobilenet_v2_weights(0.5, 224, download=False)  # tlcourse train, cpu profile
+    assert lessons.origin == capstone.origin == "mirror" and lessons.path.is_relative_to(user)
+    assert capstone.path.is_relative_to(user)
+    assert assets.dataset_dir() == user / "datasets" / assets.DEFAULT_DATASET
+    assert assets.imagenet_tflite(download=False).path.is_relative_to(user)
+    assert main(["assets", "status"]) == 0
+    table = capsys.readouterr().out
+    assert "(the per-user mirror)" in table.splitlines()[0] and str(tmp_path) not in table
+    row = next(line for line in table.splitlines() if line.startswith("mobilenet_v2 alpha 0.5 224px"))
+    assert "mirror" in row and "MISSING" not in row

@@ -21,8 +21,9 @@ from badimages import (
     write_jpeg,
 )
 
-from tlcourse.audit import AuditReport, audit_folder, format_report
+from tlcourse.audit import AuditReport, audit_folder
 from tlcourse.cli import main
+from tlcourse.cli.checkdata import format_report
 from tlcourse.errors import DataError
 from tlcourse.imageio import load_image
 

@@ -205,6 +205,20 @@ def test_capstone_upload_widget_predicts_a_notebook_class_in_jupyterlab(
             assert shown_classes == kernel_top, "the page shows other classes than the kernel computed"
             assert shown_class == kernel_top[0]
             assert upload.is_visible()
+
+            # What the widget shows meets WCAG AA in JupyterLab's light theme and, switched, its dark one.
+            area = ".tlcourse-upload-predictor .tlcourse-result"
+            assert not axe_violations(page, area), axe_violations(page, area)
+            page.evaluate(
+                "() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+            )
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeName === 'JupyterLab Dark' && !document.body.dataset.jpThemeLoading"
+                " || getComputedStyle(document.body).getPropertyValue('--jp-layout-color0').trim() === '#111'",
+                timeout=step_ms,
+            )
+            predictor.screenshot(path=artifacts / "browser_capstone_widget_dark.png")
+            assert not axe_violations(page, area), axe_violations(page, area)
         except BaseException:
             page.screenshot(path=artifacts / "browser_capstone_failure.png")
             (artifacts / "browser_console.log").write_text("\n".join(console), encoding="utf-8")
@@ -213,6 +227,82 @@ def test_capstone_upload_widget_predicts_a_notebook_class_in_jupyterlab(
             context.close()
     summary = ", ".join(f"{step} at {seconds:.1f} s" for step, seconds in timings.items())
     print(f"browser test: {notebook}: {summary}; predicted {shown_class!r} for {photo.name}")
+
+
+# ---------------------------------------------------------------- accessibility: axe on both JupyterLab themes
+
+AXE_SCRIPT = REPO_ROOT / ".test-extras" / "axe-core" / "axe.min.js"  # tools/install_test_extras.sh
+"""axe-core, installed from npm by tools/install_test_extras.sh: never fetched while the tests run."""
+AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def _require_axe() -> Path:
+    if AXE_SCRIPT.is_file():
+        return AXE_SCRIPT
+    reason = "the accessibility check needs axe-core: bash tools/install_test_extras.sh installs it from npm"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run it, but {reason}")
+    pytest.skip(reason)
+
+
+def _theme_css(theme: str) -> str:
+    """JupyterLab's own stylesheet of a theme ("light" or "dark"), as JupyterLab serves it."""
+    from jupyter_core.paths import jupyter_path
+
+    for folder in jupyter_path("lab", "themes"):
+        sheet = Path(folder) / "@jupyterlab" / f"theme-{theme}-extension" / "index.css"
+        if sheet.is_file():
+            return sheet.read_text(encoding="utf-8")
+    pytest.fail(f"JupyterLab's {theme} theme stylesheet is not installed (jupyterlab is a dependency)")
+
+
+def axe_violations(page, selector: str = "body") -> list[str]:
+    """axe's WCAG 2.1 A/AA violations inside the last element ``selector`` matches, one line each (with the
+    failing HTML)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(_require_axe()))
+    found = page.evaluate(
+        """async ([selector, options]) => {
+            const result = await axe.run(Array.from(document.querySelectorAll(selector)).pop(), options);
+            return result.violations.flatMap(v => v.nodes.map(n =>
+                `${v.id}: ${n.failureSummary.replace(/\\s+/g, " ")} in ${n.html.slice(0, 160)}`));
+        }""",
+        [selector, AXE_RULES],
+    )
+    return list(found)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_widget_state_passes_axe_wcag_aa_on_jupyterlabs_theme(theme: str, tmp_path: Path) -> None:
+    """Each widget's HTML on a page styled by JupyterLab's own theme: no contrast failure, no unnamed region."""
+    from playwright.sync_api import sync_playwright
+    from widget_samples import widget_html
+
+    chromium = _require_browser()
+    _require_axe()
+    sections = "".join(
+        f'<section aria-label="{name}" class="jp-OutputArea-output">{markup}</section>'
+        for name, markup in widget_html().items()
+    )
+    page_html = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>tlcourse widgets</title><style>'
+        + _theme_css(theme)
+        + "body{background:var(--jp-layout-color0);color:var(--jp-content-font-color1);"
+        "font-family:var(--jp-content-font-family);font-size:var(--jp-content-font-size1)}</style></head>"
+        f"<body><main>{sections}</main></body></html>"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=list(support.CHROMIUM_ARGS), headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.set_content(page_html)
+            violations = axe_violations(page)
+        finally:
+            browser.close()
+    assert not violations, f"{theme} theme:\n" + "\n".join(violations)
 
 
 # ---------------------------------------------------------------- fast checks of the set-up around the test

@@ -76,20 +76,21 @@ def test_unfreeze_grader_counts_an_off_by_one_boundary(small_base):
 
 
 def _tiny_base():
-    """Two conv + BatchNorm blocks named like MobileNetV2's: fit traces in a fraction of a second."""
+    """Two conv + BatchNorm blocks named like MobileNetV2's (its layers and its model name, from which the
+    classifier reads its preprocessing): fit traces in a fraction of a second."""
     inputs = keras.Input((16, 16, 3))
     x = inputs
     for block, filters in (("block_1", 4), ("block_16", 6)):
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{block}_expand")(x)
         x = keras.layers.BatchNormalization(name=f"{block}_expand_BN")(x)
         x = keras.layers.ReLU(name=f"{block}_expand_relu")(x)
-    return keras.Model(inputs, x, name="tiny_base")
+    return keras.Model(inputs, x, name="mobilenetv2_tiny")
 
 
 def _classifier():
     base = _tiny_base()
     base.trainable = False
-    model = models.build_classifier(base, 3, dropout=0.0, backbone_name="mobilenet_v2")
+    model = models.build_classifier(base, 3, dropout=0.0)
     return base, model
 
 

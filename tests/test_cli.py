@@ -66,8 +66,43 @@ def test_train_runs_on_onednn_kernels_and_records_it_while_the_lessons_keep_tens
     command += ["--profile", "smoke", "--size", "32", "--weights", "random"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    # TensorFlow's C++ side announces oneDNN once per native library, past TF_CPP_MIN_LOG_LEVEL: none of it shows
+    assert "oneDNN custom operations" not in done.stderr and "absl::InitializeLog" not in done.stderr
     settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
     assert settings["onednn"] is True
     assert "onednn" in (tmp_path / "out" / "model_card.md").read_text()
     assert cli.build_parser().parse_args(["train", "d", "--out", "o"]).onednn is True
     assert not getattr(cli.build_parser().parse_args(["run", "lessons"]), "onednn", False)
+
+
+def _subcommands() -> dict[str, object]:
+    parser = cli.build_parser()
+    (choices,) = [action.choices for action in parser._actions if action.dest == "command"]
+    return {"tlcourse": parser, **choices}
+
+
+def test_every_argument_of_every_command_has_help_text():
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, parser in _subcommands().items()
+        for action in parser._actions
+        if action.dest != "help" and not (action.help or "").strip()
+    ]
+    assert not missing, f"arguments without help: {missing}"
+
+
+def test_every_commands_help_shows_its_defaults_an_example_and_the_exit_statuses():
+    commands = _subcommands()
+    assert set(commands) == {"tlcourse", "run", "grade", "check-data", "train", "predict", "assets"}
+    for name, parser in commands.items():
+        text = parser.format_help()
+        example = f"\n  tlcourse {'' if name == 'tlcourse' else name}".rstrip()
+        assert "examples:" in text and example in text, f"{name}: no example"
+        assert "exit status:" in text, f"{name}: no exit statuses"
+        for status in ("0 ", "1 ", "2 ", "130 ", "143 "):
+            assert f"\n  {status}" in text, f"{name}: exit status {status} unexplained"
+    run = " ".join(commands["run"].format_help().split())
+    for default in ("(default: runs/latest)", "(default: 1)", "(default: 1800)", "(default: lessons/)"):
+        assert default in run
+    train = " ".join(commands["train"].format_help().split())
+    assert "(default: mobilenet_v2)" in train and "(default: 42)" in train and "(default: auto)" in train

@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 
 from tinymodels import CLASSES, SIZE, codes, head_classifier, images, labels, tiny_backbone  # noqa: E402
 
-from tlcourse import diagnose, models  # noqa: E402
+from tlcourse import diagnose, layermodes, models  # noqa: E402
 
 
 def test_frozen_backbone_weights_are_unchanged_after_fitting_the_head():
@@ -101,7 +101,9 @@ def test_trainable_batchnorm_is_caught_because_fit_overrides_training_false():
     bn = backbone.get_layer("block_16_expand_BN")
     before = bn.moving_mean.numpy().copy()
     model(images(8), training=True)  # what each fit step does
-    assert diagnose.outer_training_overrides_nested() == (not np.array_equal(before, bn.moving_mean.numpy()))
+    assert layermodes.outer_training_overrides_nested() == (
+        not np.array_equal(before, bn.moving_mean.numpy())
+    )
 
 
 def test_runtime_check_catches_batchnorm_training_in_a_subclassed_model():

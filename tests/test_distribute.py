@@ -134,9 +134,21 @@ def _folder(root: Path) -> Path:
 
 def _train_args(tmp_path: Path, kind: str) -> list[str]:
     return [
-        "train", str(_folder(tmp_path / "photos")), "--out", str(tmp_path / "out"), "--profile", "smoke",
-        "--size", "32", "--weights", "random", "--distribute", kind,
-    ]  # fmt: skip
+        "train",
+        str(_folder(tmp_path / "photos")),
+        "--out",
+        str(tmp_path / "out"),
+        "--profile",
+        "smoke",
+        "--size",
+        "32",
+        "--weights",
+        "random",
+        "--distribute",
+        kind,
+        "--formats",
+        "keras",
+    ]  # fmt: skip  (export is tests/test_export.py's subject, not this one's)
 
 
 def test_train_distribute_tpu_without_a_tpu_fails_with_one_line(tmp_path, capsys):
@@ -163,12 +175,12 @@ def test_a_model_built_outside_the_strategy_scope_is_refused_in_one_line():
     import keras
     import tensorflow as tf
 
-    from tlcourse import train
+    from tlcourse import models
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="outside")
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         with pytest.raises(TLCourseError, match="made outside the MirroredStrategy scope") as caught:
-            train.compile_model(model, 1e-3, 3)
+            models.compile_classifier(model, 1e-3, num_classes=3)
         inside = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="inside")
-        train.compile_model(inside, 1e-3, 3)  # built in the scope: compiles
+        models.compile_classifier(inside, 1e-3, num_classes=3)  # built in the scope: compiles
     assert "\n" not in str(caught.value) and "'outside'" in str(caught.value)

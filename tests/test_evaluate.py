@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tlcourse import evaluate
+from tlcourse.backbones import base_of
 from tlcourse.errors import TLCourseError
 
 # 3 classes, 10 examples. Confusion matrix by hand (rows = true, columns = predicted):
@@ -261,7 +262,7 @@ def test_grad_cam_on_a_nested_mobilenet_matches_the_closed_form(mobilenet_classi
     import tensorflow as tf
 
     model, backbone = mobilenet_classifier
-    assert evaluate.find_backbone(model) is backbone
+    assert base_of(model) is backbone
     assert evaluate.last_conv_layer(model).name == "out_relu"
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 255, (64, 64, 3)).astype("float32")
@@ -288,7 +289,7 @@ def test_grad_cam_on_a_flat_model_and_with_a_named_layer():
     backbone = inner.layers[2]
     x = backbone.get_layer("coarse")(backbone.get_layer("colour_conv")(x))
     flat = keras.Model(raw, inner.layers[-1](inner.layers[-2](inner.layers[-3](x))))
-    assert evaluate.find_backbone(flat) is None
+    assert base_of(flat) is None
     image = red_left_green_right()
     np.testing.assert_allclose(
         evaluate.grad_cam(flat, image, 1), evaluate.grad_cam(inner, image, 1), atol=1e-6

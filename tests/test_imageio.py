@@ -24,6 +24,7 @@ from badimages import (
     write_cmyk_jpeg,
     write_decompression_bomb_png,
     write_exif_rotated_jpeg,
+    write_heic,
     write_huge_jpeg,
     write_jpeg,
     write_palette_png_with_transparency,
@@ -195,7 +196,7 @@ UNUSABLE = {
     "bomb.png": (write_decompression_bomb_png, "decompression bomb"),
     "fake.heic": (
         lambda path: write_bytes(path, b"\x00\x00\x00\x18ftypheic" + b"\x00" * 40),
-        "unsupported format",
+        "corrupt image",
     ),
     "drawing.svg": (lambda path: write_bytes(path, b'<?xml version="1.0"?><svg xmlns="x"></svg>'), "SVG"),
 }
@@ -252,3 +253,33 @@ def test_load_image_matches_a_plain_pillow_resize_for_an_ordinary_photo(tmp_path
         reference = np.asarray(raw.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)).astype(int)
     ours = load_image(path, 64).astype(int)
     assert np.abs(ours - reference).mean() < 2.0
+
+
+def test_an_iphone_heic_photo_loads_like_any_other_photo(tmp_path):
+    """HEIC is what an iPhone saves by default: the loaders, the audit and the upload widget all read it."""
+    path = write_heic(tmp_path / "IMG_0001.HEIC", (80, 60), BLUE)
+    pixels = load_image(path, 32)
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+    assert _close(pixels[16, 16], BLUE)
+    info = inspect_image(path)
+    assert (info.width, info.height) == (80, 60)
+
+
+def test_without_pillow_heif_a_heic_photo_is_refused_with_the_install_command(tmp_path):
+    from tlcourse import imageio
+
+    path = write_heic(tmp_path / "IMG_0002.heic")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["pillow_heif"] = None  # as where the wheel is missing
+        from tlcourse.imageio import ImageDecodeError, load_image
+        try:
+            load_image({str(path)!r}, 32)
+        except ImageDecodeError as error:
+            print(error.reason)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "pip install pillow-heif" in done.stdout and "convert it to JPEG" in done.stdout
+    assert imageio.heif_support()  # here, where it is installed

@@ -1,10 +1,12 @@
-"""The library's shape stays as issue 13 left it: no import cycles, the student side never imports the
-command-line side, private Keras state is read only in tlcourse.diagnose, one layer walk, and a model's
-identity (its backbone tag) decides its preprocessing without the name being passed again."""
+"""The library's shape stays as issues 13 and 26 left it: no import cycles, the student side never imports the
+command-line side, private Keras state is read or written only in tlcourse.kerasprivate, one layer walk, one
+graph builder, modules of at most 600 lines, and a model's identity (read from the object) decides its
+preprocessing without the name being passed again."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -22,10 +24,89 @@ def _command_side(name: str) -> bool:
     return name == COMMAND_PACKAGE or name.startswith(COMMAND_PACKAGE + ".") or name == "tlcourse.__main__"
 
 
-PRIVATE_KERAS = re.compile(
-    r"_flatten_layers|_inbound_nodes|_keras_history|_nodes_by_depth|_compiled_trainable_state"
-    r"|_trainable_variables|[.\"']_functional\b|[.\"']_layers\b"
-)
+QUARANTINE = "tlcourse.kerasprivate"
+"""The one module allowed to read or write private Keras state."""
+
+NOT_YET_QUARANTINED = {"tlcourse.resume"}
+"""resume.py still subclasses BackupAndRestore through its private members (``_weights_path``, ``_save_model``,
+``model._initial_epoch`` ...); the grading branch rewrites it on public API and removes it from this set."""
+
+MAX_LINES = 600
+
+SUNDER = re.compile(r"^_[a-z][a-z0-9_]*_$")
+"""``_repr_html_`` and its kin: IPython's display protocol, public by design."""
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and not SUNDER.match(name)
+
+
+def _keras_private_names(cls: type) -> set[str]:
+    """The private names Keras' own code uses on ``self`` in ``cls`` and its Keras bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("keras"):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        names |= set(re.findall(r"self\.(_[A-Za-z]\w*)", source)) | set(
+            re.findall(r"def (_[A-Za-z]\w*)", source)
+        )
+    return {name for name in names if _private(name)}
+
+
+def _is_super(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and getattr(node.func, "id", None) == "super"
+
+
+def private_keras_uses(source: str) -> list[str]:
+    """Every ``._name`` read or written on something that is not ``self``, ``cls`` or an imported module, every
+    ``getattr``/``setattr``/``hasattr`` of a private name, and, in a subclass of a Keras class, every private
+    Keras member used on ``self`` or overridden (as ``line: code``)."""
+    keras = pytest.importorskip("keras")
+    tree = ast.parse(source)
+    imported = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = node.value
+            if _is_super(owner):
+                continue  # a base class's own member: a Keras one is caught below, in a subclass of Keras
+            if not (isinstance(owner, ast.Name) and (owner.id in ("self", "cls") or owner.id in imported)):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _private(node.args[1].value)
+        ):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                if "keras" not in ast.unparse(base):
+                    continue
+                keras_names = _keras_private_names(eval(ast.unparse(base), {"keras": keras}))
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.FunctionDef) and sub.name in keras_names:
+                        found.append(f"{sub.lineno}: def {sub.name} (overrides a private Keras method)")
+                    elif (
+                        isinstance(sub, ast.Attribute)
+                        and (
+                            isinstance(sub.value, ast.Name) and sub.value.id == "self" or _is_super(sub.value)
+                        )
+                        and sub.attr in keras_names
+                    ):
+                        found.append(f"{sub.lineno}: {ast.unparse(sub)}")
+    return found
 
 
 def _module_name(path: Path) -> str:
@@ -95,30 +176,77 @@ def test_the_command_side_is_one_package_with_the_pipeline_runner_and_grader_in_
     assert "tlcourse.cli.runner" not in _graph()["tlcourse.cli.reports"]  # reports never run a notebook
 
 
-def test_the_fast_path_sits_on_train_and_train_never_imports_it():
+def test_the_fast_path_sits_on_train_and_its_caching_engine_and_neither_imports_it():
     graph = _graph()
-    assert "tlcourse.train" in graph["tlcourse.fastpath"]
-    assert "tlcourse.fastpath" not in graph["tlcourse.train"]
+    assert {"tlcourse.train", "tlcourse.fastcache"} <= graph["tlcourse.fastpath"]
+    assert "tlcourse.fastpath" not in graph["tlcourse.train"] | graph["tlcourse.fastcache"]
 
 
-def test_private_keras_state_is_read_only_in_diagnose():
+def test_private_keras_state_is_read_or_written_only_in_the_quarantine_module():
     offenders = []
     for name, path in _modules().items():
-        if name == "tlcourse.diagnose":
+        if name == QUARANTINE or name in NOT_YET_QUARANTINED:
             continue
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            code = line.split("#", 1)[0]
-            if PRIVATE_KERAS.search(code):
-                offenders.append(f"{path.name}:{number}: {line.strip()}")
-    assert not offenders, "private Keras attributes outside tlcourse.diagnose:\n" + "\n".join(offenders)
+        offenders += [f"{path.name}:{use}" for use in private_keras_uses(path.read_text(encoding="utf-8"))]
+    assert not offenders, f"private Keras state outside {QUARANTINE}:\n" + "\n".join(offenders)
 
 
-def test_the_private_keras_pattern_catches_what_it_is_meant_to():
-    assert PRIVATE_KERAS.search("layers = model._flatten_layers()")
-    assert PRIVATE_KERAS.search('getattr(model, "_functional", None)')
-    assert PRIVATE_KERAS.search("for sub in layer._layers:")
-    assert not PRIVATE_KERAS.search("for layer in model.layers:")
-    assert not PRIVATE_KERAS.search("self._layers_seen = 1")
+def test_the_private_keras_check_catches_what_it_is_meant_to():
+    caught = [
+        "layers = model._flatten_layers()",
+        "layer = getattr(model, '_functional', None)",
+        "for sub in layer._layers:\n    pass",
+        "tensor._keras_history.operation",
+        "model._tlcourse_backbone = 'mobilenet_v2'",
+        "setattr(model, '_tlcourse_notice', None)",
+    ]
+    for code in caught:
+        assert private_keras_uses(code), code
+    # resume.py's BackupAndRestore subclass as it stands on main: each private member is caught
+    subclass = (
+        "import keras\n"
+        "class Backup(keras.callbacks.BackupAndRestore):\n"
+        "    def on_train_begin(self, logs=None):\n"
+        "        if os.path.exists(self._weights_path):\n"
+        "            super()._load_model()\n"
+        "        self.model._initial_epoch = 3\n"
+        "    def _save_model(self):\n"
+        "        self._own_file = 1\n"
+    )
+    uses = "\n".join(private_keras_uses(subclass))
+    for name in ("self._weights_path", "super()._load_model", "self.model._initial_epoch", "def _save_model"):
+        assert name in uses, name
+    assert "_own_file" not in uses  # a name of the subclass's own, not Keras'
+    fine = "import numpy as np\nclass A:\n    def f(self):\n        self._seen = np._NoValue\n        return x._repr_html_()"
+    assert private_keras_uses(fine) == []
+    assert private_keras_uses("for layer in model.layers:\n    pass") == []
+
+
+def test_every_module_is_at_most_600_lines():
+    long = {
+        name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    # split on their owners' branches (issue 26): the runner along its jobs, the pipeline's _train, export
+    owned_elsewhere = {"tlcourse.cli.runner", "tlcourse.cli.pipeline", "tlcourse.export"}
+    assert set(long) <= owned_elsewhere, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_one_graph_builder_builds_input_preprocessing_base_pooling_head():
+    """No function outside tlcourse.models.assemble builds a graph (a ``keras.Input``) with a preprocessing
+    layer in it: every classifier, extractor and joined head comes from the one builder."""
+    offenders = []
+    for name, path in _modules().items():
+        if name == "tlcourse.models":
+            continue
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            called = {
+                getattr(node.func, "attr", None) for node in ast.walk(function) if isinstance(node, ast.Call)
+            }
+            if {"Input", "preprocessing_layer"} <= called:
+                offenders.append(f"{path.name}: {function.name}")
+    assert not offenders, f"graphs with preprocessing built outside models.assemble: {offenders}"
 
 
 def test_only_backend_walks_nested_layers():
@@ -152,7 +280,7 @@ def test_a_resnet_base_gets_resnet_preprocessing_without_its_name_being_passed()
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected_input = keras.applications.resnet50.preprocess_input(pixels.copy())
     expected = np.asarray(base(expected_input, training=False)).mean(axis=(1, 2))
-    extractor = features.feature_extractor(base)  # no backbone_name: the tag decides
+    extractor = features.feature_extractor(base)  # no name passed: the object decides
     np.testing.assert_allclose(np.asarray(extractor(pixels, training=False)), expected, rtol=1e-4, atol=1e-4)
     classifier = models.build_classifier(base, 2)
     mobilenet_input = keras.applications.mobilenet_v2.preprocess_input(pixels.copy())

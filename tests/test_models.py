@@ -90,8 +90,7 @@ def test_imagenet_weights_come_from_assets_and_the_notice_prints_once(monkeypatc
     assert asked == [("mobilenet_v2", 0.35, SIZE)]
     for mine, theirs in zip(built.weights, source.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-    assert capsys.readouterr().out.count("stands in") == 1
-    assert built._tlcourse_notice == "Note: the 224px file stands in for 32px."
+    assert capsys.readouterr().out == "Note: the 224px file stands in for 32px.\n"
 
 
 def test_the_stand_in_notice_prints_once_per_process_per_alpha_and_size(monkeypatch, tmp_path, capsys):
@@ -108,10 +107,10 @@ def test_the_stand_in_notice_prints_once_per_process_per_alpha_and_size(monkeypa
 
     monkeypatch.setattr(assets, "backbone_weights", fake)
     for _ in range(2):
-        built = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights="imagenet")
+        models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights="imagenet")
     models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE)
     printed = capsys.readouterr().out
-    assert printed.count(f"for {SIZE}px") == 1 and built._tlcourse_notice in printed
+    assert printed.count(f"for {SIZE}px") == 1
     models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE * 2)  # another size: its own notice
     models.imagenet_weights("mobilenet_v2", alpha=0.35, image_size=SIZE * 2)
     assert capsys.readouterr().out.count(f"for {SIZE * 2}px") == 1
@@ -201,7 +200,7 @@ def test_unfreeze_top_by_count_and_the_tutorial_index():
 
 
 def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
-    from tlcourse import diagnose, train
+    from tlcourse import fastcache
 
     backbone = models.build_backbone(
         "mobilenet_v2", alpha=0.35, image_size=96, weights="random", verbose=False
@@ -210,12 +209,12 @@ def test_one_layer_resolver_serves_unfreezing_fine_tuning_and_the_explorer():
     count = len(names)
     for where in ("block_13", "block_1", "block_16_project", 100, "100", -5):
         index = models.layer_index(backbone, where)
-        assert train.resolve_layer(backbone, where) == index
+        assert fastcache.boundary_index(backbone, where) == index
         assert diagnose.unfreeze_summary(backbone, where)["boundary_layer"] == names[index]
     assert names[models.layer_index(backbone, "block_1")].startswith("block_1_")  # not block_10 or block_11
     assert models.layer_index(backbone, count) == count  # unfreeze nothing
     with pytest.raises(TLCourseError):
-        train.resolve_layer(backbone, count)  # ...which is no boundary to fine-tune from
+        fastcache.boundary_index(backbone, count)  # ...which is no boundary to fine-tune from
     with pytest.raises(TLCourseError):
         models.layer_index(backbone, True)
 
@@ -233,3 +232,46 @@ def test_imagenet_weights_gives_a_path_keras_applications_loads_at_another_size(
     reference = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=96, verbose=False)
     for a, b in zip(base.get_weights()[:3], reference.get_weights()[:3], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_public_path_builds_the_same_classifier_with_the_same_predictions(tmp_path):
+    """One graph builder (models.assemble): build_classifier, join_head, the fast path's classifier and the
+    from-scratch baseline give the same layers; with the same weights the same predictions, and none of them
+    trips the mistake checker (base called with training=False, preprocessing once)."""
+    from trainkit import last_dense, lively, random_base
+
+    from tlcourse import data, fastpath, features, strategies
+    from tlcourse.backend import leaf_layers
+    from tlcourse.config import get_profile
+
+    splits = data.synthetic_splits(num_classes=3, per_class=4, image_size=SIZE, seed=0)
+    profile = get_profile("smoke", image_size=SIZE, batch_size=8, head_epochs=1, fine_tune_epochs=1)
+    base = lively(random_base())
+    built = {"build_classifier": models.build_classifier(base, 3)}
+    head = models.build_head((base.output_shape[-1],), 3)
+    built["join_head"] = features.join_head(base, head)
+    built["fit_head_fast"] = fastpath.fit_head_fast(base, splits, profile=profile, cache_dir=tmp_path).model
+    scratch = strategies.from_scratch(base, splits, profile=profile.replace(head_epochs=0)).model
+    dense = last_dense(built["build_classifier"]).get_weights()
+    for model in (built["join_head"], built["fit_head_fast"]):
+        last_dense(model).set_weights(dense)
+
+    def layers(model):
+        return [type(layer).__name__ for layer in leaf_layers(model) if type(layer).__name__ != "InputLayer"]
+
+    expected = layers(built["build_classifier"])
+    assert expected[:2] == ["Rescaling", "Conv2D"] and expected[-3:] == [
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Dense",
+    ]
+    assert {name: layers(model) for name, model in {**built, "from_scratch": scratch}.items()} == {
+        name: expected for name in [*built, "from_scratch"]
+    }
+    images = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    reference = np.asarray(built["build_classifier"](images, training=False))
+    for name, model in built.items():
+        np.testing.assert_allclose(
+            np.asarray(model(images, training=False)), reference, atol=1e-5, err_msg=name
+        )
+        assert diagnose.check_mistakes(model, sample_images=images, phase="head") == [], name

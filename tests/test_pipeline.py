@@ -263,6 +263,7 @@ def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
     """Run `tlcourse train` up to its first training call and return the width, size and augmented passes it
     passed on (the smoke profile's own passes are 0; its capstone setting here caches 1)."""
     from tlcourse import config, errors, fastpath
+    from tlcourse.backbones import identity
 
     smoke = config.PROFILES["smoke"]
     assert smoke.augmented_passes == 0
@@ -270,8 +271,9 @@ def _settings_train_starts_with(tmp_path, monkeypatch, *extra: str) -> dict:
     monkeypatch.setitem(config.PROFILES, "smoke", capstone)
     seen: dict = {}
 
-    def stop(splits, **kwargs):
-        seen.update(alpha=kwargs["alpha"], image_size=kwargs["image_size"], loaded=splits.image_size)
+    def stop(base, splits, **kwargs):
+        built = identity(base)  # what the base is, read from the object fit_head_fast is given
+        seen.update(alpha=built.width, image_size=built.input_size, loaded=splits.image_size)
         seen.update(passes=kwargs["profile"].augmented_passes)
         raise errors.TLCourseError("stopped by the test")
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tlcourse import data, fastpath, resume, train
+from tlcourse import data, fastpath, models, resume, train
 from tlcourse.config import get_profile, seed_everything
 
 SIZE = 32
@@ -180,11 +180,11 @@ def profile():
 
 
 def _head(splits, profile, run_dir, cache_dir, callbacks=()):
+    """The fast path's head phase on a freshly built base: the same seed, the same weights, the same key."""
+    base = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights="random", seed=0)
     return fastpath.fit_head_fast(
+        base,
         splits,
-        alpha=0.35,
-        image_size=SIZE,
-        weights="random",
         profile=profile,
         run_dir=run_dir,
         cache_dir=cache_dir,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tlcourse import strategies, train
+from tlcourse import models, strategies, train
 from tlcourse.config import get_profile
 
 SIZE = 32
@@ -26,10 +26,13 @@ def test_compare_strategies_gives_one_sane_row_per_strategy_with_paired_differen
     monkeypatch.delenv("TLCOURSE_MIRROR", raising=False)  # no ImageNet classifier: zero_shot is skipped
     names = ["zero_shot", "head_only", "fine_tune_from:block_16", "from_scratch"]
     profile = get_profile("smoke", image_size=SIZE, batch_size=8, head_epochs=1, fine_tune_epochs=1)
+    base = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=SIZE, weights="random", seed=0)
+    before = base.get_weights()
     table = strategies.compare_strategies(
-        splits, names, alpha=0.35, image_size=SIZE, profile=profile, weights="random", download=False,
-        cache_dir=tmp_path / "cache",
-    )  # fmt: skip
+        base, splits, names, profile=profile, download=False, cache_dir=tmp_path / "cache"
+    )
+    untouched = zip(before, base.get_weights(), strict=True)
+    assert all(np.array_equal(a, b) for a, b in untouched)  # every row worked on a copy of the base
     assert list(table.columns) == strategies.RESULT_COLUMNS
     assert list(table["strategy"]) == names
     rows = table.set_index("strategy")
@@ -57,7 +60,7 @@ def test_compare_strategies_gives_one_sane_row_per_strategy_with_paired_differen
 @pytest.mark.parametrize("name", ["fine_tune_everything", "fine_tune_from", "fine_tune_from:", "head_only:3"])
 def test_an_unknown_strategy_is_rejected_before_any_training(splits, name):
     with pytest.raises(ValueError, match="Unknown strategy"):
-        strategies.compare_strategies(splits, ["head_only", name], weights="random")
+        strategies.compare_strategies(None, splits, ["head_only", name])
 
 
 def test_every_default_strategy_has_a_runner_in_the_table():

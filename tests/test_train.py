@@ -11,7 +11,7 @@ from trainkit import compile_with as _compile
 from trainkit import mobilenet as _mobilenet
 from trainkit import small_profile, synthetic_splits
 
-from tlcourse import fastpath, train
+from tlcourse import fastcache, fastpath, models, train
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +55,16 @@ def test_merge_histories_accepts_history_objects_and_pads_missing_metrics_with_n
 # ---------------------------------------------------------------------------------------- the boundary
 
 
-def test_resolve_layer_accepts_index_numeric_string_and_block_prefix():
+def test_layer_index_accepts_index_numpy_integer_numeric_string_and_block_prefix():
     backbone = _mobilenet()
     names = [layer.name for layer in backbone.layers]
-    assert train.resolve_layer(backbone, 100) == 100
-    assert train.resolve_layer(backbone, "100") == 100
-    assert names[train.resolve_layer(backbone, "block_13")] == "block_13_expand"
-    assert train.resolve_layer(backbone, "block_16_project") == names.index("block_16_project")
+    assert models.layer_index(backbone, 100) == 100
+    assert models.layer_index(backbone, np.int64(100)) == 100
+    assert models.layer_index(backbone, "100") == 100
+    assert names[models.layer_index(backbone, "block_13")] == "block_13_expand"
+    assert models.layer_index(backbone, "block_16_project") == names.index("block_16_project")
     with pytest.raises(Exception, match="No layer named or starting with"):
-        train.resolve_layer(backbone, "block_99")
+        models.layer_index(backbone, "block_99")
 
 
 # ------------------------------------------------------------------------ the plain recipe, given model
@@ -192,8 +193,27 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 
 
 def test_the_fast_path_has_left_train_with_no_alias_behind():
-    for name in ("fit_head_fast", "fine_tune_fast", "cache_boundary", "split_backbone", "BoundaryCache"):
+    for name in ("fit_head_fast", "fine_tune_fast"):
         assert hasattr(fastpath, name) and not hasattr(train, name), name
+    for name in ("cache_boundary", "split_backbone", "BoundaryCache"):
+        assert hasattr(fastcache, name) and not hasattr(train, name) and not hasattr(fastpath, name), name
+
+
+def test_train_keeps_the_plain_recipe_and_no_pass_through_wrappers():
+    wrappers = (
+        "compile_model",
+        "resolve_layer",
+        "set_trainable_from",
+        "default_augmentation",
+        "resumable_backup",
+    )
+    wrappers += ("strategy_scope", "default_fine_tune_from", "models_learning_rate", "architecture_key")
+    defined = {
+        name for name, value in vars(train).items() if getattr(value, "__module__", "") == train.__name__
+    }
+    assert defined & set(wrappers) == set()
+    assert {"fit_head", "fine_tune", "PhaseResult", "training_callbacks", "merge_histories"} <= defined
+    assert not hasattr(train, "DEFAULT_FINE_TUNE_FROM")  # the unfreeze point is each backbone's record
 
 
 def test_validation_accuracy_runs_the_model_as_one_traced_graph_not_eagerly():

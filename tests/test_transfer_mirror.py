@@ -29,10 +29,9 @@ def _linear_probe_accuracy(splits, weights: str, mirror, cache_dir) -> tuple[flo
         "mobilenet_v2", alpha=ALPHA, image_size=SIZE, weights=weights, mirror=mirror, seed=0
     )
     extractor = features.feature_extractor(backbone, pooling="avg")
-    key = {"backbone": "mobilenet_v2", "alpha": ALPHA, "size": SIZE, "weights": weights, "pooling": "avg"}
     common = dict(data_fingerprint=splits.fingerprint, cache_dir=cache_dir, progress=False)
-    train = features.cached_features(extractor, splits.train, key_parts={**key, "part": "train"}, **common)
-    val = features.cached_features(extractor, splits.validation, key_parts={**key, "part": "val"}, **common)
+    train = features.cached_features(extractor, splits.train, part="train", **common)
+    val = features.cached_features(extractor, splits.validation, part="validation", **common)
     assert train.count == splits.train_count and val.count == splits.validation_count
     head, _ = features.train_head_on_features(
         train, val_features=val, num_classes=len(splits.class_names), epochs=25, lr=1e-3, dropout=0.0, seed=0

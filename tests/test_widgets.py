@@ -215,6 +215,16 @@ def test_save_uploads_gives_unique_names_and_never_overwrites(tmp_path: Path) ->
 # --------------------------------------------------------------------------------------------- decoding
 
 
+def test_decode_upload_reads_an_iphone_heic_photo_and_the_picker_offers_heic(tmp_path: Path) -> None:
+    from badimages import write_heic
+
+    data = write_heic(tmp_path / "IMG_0003.HEIC", (64, 48)).read_bytes()
+    upload = widgets.read_uploads(v8_value([("IMG_0003.HEIC", data)]))[0]
+    image = widgets.decode_upload(upload)
+    assert image.mode == "RGB" and image.size == (64, 48)
+    assert ".heic" in uploads.ACCEPT.split(",") and "image/*" in uploads.ACCEPT.split(",")
+
+
 def test_decode_upload_returns_an_rgb_image_for_grayscale_png() -> None:
     buffer = io.BytesIO()
     Image.new("L", (20, 10), 128).save(buffer, "PNG")
@@ -514,10 +524,11 @@ def _flags(net) -> list[bool]:
     return [net.trainable] + [layer.trainable for layer in net.layers]
 
 
-def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(backbone) -> None:
+def test_unfreeze_summary_agrees_with_unfreeze_from_and_changes_nothing(backbone) -> None:
     import keras
 
-    from tlcourse import train
+    from tlcourse import models
+    from tlcourse.backend import count_params
 
     layers = backbone.layers
     for where in [0, 1, "block_13", "block_16_project", len(layers) - 5, len(layers)]:
@@ -526,9 +537,10 @@ def test_unfreeze_summary_agrees_with_set_trainable_from_and_changes_nothing(bac
         summary = diagnose.unfreeze_summary(backbone, where)
         assert _flags(backbone) == before
         index = summary["fine_tune_from"]
-        trainable = train.set_trainable_from(backbone, index)
+        models.unfreeze_from(backbone, index)
+        trainable = count_params(backbone)
         assert summary["trainable_params"] == trainable
-        assert summary["frozen_params"] == train.count_params(backbone, trainable=False)
+        assert summary["frozen_params"] == count_params(backbone, trainable=False)
         assert summary["total_params"] == backbone.count_params()
         unfrozen = [
             layer for layer in layers if layer.trainable and not isinstance(layer, keras.layers.InputLayer)
@@ -552,10 +564,10 @@ def test_unfreeze_summary_refuses_unknown_layers(backbone) -> None:
 
 
 def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
-    from tlcourse import train
+    from tlcourse import models
 
     explorer = widgets.unfreeze_explorer(backbone, start="block_13")
-    assert explorer.slider.value == train.resolve_layer(backbone, "block_13")
+    assert explorer.slider.value == models.layer_index(backbone, "block_13")
     assert explorer.slider.min == 0 and explorer.slider.max == len(backbone.layers)
     first_report = explorer.report.value
     assert f'data-fine-tune-from="{explorer.slider.value}"' in first_report
@@ -570,8 +582,79 @@ def test_unfreeze_explorer_report_follows_the_slider(backbone) -> None:
 
 
 def test_unfreeze_explorer_starts_at_the_registered_default_for_mobilenet(backbone) -> None:
-    from tlcourse import models, train
+    from tlcourse import models
 
     explorer = widgets.unfreeze_explorer(backbone)
-    expected = train.resolve_layer(backbone, models.get_spec("mobilenet_v2").default_unfreeze_from)
+    expected = models.layer_index(backbone, models.get_spec("mobilenet_v2").default_unfreeze_from)
     assert explorer.slider.value == expected
+
+
+# --------------------------------------------------------------------------------------------- accessibility
+
+
+def test_widget_colours_are_jupyterlab_theme_variables_never_fixed_colours() -> None:
+    """A fixed colour cannot follow JupyterLab's dark theme (#b00020 on #111 is 2.6:1): every colour a widget
+    uses is a theme variable, with a fallback for front ends that have none."""
+    from widget_samples import widget_html
+
+    for name, markup in widget_html().items():
+        styles = re.findall(r'style="([^"]*)"', markup)
+        assert styles, name
+        for style in styles:
+            outside_variables = re.sub(r"var\(--jp-[\w-]+(?:,[^()]*)?\)", "", style)
+            fixed = re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\(|hsla?\(", outside_variables)
+            assert not fixed, f"{name}: fixed colour in style {style!r}"
+
+
+def test_widget_status_and_results_are_announced_to_screen_readers() -> None:
+    from widget_samples import widget_html
+
+    for name in ("predictions", "empty"):
+        results = re.search(r'<div class="tlcourse-results"[^>]*>', widget_html()[name]).group(0)
+        assert 'role="status"' in results and 'aria-live="polite"' in results, name
+
+
+# --------------------------------------------------------------------------------------------- Colab
+
+
+@pytest.fixture
+def on_colab(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """A stand-in for Colab's ``google.colab.files``: ``upload()`` returns the files put in the returned dict."""
+    import types
+
+    picked: dict[str, bytes] = {}
+    files = types.ModuleType("google.colab.files")
+    files.upload = lambda: dict(picked)
+    colab = types.ModuleType("google.colab")
+    colab.files = files
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.files", files)
+    return picked
+
+
+def _colab_notes(owner) -> list[str]:
+    return [
+        child.value for child in owner.widget.children if "tlcourse-colab-note" in getattr(child, "value", "")
+    ]
+
+
+def test_on_colab_the_widgets_say_large_photos_need_colabs_picker_which_then_classifies_them(
+    model, on_colab: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Colab's ipywidgets 7.7.1 FileUpload loses files of about 1 MB or more without a word."""
+    on_colab["IMG_0001.jpg"] = image_bytes(GREEN, "JPEG", size=(900, 700))
+    predictor = widgets.upload_and_predict(model, CLASSES, auto=False)
+    (note,) = _colab_notes(predictor)
+    assert "1 MB" in note and "predictor.predict(widgets.colab_upload())" in note
+    results = predictor.predict(widgets.colab_upload())
+    assert [r["name"] for r in results] == ["IMG_0001.jpg"] and results[0]["top"][0][0] == "green"
+    uploader = widgets.folder_uploader(tmp_path)
+    assert "colab_upload()" in _colab_notes(uploader)[0]
+    (saved,) = uploader.save(widgets.colab_upload(), label="green")
+    assert saved == tmp_path / "green" / "IMG_0001.jpg"
+
+
+def test_off_colab_there_is_no_colab_note_and_colab_upload_explains_itself(model) -> None:
+    assert not _colab_notes(widgets.upload_and_predict(model, CLASSES, auto=False))
+    with pytest.raises(TLCourseError, match="only on Colab"):
+        widgets.colab_upload()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tlcourse import models, zoo
+from tlcourse import bottleneck, models, zoo
 from tlcourse.errors import TLCourseError
 
 keras = pytest.importorskip("keras")
@@ -130,7 +130,7 @@ def test_model_summary_row_is_complete_with_and_without_timing():
         assert math.isfinite(row[key]) and row[key] > 0
     assert row["timed_size"] == 64
     counted = zoo.model_summary_row("mobilenet_v2", measure=False)
-    assert counted["keras_size_mb"] == zoo.PUBLISHED["mobilenet_v2"].size_mb
+    assert counted["keras_size_mb"] == models.get_spec("mobilenet_v2").size_mb
     assert counted["params"] == pytest.approx(3.5e6, rel=0.02)
     assert not any(key.startswith("ms_") for key in counted)
     with pytest.raises(ValueError, match="repeats"):
@@ -154,7 +154,7 @@ def test_width_resolution_grid_rows_are_complete():
 
 
 def test_relu_loses_information_in_few_dimensions_only():
-    rows = zoo.relu_information_loss((2, 5, 30), trials=3)
+    rows = bottleneck.relu_information_loss((2, 5, 30), trials=3)
     errors = [row["relu_error"] for row in rows]
     assert errors[0] > 0.1 and errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.01
@@ -162,6 +162,6 @@ def test_relu_loses_information_in_few_dimensions_only():
 
 
 def test_relu_round_trip_without_relu_is_exact():
-    points = zoo.spiral(50, seed=1)
-    assert np.allclose(zoo.relu_round_trip(points, 3, relu=False), points)
-    assert not np.allclose(zoo.relu_round_trip(points, 2, relu=True), points, atol=1e-3)
+    points = bottleneck.spiral(50, seed=1)
+    assert np.allclose(bottleneck.relu_round_trip(points, 3, relu=False), points)
+    assert not np.allclose(bottleneck.relu_round_trip(points, 2, relu=True), points, atol=1e-3)

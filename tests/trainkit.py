@@ -37,6 +37,36 @@ def mobilenet(size: int = SIZE):
     )
 
 
+def random_base(alpha: float = 0.35, size: int = SIZE, seed: int = 0):
+    """MobileNetV2 with seeded random weights, as models.build_backbone builds it."""
+    from tlcourse import models
+
+    return models.build_backbone(
+        "mobilenet_v2", alpha=alpha, image_size=size, weights="random", seed=seed, verbose=False
+    )
+
+
+def lively(net, seed: int = 5):
+    """``net`` with every BatchNorm's statistics set from one batch of random inputs, in place.
+
+    A freshly initialised network's activations shrink block after block (its features are ~1e-11); with
+    statistics measured on real inputs its features are O(1), so two such bases give features that differ.
+    """
+    import keras
+    import numpy as np
+
+    from tlcourse.backend import walk_layers
+
+    norms = [layer for layer in walk_layers(net) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    shape = tuple(net.input_shape[1:])
+    net(np.random.default_rng(seed).uniform(-1, 1, (16, *shape)).astype("float32"), training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+    return net
+
+
 def classifier(splits, *, dropout=0.2, seed=0, weights="random"):
     """What lessons 04/05 write out: a MobileNetV2 base, frozen, in a functional model."""
     from tlcourse import models

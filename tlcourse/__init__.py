@@ -9,8 +9,9 @@ Conventions every module keeps:
 - Datasets yield ``float32`` images in ``[0, 255]`` of shape ``[B, S, S, 3]`` and ``int32`` class indices;
   class names are sorted alphabetically. A backbone's preprocessing is a layer inside the model
   (:func:`tlcourse.models.preprocessing_layer`), never part of the dataset.
-- A model's identity travels with it: :func:`tlcourse.models.build_backbone` tags the backbone and
-  :func:`tlcourse.models.spec_of` reads the tag back, so no function needs the backbone's name passed again.
+- A model's identity travels with it: :func:`tlcourse.backbones.identity` reads its architecture, width, input
+  size and a digest of its weights from the object itself, so no helper takes a description of the backbone,
+  and every cache and resume key is derived from the identity and the data's fingerprint.
 - Errors a user can fix are :class:`TLCourseError` (or :class:`AssetMissingError`, :class:`DataError`) with a
   one- or two-sentence message: what went wrong and what to do.
 - Each public helper's docstring names the lesson that shows its plain Keras version first.

@@ -2,72 +2,78 @@
 
 Every external file the course uses is found by one resolver, in this order:
 
-1. an **offline mirror** folder (the ``mirror=`` argument, else ``$TLCOURSE_MIRROR``) laid out like a classroom
-   mirror: ``keras/models/<Keras cache file name>``, ``weights/``, ``imagenet/``, ``imagenet_classifier/`` (the
-   TFLite ImageNet classifier), ``samples/`` (photos for ImageNet predictions) and ``datasets/<name>/``;
+1. an **offline mirror** folder (the ``mirror=`` argument, else ``$TLCOURSE_MIRROR``, else the **per-user
+   mirror** :func:`user_mirror_dir`) laid out like a classroom mirror: ``keras/models/<Keras cache file name>``,
+   ``weights/``, ``imagenet/``, ``imagenet_classifier/`` (the TFLite ImageNet classifier), ``samples/``
+   (photos for ImageNet predictions) and ``datasets/<name>/``; the per-user mirror is searched after a named one;
 2. the **Keras cache** (``$KERAS_HOME/models``, else ``~/.keras/models``, read at call time);
-3. the **normal download** with Keras' own URL and checksum (``keras.utils.get_file``), into the Keras cache
-   (the TFLite classifier and the sample photos come from google-coral/test_data, checked by sha256).
+3. the **normal download**: Keras' own files with Keras' own URL and checksum (``keras.utils.get_file``) into
+   the Keras cache; the course's own files (the TFLite classifier and sample photos from google-coral/test_data,
+   the ImageNet/WordNet lists, the flower photos) with pooch (checksum registry, retries) into the per-user
+   mirror, where every later lesson and command finds them.
 
 Offline with nothing found, :class:`~tlcourse.errors.AssetMissingError` names the file, every place that was
-searched, and the two fixes: go online, or point ``TLCOURSE_MIRROR`` (or ``mirror=``) at a mirror.
+searched, and the fixes: go online, fill the per-user mirror before going offline
+(``tlcourse assets prepare --profile cpu``), or point ``TLCOURSE_MIRROR`` (or ``mirror=``) at a mirror.
 
 The command ``tlcourse assets status|prepare|verify [--mirror DIR] [--json]`` shows where each file comes from,
-builds a mirror while online, and checks a mirror against its ``SHA256SUMS`` and datasets' ``MANIFEST.sha256``.
+builds a mirror while online (the per-user one unless told otherwise), and checks a mirror against its
+``SHA256SUMS`` and datasets' ``MANIFEST.sha256``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import shutil
 import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+from tlcourse.backbones import BACKBONES, BackboneSpec, WeightFile, get_spec
+from tlcourse.downloads import DownloadFailed as _DownloadFailed
+from tlcourse.downloads import download_course_file, download_keras_file, user_mirror_dir
 from tlcourse.errors import AssetMissingError, TLCourseError
+from tlcourse.paths import display_path
 
 MIRROR_ENV = "TLCOURSE_MIRROR"
+KERAS_FILES_SUBDIR = "keras/models"
+"""Files in this mirror folder are Keras' own: downloaded with Keras' mechanism, into the Keras cache."""
 SUMS_FILE = "SHA256SUMS"
 MANIFEST_FILE = "MANIFEST.sha256"
 DEFAULT_DATASET = "flower_photos_small"
 MIRROR_SUBDIRS = ("keras/models", "weights", "imagenet", "imagenet_classifier", "samples")
 """Where a mirror may hold a single file, searched in this order (datasets live under ``datasets/``)."""
 
-_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
-MOBILENET_V2_DERIVED = "mobilenet_v2_1.0_224_no_top.derived.weights.h5"
+_MOBILENET_V2 = get_spec("mobilenet_v2")
+MOBILENET_V2_ALPHAS = _MOBILENET_V2.alphas
+MOBILENET_V2_SIZES = tuple(sorted({f.size for f in _MOBILENET_V2.weights if f.size and not f.converted}))
+MOBILENET_V2_DERIVED = next(f.file for f in _MOBILENET_V2.weights if f.converted)
+"""The names lesson 01 and the mirror tools use, read from MobileNetV2's record (:mod:`tlcourse.backbones`)."""
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 CORAL_TEST_DATA = "https://github.com/google-coral/test_data/raw/master/"
+ASSETS_FILE = "assets.json"
+"""Every other file the course uses, with its URL and checksum, in ``tlcourse/resources/`` (data, not code)."""
 IMAGENET_TFLITE = "mobilenet_v2_1.0_224_quant.tflite"
 """Google's uint8-quantized MobileNetV2 1.0 @224 ImageNet classifier (TFLite), the offline engine of lesson 01."""
 IMAGENET_TFLITE_LABELS = "imagenet_labels.txt"
 """Its 1001 labels: line 0 "background", line i+1 = Keras class i."""
-_CORAL_SHA256 = {
-    IMAGENET_TFLITE: "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
-    IMAGENET_TFLITE_LABELS: "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
-    "cat_720p.jpg": "cfb1dbdf64b30de79104a47555ff8e9f12737a12c2128ecd0e7f38531a8c13ce",
-    "parrot.jpg": "a8fba9e7e29439fa414c13129aad661f2289ff891231920a7c33641b076f1833",
-    "owl.jpg": "ea9a0e3943bbd0acaeb472a6e66e777d13cf76646f9e42e84cafa931cc8a5bf7",
-    "hot_dog.jpg": "ed6952e022eb71c0d0b1ff068dcee3abed056dfa1852f041c35f138c4ff15b2e",
-    "grace_hopper.bmp": "c43444bf3b1b1e3080551ca194bd231da4b67f20fc91454502915a6b806b614f",
-    "bird.bmp": "3fd22d6ed352b8e721d9982e38ed655f8429e168bb53ad205c6f3cdfa848e994",
-    "dragonfly.bmp": "bb42efbdd3ef1a06cc17cc4db862373be91d74eec2fcdeeb6665247a3ae6ce52",
-}
-"""sha256 of the google-coral/test_data files, as the shared mirror's SHA256SUMS lists them."""
+
+
+def _read_other_files() -> list[dict[str, str | None]]:
+    text = resources.files("tlcourse").joinpath("resources", ASSETS_FILE).read_text(encoding="utf-8")
+    return json.loads(text)["files"]
+
+
+_OTHER_FILES = _read_other_files()
 SAMPLE_PHOTOS: dict[str, str] = {
-    "cat_720p.jpg": "a cat",
-    "parrot.jpg": "a parrot",
-    "owl.jpg": "an owl",
-    "hot_dog.jpg": "a hot dog",
-    "grace_hopper.bmp": "Grace Hopper in uniform",
-    "bird.bmp": "a chickadee",
-    "dragonfly.bmp": "a dragonfly",
+    str(row["file"]): str(row["description"]) for row in _OTHER_FILES if row["mirror_subdir"] == "samples"
 }
 """The everyday photos lesson 01 classifies (mirror ``samples/``, else google-coral/test_data), with captions."""
 
@@ -121,122 +127,38 @@ def mobilenet_v2_file_name(alpha: float, image_size: int, include_top: bool = Fa
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{int(image_size)}{suffix}.h5"
 
 
+def _weight_description(spec: BackboneSpec, entry: WeightFile) -> str:
+    width = f" alpha {entry.alpha}" if entry.alpha is not None else ""
+    size = f" {entry.size}px" if entry.size is not None else ""
+    what = "1000-class ImageNet classifier" if entry.top else "ImageNet weights (no top)"
+    if entry.converted:
+        return f"{spec.family}{width} ImageNet weights converted from {entry.converted} (Keras 3 .weights.h5, mirror only)"
+    return f"{spec.family}{width}{size} {what}"
+
+
 def _known_assets() -> dict[str, AssetSpec]:
-    specs: list[AssetSpec] = []
-    for include_top in (False, True):
-        what = "1000-class ImageNet classifier" if include_top else "ImageNet weights (no top)"
-        for alpha in MOBILENET_V2_ALPHAS:
-            for size in MOBILENET_V2_SIZES:
-                name = mobilenet_v2_file_name(alpha, size, include_top)
-                specs.append(
-                    AssetSpec(
-                        name,
-                        _KERAS_APPS + "mobilenet_v2/" + name,
-                        None,  # Keras publishes no checksum for MobileNetV2 files
-                        "keras/models",
-                        f"MobileNetV2 alpha {float(alpha)} {size}px {what}",
-                    )
-                )
+    specs = [
+        AssetSpec(
+            entry.file,
+            entry.url,
+            entry.hash,
+            "weights" if entry.converted else "keras/models",
+            _weight_description(spec, entry),
+        )
+        for spec in BACKBONES.values()
+        for entry in spec.weights
+    ]
     specs += [
         AssetSpec(
-            MOBILENET_V2_DERIVED,
-            None,
-            None,
-            "weights",
-            "MobileNetV2 alpha 1.0 ImageNet weights converted from TF-slim (Keras 3 .weights.h5, mirror only)",
-        ),
-        AssetSpec(
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_APPS + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "6d6bbae143d832006294945121d1f1fc",
-            "keras/models",
-            "VGG16 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_APPS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "4d473c1dd8becc155b73f8504c6f6626",
-            "keras/models",
-            "ResNet50 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            _KERAS_APPS + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "bcbd6486424b2319ff4ef7d526e38f63",
-            "keras/models",
-            "InceptionV3 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            "efficientnetb0_notop.h5",
-            "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
-            "50bc09e76180e00e4465e1a485ddc09d",
-            "keras/models",
-            "EfficientNetB0 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-            _KERAS_APPS + "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-            "d3e8ec802a04aa4fc771ee12a9a9b836",
-            "keras/models",
-            "MobileNetV3Small alpha 1.0 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5",
-            _KERAS_APPS + "mobilenet_v3/weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5",
-            "ebdb5cc8e0b497cd13a7c275d475c819",
-            "keras/models",
-            "MobileNetV3Small alpha 0.75 ImageNet weights (no top)",
-        ),
-        AssetSpec(
-            CLASS_INDEX_FILE,
-            "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
-            "c2c37ea517e94d9795004a39431a14cb",
-            "keras/models",
-            "ImageNet class index used by keras decode_predictions",
-        ),
-        AssetSpec(
-            IMAGENET_TFLITE,
-            CORAL_TEST_DATA + IMAGENET_TFLITE,
-            _CORAL_SHA256[IMAGENET_TFLITE],
-            "imagenet_classifier",
-            "MobileNetV2 1.0 224px ImageNet classifier, uint8-quantized TFLite (offline engine)",
-        ),
-        AssetSpec(
-            IMAGENET_TFLITE_LABELS,
-            CORAL_TEST_DATA + IMAGENET_TFLITE_LABELS,
-            _CORAL_SHA256[IMAGENET_TFLITE_LABELS],
-            "imagenet_classifier",
-            "the TFLite classifier's 1001 labels (background + the 1000 Keras classes)",
-        ),
-        *(
-            AssetSpec(
-                name, CORAL_TEST_DATA + name, _CORAL_SHA256[name], "samples", f"sample photo: {caption}"
-            )
-            for name, caption in SAMPLE_PHOTOS.items()
-        ),
-        # The raw ImageNet/WordNet files behind tlcourse/resources (tools/build_imagenet_resources.py).
-        # Their publishers give no checksum, so none is enforced on download.
-        AssetSpec(
-            "wordnet.is_a.txt",
-            "https://www.image-net.org/archive/wordnet.is_a.txt",
-            None,
-            "imagenet",
-            "ImageNet WordNet IS-A edges",
-        ),
-        AssetSpec(
-            "words.txt",
-            "https://www.image-net.org/archive/words.txt",
-            None,
-            "imagenet",
-            "WordNet synset names",
-        ),
-        AssetSpec(
-            "imagenet-simple-labels.json",
-            "https://raw.githubusercontent.com/anishathalye/imagenet-simple-labels/master/imagenet-simple-labels.json",
-            None,
-            "imagenet",
-            "short readable labels for the 1000 ImageNet classes",
-        ),
+            row["file"],
+            row["url"],
+            row["hash"],
+            row["mirror_subdir"],
+            f"sample photo: {row['description']}"
+            if row["mirror_subdir"] == "samples"
+            else row["description"],
+        )
+        for row in _OTHER_FILES
     ]
     return {spec.name: spec for spec in specs}
 
@@ -246,43 +168,39 @@ def known_assets() -> dict[str, AssetSpec]:
     return _known_assets()
 
 
-BACKBONE_ALIASES = {
-    "mobilenetv2": "mobilenet_v2",
-    "vgg16": "vgg16",
-    "resnet50": "resnet50",
-    "inceptionv3": "inception_v3",
-    "efficientnetb0": "efficientnet_b0",
-    "mobilenetv3small": "mobilenet_v3_small",
-}
-_BACKBONE_FILES = {
-    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "inception_v3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "efficientnet_b0": "efficientnetb0_notop.h5",
-}
-
-
 # ----------------------------------------------------------------------------------------------- locations
 
 
 def mirror_dir(mirror: str | os.PathLike[str] | None = None, *, must_exist: bool = True) -> Path | None:
-    """The offline mirror folder: ``mirror`` if given, else ``$TLCOURSE_MIRROR``, else None (lesson 00).
+    """The offline mirror folder: ``mirror`` if given, else ``$TLCOURSE_MIRROR``, else the per-user mirror
+    (:func:`user_mirror_dir`) when it exists, else None (lesson 00).
 
-    A mirror that is named but is not a folder raises :class:`AssetMissingError` (unless ``must_exist=False``).
+    A mirror that is named but is not a folder raises :class:`AssetMissingError` (unless ``must_exist=False``,
+    which also returns the per-user mirror before it exists: the folder ``tlcourse assets prepare`` fills).
     """
     source = "mirror="
     if mirror is None or str(mirror) == "":
         value = os.environ.get(MIRROR_ENV, "").strip()
         if not value:
-            return None
+            user = user_mirror_dir()
+            return user if (user.is_dir() or not must_exist) else None
         mirror, source = value, f"${MIRROR_ENV}"
     path = Path(mirror).expanduser()
     if must_exist and not path.is_dir():
         raise AssetMissingError(
             f"The offline mirror {path} (from {source}) is not a folder. "
-            f"Fix the path, or unset {MIRROR_ENV} to use the Keras cache and downloads only."
+            f"Fix the path, or unset {MIRROR_ENV} to use the per-user mirror, the Keras cache and downloads."
         )
     return path
+
+
+def _search_mirrors(root: Path | None) -> list[Path]:
+    """The mirrors to search, in order: ``root``, then the per-user mirror when it is another existing folder."""
+    mirrors = [root] if root is not None else []
+    user = user_mirror_dir()
+    if user.is_dir() and all(user.resolve() != m.resolve() for m in mirrors):
+        mirrors.append(user)
+    return mirrors
 
 
 def keras_home() -> Path:
@@ -356,8 +274,9 @@ def _mirror_file_problem(
     if expected is None or file_sha256(Path(path)) == expected:
         return ""
     return (
-        f"{rel} in the mirror {root} is damaged (its sha256 differs from {SUMS_FILE}): copy it again from a good "
-        f"mirror, or run `tlcourse assets verify --mirror {root}` to see every damaged file."
+        f"{rel} in the mirror {display_path(root)} is damaged (its sha256 differs from {SUMS_FILE}): copy it "
+        f"again from a good mirror, or run `tlcourse assets verify --mirror {display_path(root)}` to see every "
+        "damaged file."
     )
 
 
@@ -366,9 +285,9 @@ def _mirror_file_problem(
 
 def _fix_hint() -> str:
     return (
-        "Fix: connect to the internet and run again (the file is then downloaded and cached), or point "
-        f"{MIRROR_ENV} (or mirror=...) at an offline mirror that has it "
-        "(`tlcourse assets prepare --mirror DIR` builds one on a connected machine)."
+        "Fix: connect to the internet and run again (the file is then downloaded and kept), or, while online, "
+        "run `tlcourse assets prepare --profile cpu` to fill the per-user mirror that lessons find offline, "
+        f"or point {MIRROR_ENV} (or mirror=...) at an offline mirror that has it."
     )
 
 
@@ -377,17 +296,19 @@ def _looked_text(looked: list[str]) -> str:
 
 
 def _find_local(names: Iterable[str], mirror: Path | None, looked: list[str]) -> tuple[str, Path, str] | None:
-    """First of ``names`` present locally, as (name, path, origin); each name is tried in the mirror, then in
-    the Keras cache, before the next name. ``looked`` receives the places searched, for error messages."""
+    """First of ``names`` present locally, as (name, path, origin); each name is tried in the mirrors (``mirror``,
+    then the per-user one), then in the Keras cache, before the next name. ``looked`` receives the places
+    searched, for error messages."""
     cache = keras_cache_dir()
     specs = _known_assets()
+    mirrors = _search_mirrors(mirror)
     bad_cache: list[str] = []
     for name in names:
-        if mirror is not None:
+        for root in mirrors:
             for sub in MIRROR_SUBDIRS:
-                candidate = mirror / sub / name
+                candidate = root / sub / name
                 if candidate.is_file():
-                    check_mirror_file(mirror, candidate)
+                    check_mirror_file(root, candidate)
                     return name, candidate, "mirror"
         candidate = cache / name
         if candidate.is_file():
@@ -396,46 +317,34 @@ def _find_local(names: Iterable[str], mirror: Path | None, looked: list[str]) ->
                 bad_cache.append(f"{candidate} is there but fails its checksum")
                 continue
             return name, candidate, "cache"
-    if mirror is not None:
-        looked.append(f"mirror {mirror} ({', '.join(s + '/' for s in MIRROR_SUBDIRS)})")
-    else:
-        looked.append(f"no mirror (${MIRROR_ENV} is not set)")
+    for root in mirrors:
+        looked.append(f"mirror {root} ({', '.join(s + '/' for s in MIRROR_SUBDIRS)})")
+    if not mirrors:
+        looked.append(
+            f"no mirror (${MIRROR_ENV} is not set and the per-user mirror {user_mirror_dir()} does not exist)"
+        )
     looked.append(f"Keras cache {cache}" + (f" ({'; '.join(bad_cache)})" if bad_cache else ""))
     return None
 
 
-def download_asset(spec: AssetSpec, *, cache_dir: Path | None = None, subdir: str = "models") -> Path:
-    """Download ``spec`` with ``keras.utils.get_file`` (Keras' URL and checksum) into ``cache_dir/subdir``.
+def download_asset(spec: AssetSpec, *, cache_dir: Path | None = None, subdir: str | None = None) -> Path:
+    """Download ``spec`` into ``cache_dir/subdir`` and return its path (lesson 00).
 
-    ``cache_dir`` defaults to ``$KERAS_HOME`` (read now). Network or checksum failures become
-    :class:`AssetMissingError`; nothing from inside Keras or urllib reaches the user as a traceback.
+    Keras' own files (those a mirror keeps in ``keras/models/``) go through ``keras.utils.get_file`` with Keras'
+    URL and checksum, by default into ``$KERAS_HOME/models``. The course's own files go through pooch (sha256
+    from the registry, retried on a dropped connection), by default into the per-user mirror's folder for them.
+    Network or checksum failures become :class:`AssetMissingError`; nothing from inside Keras, pooch or urllib
+    reaches the user as a traceback.
     """
     if spec.url is None:
         raise AssetMissingError(
             f"'{spec.name}' has no download address; it only comes from a mirror. {_fix_hint()}"
         )
-    root = Path(cache_dir) if cache_dir is not None else keras_home()
-    from tlcourse.config import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    try:
-        path = keras.utils.get_file(
-            spec.name, spec.url, file_hash=spec.file_hash, cache_subdir=subdir, cache_dir=str(root)
-        )
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # keras wraps urllib errors in a bare Exception("URL fetch failure ...")
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if reason.startswith("URL fetch failure") and " -- " in reason:
-            reason = reason.split(" -- ", 1)[1]  # keep the cause; the URL is already in our message
-        raise _DownloadFailed(reason) from None
-    return Path(path)
-
-
-class _DownloadFailed(AssetMissingError):
-    """Internal: a download failed; the resolver turns it into the full message."""
+    if spec.mirror_subdir == KERAS_FILES_SUBDIR:
+        root = Path(cache_dir) if cache_dir is not None else keras_home()
+        return download_keras_file(spec.name, spec.url, spec.file_hash, root / (subdir or "models"))
+    base = Path(cache_dir) if cache_dir is not None else user_mirror_dir()
+    return download_course_file(spec.name, spec.url, spec.file_hash, base / (subdir or spec.mirror_subdir))
 
 
 def resolve_file(
@@ -487,14 +396,24 @@ def _resolve(
     return ResolvedFile(path=path, origin="download", notice=notices.get(download_name))
 
 
-def _published_alpha(alpha: float) -> float:
-    for published in MOBILENET_V2_ALPHAS:
+def published_width(spec: BackboneSpec, alpha: float | None) -> float | None:
+    """The record's width equal to ``alpha`` (its default for None); None for a fixed-width family."""
+    if not spec.alphas:
+        return None
+    if alpha is None:
+        return 1.0 if 1.0 in spec.alphas else spec.default_alpha
+    for published in spec.alphas:
         if abs(float(alpha) - published) < 1e-6:
             return published
     raise TLCourseError(
-        f"Keras publishes MobileNetV2 ImageNet weights only for alpha in {', '.join(map(str, MOBILENET_V2_ALPHAS))}; "
+        f"Keras publishes {spec.family} ImageNet weights only for alpha in {', '.join(map(str, spec.alphas))}; "
         f"got alpha={alpha}. Pick one of those, or use weights='random'."
     )
+
+
+def _published_alpha(alpha: float) -> float:
+    """MobileNetV2's published width equal to ``alpha`` (the mirror tools' check)."""
+    return float(published_width(_MOBILENET_V2, alpha))  # type: ignore[arg-type]
 
 
 def mobilenet_v2_weights(
@@ -505,44 +424,16 @@ def mobilenet_v2_weights(
     mirror: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> ResolvedFile:
-    """ImageNet weights for MobileNetV2 at width ``alpha`` and input ``image_size`` (lesson 03).
-
-    No-top (feature extractor) weights by default; ``include_top=True`` gives the 1000-class classifier
-    (lesson 01). Prefers Keras' exact file for (alpha, size); otherwise the same alpha at another resolution
-    (the weights have the same shapes at every input size), and for no-top alpha 1.0 also the mirror's
-    ``weights/mobilenet_v2_1.0_224_no_top.derived.weights.h5``. A stand-in comes with a one-line ``notice``:
-    build the model with ``weights=None`` and call ``model.load_weights(resolved.path)``.
-    Search order: the exact file (mirror, then Keras cache), then each other size of the same alpha (224 px
-    first, then the nearest sizes), then the converted file; only then a download, which fetches the exact
-    file when Keras publishes that size, else the 224 px one.
-    """
-    alpha = _published_alpha(alpha)
-    size = int(image_size)
-    exact = mobilenet_v2_file_name(alpha, size, include_top) if size in MOBILENET_V2_SIZES else None
-    others = sorted((s for s in MOBILENET_V2_SIZES if s != size), key=lambda s: (s != 224, abs(s - size)))
-    candidates = ([exact] if exact else []) + [mobilenet_v2_file_name(alpha, s, include_top) for s in others]
-    kind = "classifier" if include_top else "ImageNet weights"
-    missing = "here" if exact else "published (Keras has 96, 128, 160, 192, 224)"
-    notices = {
-        mobilenet_v2_file_name(alpha, s, include_top): (
-            f"Note: no MobileNetV2 alpha {alpha} {kind} for {size}px {missing}; using the {s}px file "
-            "(same weight shapes), loaded with model.load_weights."
-        )
-        for s in others
-    }
-    if alpha == 1.0 and not include_top:
-        candidates.append(MOBILENET_V2_DERIVED)
-        notices[MOBILENET_V2_DERIVED] = (
-            f"Note: using the mirror's MobileNetV2 alpha 1.0 weights converted from TF-slim ({MOBILENET_V2_DERIVED})"
-            + (f" at {size}px" if size != 224 else "")
-            + ", loaded with model.load_weights."
-        )
-    download_name = exact or mobilenet_v2_file_name(alpha, 224, include_top)
-    what = (
-        f"MobileNetV2 alpha {alpha} {size}px {_known_assets()[download_name].description.split('px ', 1)[1]}"
+    """ImageNet weights for MobileNetV2 at width ``alpha`` and input ``image_size`` (lessons 01 and 03):
+    :func:`backbone_weights` for ``"mobilenet_v2"``, with or without the 1000-class classifier."""
+    return backbone_weights(
+        "mobilenet_v2",
+        alpha=alpha,
+        image_size=image_size,
+        include_top=include_top,
+        mirror=mirror,
+        download=download,
     )
-    what += ", nor the same alpha at another size"
-    return _resolve(candidates, download_name, mirror=mirror, download=download, what=what, notices=notices)
 
 
 def backbone_weights(
@@ -550,37 +441,56 @@ def backbone_weights(
     *,
     alpha: float | None = None,
     image_size: int | None = None,
+    include_top: bool = False,
     mirror: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> ResolvedFile:
-    """No-top ImageNet weights for one of the course's backbones (lesson 03).
+    """ImageNet weights for one of the course's backbones, from its record's files (lesson 03).
 
-    ``backbone``: ``mobilenet_v2`` (uses ``alpha`` and ``image_size``, defaults 1.0 and 224), ``vgg16``,
-    ``resnet50``, ``inception_v3``, ``efficientnet_b0`` or ``mobilenet_v3_small`` (``alpha`` 1.0 or 0.75).
-    Keras-style names such as ``"MobileNetV2"`` work too.
+    ``backbone`` is a registry name (``mobilenet_v2``, ``vgg16``, ``resnet50``, ``inception_v3``,
+    ``efficientnet_b0``, ``mobilenet_v3_small``) or a Keras-style name such as ``"MobileNetV2"``; ``alpha``
+    picks the width of the families that have one (default 1.0), ``image_size`` the input size (default 224).
+    No-top (feature extractor) weights by default; ``include_top=True`` gives the 1000-class classifier
+    (lesson 01). Where Keras publishes one file per input size, the exact size comes first (mirror, then Keras
+    cache), then the same width at another size (224 px first, then the nearest: the weights have the same
+    shapes at every input size), then a converted checkpoint the record lists (mirror only); only then a
+    download, of the exact file when Keras publishes that size, else the 224 px one. A stand-in comes with a
+    one-line ``notice``: build the model with ``weights=None`` and call ``model.load_weights(resolved.path)``.
     """
-    key = BACKBONE_ALIASES.get("".join(ch for ch in backbone.lower() if ch.isalnum()))
-    if key is None:
-        raise TLCourseError(
-            f"Unknown backbone {backbone!r}: choose one of {', '.join(sorted(set(BACKBONE_ALIASES.values())))}."
+    spec = get_spec(backbone)
+    width = published_width(spec, alpha)
+    size = 224 if image_size is None else int(image_size)
+    files = spec.weight_files(width, top=include_top)
+    if not files:
+        raise TLCourseError(f"Keras publishes no {spec.family} ImageNet classifier file the course knows of.")
+    published = [f for f in files if not f.converted]
+    if all(f.size is None for f in published):  # one file for every input size
+        return resolve_file(published[0].file, mirror=mirror, download=download)
+    exact = next((f for f in published if f.size == size), None)
+    others = sorted(
+        (f for f in published if f.size != size), key=lambda f: (f.size != 224, abs(f.size - size))
+    )
+    kind = "classifier" if include_top else "ImageNet weights"
+    missing = "here" if exact else f"published (Keras has {', '.join(str(f.size) for f in published)})"
+    notices = {
+        f.file: f"Note: no {spec.family} alpha {width} {kind} for {size}px {missing}; using the {f.size}px file "
+        "(same weight shapes), loaded with model.load_weights."
+        for f in others
+    }
+    converted = [f for f in files if f.converted]
+    for f in converted:
+        notices[f.file] = (
+            f"Note: using the mirror's {spec.family} alpha {width} weights converted from {f.converted} ({f.file})"
+            + (f" at {size}px" if size != f.size else "")
+            + ", loaded with model.load_weights."
         )
-    if key == "mobilenet_v2":
-        return mobilenet_v2_weights(
-            1.0 if alpha is None else alpha,
-            224 if image_size is None else image_size,
-            mirror=mirror,
-            download=download,
-        )
-    if key == "mobilenet_v3_small":
-        width = 1.0 if alpha is None else float(alpha)
-        if width not in (0.75, 1.0):
-            raise TLCourseError(
-                f"Keras publishes MobileNetV3Small ImageNet weights for alpha 0.75 and 1.0, not {alpha}."
-            )
-        return resolve_file(
-            f"weights_mobilenet_v3_small_224_{width}_float_no_top_v2.h5", mirror=mirror, download=download
-        )
-    return resolve_file(_BACKBONE_FILES[key], mirror=mirror, download=download)
+    download_file = exact or next(f for f in published if f.size == 224)
+    what = f"{spec.family} alpha {width} {size}px {'1000-class ImageNet classifier' if include_top else 'ImageNet weights (no top)'}"
+    what += ", nor the same alpha at another size"
+    candidates = [f.file for f in ([exact] if exact else []) + others + converted]
+    return _resolve(
+        candidates, download_file.file, mirror=mirror, download=download, what=what, notices=notices
+    )
 
 
 def imagenet_tflite(*, mirror: str | os.PathLike[str] | None = None, download: bool = True) -> ResolvedFile:
@@ -652,124 +562,6 @@ CLASSIFIER_FILES = (IMAGENET_TFLITE, IMAGENET_TFLITE_LABELS, *SAMPLE_PHOTOS)
 """The TFLite ImageNet classifier, its labels and the sample photos (lesson 01); ``prepare`` fetches them when it
 can and lists the ones it could not, rather than failing."""
 COURSE_DATASETS = (DEFAULT_DATASET,)
-
-
-def _course_weight_file(backbone: str, alpha: float | None, size: int | None) -> str:
-    if backbone == "mobilenet_v2":
-        return mobilenet_v2_file_name(alpha or 1.0, size or 224)
-    if backbone == "mobilenet_v3_small":
-        return "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
-    return _BACKBONE_FILES[backbone]
-
-
-def status_report(mirror: str | os.PathLike[str] | None = None) -> dict[str, object]:
-    """Where each course asset resolves from right now, without touching the network (lesson 00).
-
-    Returns ``{"mirror", "keras_cache", "assets": [{"asset", "file", "in_mirror", "in_cache", "resolves_from",
-    "path", "notice"}], "missing": [asset...]}``; ``resolves_from`` is ``"mirror"``, ``"cache"`` or None.
-    """
-    root = mirror_dir(mirror)
-    cache = keras_cache_dir()
-    rows: list[dict[str, object]] = []
-
-    def where(file_name: str) -> tuple[str | None, str | None]:
-        in_mirror = next(
-            (
-                str(root / sub / file_name)
-                for sub in MIRROR_SUBDIRS
-                if root and (root / sub / file_name).is_file()
-            ),
-            None,
-        )
-        in_cache = str(cache / file_name) if (cache / file_name).is_file() else None
-        return in_mirror, in_cache
-
-    def add(asset: str, file_name: str, resolve) -> None:  # noqa: ANN001 - a zero-argument callable
-        in_mirror, in_cache = where(file_name)
-        try:
-            resolved = resolve()
-            origin, path, notice = resolved.origin, str(resolved.path), resolved.notice
-        except AssetMissingError:
-            origin = path = notice = None
-        rows.append(
-            {
-                "asset": asset,
-                "file": file_name,
-                "in_mirror": in_mirror,
-                "in_cache": in_cache,
-                "resolves_from": origin,
-                "path": path,
-                "notice": notice,
-            }
-        )
-
-    for name in COURSE_FILES + CLASSIFIER_FILES:
-        add(name, name, lambda name=name: resolve_file(name, mirror=root, download=False))
-    for backbone, alpha, size in COURSE_WEIGHTS:
-        label = backbone + (f" alpha {alpha} {size}px" if backbone == "mobilenet_v2" else "")
-        add(
-            label,
-            _course_weight_file(backbone, alpha, size),
-            lambda b=backbone, a=alpha, s=size: backbone_weights(
-                b, alpha=a, image_size=s, mirror=root, download=False
-            ),
-        )
-    for alpha, size in COURSE_CLASSIFIERS:
-        add(
-            f"mobilenet_v2 classifier alpha {alpha} {size}px",
-            mobilenet_v2_file_name(alpha, size, include_top=True),
-            lambda a=alpha, s=size: mobilenet_v2_weights(a, s, include_top=True, mirror=root, download=False),
-        )
-    for name in COURSE_DATASETS:
-        folder = root / "datasets" / name if root else None
-        present = folder is not None and folder.is_dir()
-        rows.append(
-            {
-                "asset": f"dataset {name}",
-                "file": f"datasets/{name}/",
-                "in_mirror": str(folder) if present else None,
-                "in_cache": None,
-                "resolves_from": "mirror" if present else None,
-                "path": str(folder) if present else None,
-                "notice": None,
-            }
-        )
-    return {
-        "mirror": str(root) if root else None,
-        "keras_cache": str(cache),
-        "assets": rows,
-        "missing": [row["asset"] for row in rows if row["resolves_from"] is None],
-    }
-
-
-def format_status(report: dict[str, object]) -> str:
-    """A plain-text table of :func:`status_report` (lesson 00)."""
-    rows = report["assets"]
-    assert isinstance(rows, list)
-    lines = [
-        f"mirror:      {report['mirror'] or f'(none: set ${MIRROR_ENV} or pass --mirror)'}",
-        f"Keras cache: {report['keras_cache']}",
-        "",
-    ]
-    width = max(len(str(row["asset"])) for row in rows) + 2
-    lines.append(f"{'ASSET':<{width}}{'RESOLVES FROM':<15}{'MIRROR':<8}{'CACHE':<7}")
-    for row in rows:
-        origin = row["resolves_from"] or "MISSING"
-        if row["notice"]:
-            origin += "*"
-        lines.append(
-            f"{row['asset']!s:<{width}}{origin:<15}{'yes' if row['in_mirror'] else '-':<8}"
-            f"{'yes' if row['in_cache'] else '-':<7}"
-        )
-    if any(row["notice"] for row in rows):
-        lines.append("* a stand-in file (another input size or a converted checkpoint) is used.")
-    missing = report["missing"]
-    if missing:
-        lines.append(
-            f"{len(missing)} missing: they are downloaded on first use when online; offline, "  # type: ignore[arg-type]
-            f"set ${MIRROR_ENV} to a mirror that has them."
-        )
-    return "\n".join(lines)
 
 
 def online(host: str = "storage.googleapis.com", timeout: float = 5.0) -> bool:

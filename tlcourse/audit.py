@@ -1,4 +1,4 @@
-"""Audit a student's image folder before training on it (introduced in lesson 08; command ``tlcourse check-data``).
+"""Audit a student's image folder before training on it (introduced in lesson 08; ``tlcourse check-data`` prints it).
 
 A folder collected by hand holds more than photos: ``.DS_Store`` files, Jupyter checkpoint folders, half
 downloaded JPEGs, web pages saved as ``.jpg``, phone pictures stored sideways, classes with one image, the same
@@ -16,6 +16,7 @@ Layouts: ``ROOT/<class>/...`` or ``ROOT/<split>/<class>/...`` with splits ``trai
 ``val``/``valid``) and ``test``. Folders nested inside a class count for that class. Symlinks that lead outside
 ``ROOT`` are reported and not followed; symlinks inside are followed without looping.
 
+The folder is walked once by :func:`tlcourse.folderscan.scan_folder`; this module checks each image it found.
 The audit only ever reads: no file in the folder is written, moved, renamed or deleted.
 """
 
@@ -23,14 +24,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
-import stat
-import sys
 import threading
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -39,32 +37,8 @@ from pathlib import Path
 from PIL import Image
 
 from tlcourse.errors import DataError
-from tlcourse.imageio import (
-    IMAGE_EXTENSIONS,
-    OTHER_IMAGE_EXTENSIONS,
-    TINY_SIDE,
-    ImageDecodeError,
-    inspect_image,
-)
-
-SPLIT_ALIASES: dict[str, str] = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "val": "validation",
-    "valid": "validation",
-    "test": "test",
-    "testing": "test",
-}
-"""Folder names (lower case) recognised as splits, and the split each one stands for (lesson 08)."""
-SPLIT_ORDER = ("train", "validation", "test")
-
-SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r"})
-"""File names (lower case) that operating systems leave in folders; hidden dot-files are ignored as well."""
-IGNORED_FOLDERS = frozenset(
-    {"__macosx", "__pycache__", "@eadir", "$recycle.bin", "system volume information"}
-)
-"""Folder names (lower case) never scanned; hidden dot-folders (``.ipynb_checkpoints``, ``.git``) neither."""
+from tlcourse.folderscan import SPLIT_ORDER, Candidate, Problem, Scan, scan_folder
+from tlcourse.imageio import TINY_SIDE, ImageDecodeError, inspect_image
 
 NEAR_DUPLICATE_DISTANCE = 6
 """Two images whose 64-bit perceptual hashes (``imagehash.phash``) differ in at most this many bits are
@@ -74,7 +48,6 @@ or shot twice; the closest two different photos differ by 10 bits."""
 _NEAR_DUPLICATE_LIMIT = 50_000  # images: above this the all-pairs comparison is skipped (with a warning)
 
 _READ_WHOLE_LIMIT = 64 * 1024 * 1024  # bytes read into memory at once; bigger files are streamed twice
-_MAX_ENTRIES = 2_000_000  # safety net against symlink mazes
 
 
 @dataclass(frozen=True)
@@ -90,14 +63,6 @@ class ImageRecord:
     width: int = 0
     height: int = 0
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that cannot be used, and why (lesson 08)."""
-
-    path: str
-    problem: str
 
 
 @dataclass
@@ -148,186 +113,12 @@ class AuditReport:
         }
 
 
-# --------------------------------------------------------------------------------------------- scanning
-
-
-@dataclass
-class _Candidate:
-    path: Path
-    relpath: str
-    label: str
-    split: str | None
-
-
-@dataclass
-class _Scan:
-    root: Path
-    real_root: str
-    candidates: list[_Candidate] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    class_folders: dict[tuple[str | None, str], str] = field(default_factory=dict)
-    loose_images: list[str] = field(default_factory=list)
-    entries: int = 0
-    visited: set[tuple[str, str]] = field(default_factory=set)
-    """(class, real path) of every folder and image already taken, for the whole audit."""
-
-
-def _is_ignored_name(name: str, *, folder: bool) -> bool:
-    lowered = name.lower()
-    if name.startswith("."):  # .DS_Store, ._AppleDouble, .ipynb_checkpoints, .git, .hidden.jpg
-        return True
-    return lowered in IGNORED_FOLDERS if folder else lowered in SYSTEM_FILES
-
-
-def _is_image_name(name: str) -> bool:
-    suffix = os.path.splitext(name)[1].lower()
-    return suffix in IMAGE_EXTENSIONS or suffix in OTHER_IMAGE_EXTENSIONS
-
-
-def _inside(real: str, real_root: str) -> bool:
-    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
-
-
-def _entries(scan: _Scan, folder: Path, relfolder: str) -> Iterator[tuple[str, Path, str, str]]:
-    """Yield (name, path, relpath, kind) for a folder's entries; kind is "dir", "file" or "skip".
-
-    Symlinks are resolved here: outside the root or broken ones become problems ("skip").
-    """
-    try:
-        with os.scandir(folder) as iterator:
-            items = sorted(iterator, key=lambda entry: entry.name)
-    except OSError as error:
-        reason = "permission denied" if isinstance(error, PermissionError) else type(error).__name__
-        scan.problems.append(
-            Problem(relfolder + "/" if relfolder else ".", f"folder cannot be read ({reason})")
-        )
-        return
-    for entry in items:
-        scan.entries += 1
-        if scan.entries > _MAX_ENTRIES:
-            raise DataError(
-                f"{scan.root} holds more than {_MAX_ENTRIES:,} entries: is it really an image folder?"
-            )
-        name = entry.name
-        relpath = f"{relfolder}/{name}" if relfolder else name
-        path = Path(entry.path)
-        try:
-            if entry.is_symlink():
-                real = os.path.realpath(path)
-                if not _inside(real, scan.real_root):
-                    scan.problems.append(Problem(relpath, "symlink leads outside the folder (not followed)"))
-                    continue
-                if not os.path.exists(real):
-                    scan.problems.append(Problem(relpath, "broken symlink (its target does not exist)"))
-                    continue
-            mode = path.stat().st_mode  # follows links that stay inside
-        except OSError as error:
-            scan.problems.append(Problem(relpath, f"cannot be read ({type(error).__name__})"))
-            continue
-        if stat.S_ISDIR(mode):
-            yield name, path, relpath, "dir"
-        elif stat.S_ISREG(mode):
-            yield name, path, relpath, "file"
-        else:  # fifo, socket, device: never open those
-            scan.ignored.append(relpath)
-
-
-def _scan_class(scan: _Scan, folder: Path, relfolder: str, label: str, split: str | None, roots: set[str]):
-    """Collect image candidates anywhere below one class folder (nested folders count for the class).
-
-    Iterative (a folder nested thousands of levels deep is no problem) and with one visited set for the
-    whole audit, keyed by class and real path: a symlink back up (a loop) or a second way to a folder or
-    file already seen for this class (a symlink "DAG" would otherwise count the same images 2**depth
-    times) is ignored. ``roots`` are the real paths of the root and split folders, never entered again.
-    """
-    stack = [(folder, relfolder)]
-    while stack:
-        current, relcurrent = stack.pop()
-        real = os.path.realpath(current)
-        key = (label, real)
-        if real in roots or key in scan.visited:
-            scan.ignored.append(relcurrent + "/")  # a loop, or another way to a folder already scanned
-            continue
-        scan.visited.add(key)
-        folders = []
-        for name, path, relpath, kind in _entries(scan, current, relcurrent):
-            if _is_ignored_name(name, folder=kind == "dir"):
-                scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
-            elif kind == "dir":
-                folders.append((path, relpath))
-            elif _is_image_name(name):
-                file_key = (label, os.path.realpath(path))
-                if file_key in scan.visited:
-                    scan.ignored.append(relpath)  # another link to an image already counted for this class
-                    continue
-                scan.visited.add(file_key)
-                scan.candidates.append(_Candidate(path, relpath, label, split))
-            else:
-                scan.ignored.append(relpath)
-        stack.extend(reversed(folders))  # depth first, in name order
-
-
-def _scan_level(
-    scan: _Scan, entries: list[tuple[str, Path, str, str]], split: str | None, roots: set[str]
-) -> None:
-    """Scan the entries of a folder whose sub-folders are classes (the root, or one split folder)."""
-    for name, path, relpath, kind in entries:
-        if _is_ignored_name(name, folder=kind == "dir"):
-            scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
-        elif kind == "dir":
-            scan.class_folders.setdefault((split, name), relpath)
-            _scan_class(scan, path, relpath, name, split, roots)
-        else:
-            scan.ignored.append(relpath)
-            if _is_image_name(name):
-                scan.loose_images.append(relpath)
-
-
-def _scan(root: Path) -> tuple[_Scan, list[str]]:
-    """Walk the folder once: classify every entry, collect image candidates; returns the scan and the splits."""
-    real_root = os.path.realpath(root)
-    scan = _Scan(root=root, real_root=real_root)
-    top = list(_entries(scan, root, ""))
-    split_dirs = [
-        (SPLIT_ALIASES[name.lower()], name, path, relpath)
-        for name, path, relpath, kind in top
-        if kind == "dir" and name.lower() in SPLIT_ALIASES
-    ]
-    if not split_dirs:
-        _scan_level(scan, top, None, {real_root})
-        return scan, []
-    roots = {real_root} | {os.path.realpath(path) for _split, _name, path, _rel in split_dirs}
-    split_relpaths = {relpath for _split, _name, _path, relpath in split_dirs}
-    for name, _path, relpath, kind in top:
-        if relpath in split_relpaths:
-            continue
-        scan.ignored.append(relpath + "/" if kind == "dir" else relpath)
-        if _is_ignored_name(name, folder=kind == "dir"):
-            continue
-        if kind == "dir":
-            scan.warnings.append(
-                f"folder '{relpath}' is not a split (train/validation/test) and was not scanned; "
-                "with split folders, every class belongs inside one of them."
-            )
-        elif _is_image_name(name):
-            scan.loose_images.append(relpath)
-    seen: dict[str, str] = {}
-    for split, name, path, relpath in split_dirs:
-        if split in seen:
-            scan.warnings.append(f"both '{seen[split]}' and '{name}' hold {split} images; both are used.")
-        seen.setdefault(split, name)
-        _scan_level(scan, list(_entries(scan, path, relpath)), split, roots)
-    return scan, [split for split in SPLIT_ORDER if split in seen]
-
-
 # --------------------------------------------------------------------------------------------- checking
 
 
 @dataclass
 class _Checked:
-    candidate: _Candidate
+    candidate: Candidate
     sha256: str = ""
     width: int = 0
     height: int = 0
@@ -355,7 +146,7 @@ def _near_duplicates_available() -> bool:
 
 
 def _check(
-    candidate: _Candidate,
+    candidate: Candidate,
     gate: Callable[[], AbstractContextManager[object]] | None = None,
     near: bool = True,
 ) -> _Checked:
@@ -389,7 +180,7 @@ def _check(
 
 
 def _check_all(
-    candidates: list[_Candidate], progress: bool, workers: int | None, near: bool = True
+    candidates: list[Candidate], progress: bool, workers: int | None, near: bool = True
 ) -> list[_Checked]:
     if not candidates:
         return []
@@ -438,7 +229,7 @@ def _example(items: list[str], limit: int = 2) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     if count == 1:
         return f"1 {word}"
     return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
@@ -495,7 +286,7 @@ def audit_folder(
             f"Cannot read the folder '{root}' ({error.strerror}): check its permissions."
         ) from None
 
-    scan, splits = _scan(base)
+    scan, splits = scan_folder(base)
     near = check_duplicates and len(scan.candidates) <= _NEAR_DUPLICATE_LIMIT and _near_duplicates_available()
     checked = _check_all(scan.candidates, progress, workers, near=near)
 
@@ -532,7 +323,7 @@ def audit_folder(
                 warn.append(f"class '{label}' has no images in train/: it cannot be learned and is left out.")
         elif total < min_per_class:
             warn.append(
-                f"class '{label}' has only {_plural(total, 'usable image')} (at least {min_per_class} needed): "
+                f"class '{label}' has only {plural(total, 'usable image')} (at least {min_per_class} needed): "
                 "it is left out; add more images or remove the folder."
             )
         else:
@@ -578,35 +369,35 @@ def audit_folder(
         duplicates.sort()
         if cross_split:
             warn.append(
-                f"{_plural(len(cross_split), 'image')} {_verb(len(cross_split), 'appears', 'appear')} in more than one split (e.g. {cross_split[0]}): "
+                f"{plural(len(cross_split), 'image')} {_verb(len(cross_split), 'appears', 'appear')} in more than one split (e.g. {cross_split[0]}): "
                 "copies of training images in validation inflate validation accuracy; keep one copy."
             )
         if cross_class:
             warn.append(
-                f"{_plural(len(cross_class), 'image')} {_verb(len(cross_class), 'appears', 'appear')} in more than one class (e.g. {cross_class[0]}): "
+                f"{plural(len(cross_class), 'image')} {_verb(len(cross_class), 'appears', 'appear')} in more than one class (e.g. {cross_class[0]}): "
                 "their label is ambiguous."
             )
         within = len(duplicates) - len(cross_split)
         if within:
-            warn.append(f"{_plural(within, 'duplicate pair')} inside a split: each such image counts twice.")
+            warn.append(f"{plural(within, 'duplicate pair')} inside a split: each such image counts twice.")
         near_duplicates = _near_duplicates(good)
         near_split = [f"{a} ~ {b}" for a, b in near_duplicates if by_path[a].split != by_path[b].split]
         near_class = [f"{a} ~ {b}" for a, b in near_duplicates if by_path[a].label != by_path[b].label]
         if near_split:
             warn.append(
-                f"{_plural(len(near_split), 'image')} {_verb(len(near_split), 'has', 'have')} a near-duplicate (a "
+                f"{plural(len(near_split), 'image')} {_verb(len(near_split), 'has', 'have')} a near-duplicate (a "
                 f"resized, recompressed or edited copy) in another split (e.g. {near_split[0]}): they inflate "
                 "validation accuracy like exact copies; keep one of each pair."
             )
         if near_class:
             warn.append(
-                f"{_plural(len(near_class), 'image')} {_verb(len(near_class), 'has', 'have')} a near-duplicate in "
+                f"{plural(len(near_class), 'image')} {_verb(len(near_class), 'has', 'have')} a near-duplicate in "
                 f"another class (e.g. {near_class[0]}): their label is ambiguous."
             )
         near_within = len(near_duplicates) - len(near_split)
         if near_within:
             warn.append(
-                f"{_plural(near_within, 'near-duplicate pair')} inside a split: each such picture counts twice."
+                f"{plural(near_within, 'near-duplicate pair')} inside a split: each such picture counts twice."
             )
         if not _near_duplicates_available():
             warn.append(
@@ -625,14 +416,14 @@ def audit_folder(
     tiny = sorted(item.candidate.relpath for item in good if min(item.width, item.height) < TINY_SIDE)
     if tiny:
         warn.append(
-            f"{_plural(len(tiny), 'tiny image')} (under {TINY_SIDE} px), e.g. {_example(tiny, 1)}: usable, but they "
+            f"{plural(len(tiny), 'tiny image')} (under {TINY_SIDE} px), e.g. {_example(tiny, 1)}: usable, but they "
             "are blown up to the training size and carry little detail."
         )
     if problems:
-        warn.append(f"{_plural(len(problems), 'file')} cannot be used and will be skipped (see problems).")
+        warn.append(f"{plural(len(problems), 'file')} cannot be used and will be skipped (see problems).")
     if scan.loose_images:
         warn.append(
-            f"{_plural(len(scan.loose_images), 'image')} {_verb(len(scan.loose_images), 'lies', 'lie')} outside any class folder "
+            f"{plural(len(scan.loose_images), 'image')} {_verb(len(scan.loose_images), 'lies', 'lie')} outside any class folder "
             f"(e.g. {_example(scan.loose_images, 1)}): they are not used."
         )
 
@@ -678,7 +469,7 @@ def audit_folder(
 def _reason(
     base: Path,
     splits: list[str],
-    scan: _Scan,
+    scan: Scan,
     per_class: Counter[str],
     eligible: list[str],
     good: list[_Checked],
@@ -711,91 +502,3 @@ def printable(text: str) -> str:
     """A path safe to print on any terminal (undecodable bytes and control characters escaped)."""
     cleaned = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cleaned)
-
-
-def format_report(report: AuditReport, *, limit: int = 20) -> str:
-    """A readable multi-line summary of an :class:`AuditReport` (lesson 08); long lists stop after ``limit``."""
-    lines = [f"Image folder: {printable(str(report.root))}"]
-    lines.append(
-        f"Layout: {' + '.join(report.splits) + ' splits' if report.splits else 'class folders, no splits'}"
-    )
-
-    def section(title: str, rows: list[str]) -> None:
-        if not rows:
-            return
-        lines.append("")
-        lines.append(title)
-        lines.extend(f"  {row}" for row in rows[:limit])
-        if len(rows) > limit:
-            lines.append(f"  ... and {len(rows) - limit} more")
-
-    width = max((len(printable(name)) for name in report.classes), default=0)
-    class_rows = []
-    for name, count in report.classes.items():
-        detail = ""
-        if report.splits:
-            detail = (
-                "  ("
-                + ", ".join(f"{split} {report.split_counts[split][name]}" for split in report.splits)
-                + ")"
-            )
-        class_rows.append(f"{printable(name):<{width}}  {count:>5} images{detail}")
-    section(f"Classes used for training ({len(report.classes)}):", class_rows)
-    section(
-        "Classes left out:",
-        [f"{printable(name)}: {_plural(count, 'usable image')}" for name, count in report.excluded.items()],
-    )
-    section(
-        f"Problems ({_plural(len(report.problems), 'file')} skipped):",
-        [f"{printable(item.path)}: {item.problem}" for item in report.problems],
-    )
-    section(
-        f"Duplicates ({_plural(len(report.duplicates), 'pair')} of identical files):",
-        [f"{printable(first)} = {printable(second)}" for first, second in report.duplicates],
-    )
-    section(
-        f"Near-duplicates ({_plural(len(report.near_duplicates), 'pair')} of nearly identical pictures):",
-        [f"{printable(first)} ~ {printable(second)}" for first, second in report.near_duplicates],
-    )
-    section(
-        f"Odd but usable ({_plural(len(report.notes), 'file')}):",
-        [f"{printable(item.path)}: {item.problem}" for item in report.notes],
-    )
-    section(
-        f"Ignored ({_plural(len(report.ignored), 'entry')}: system files, hidden folders, non-images):",
-        [printable(item) for item in report.ignored],
-    )
-    section("Warnings:", [f"- {printable(text)}" for text in report.warnings])
-    lines.append("")
-    total = sum(report.classes.values())
-    if report.usable:
-        lines.append(f"Result: usable ({_plural(total, 'image')} in {len(report.classes)} classes).")
-    else:
-        lines.append(f"Result: NOT usable: {printable(report.reason)}")
-    return "\n".join(lines)
-
-
-def check_data_command(args: object) -> int:
-    """``tlcourse check-data DIR [--json] [--min-per-class N]`` (lesson 08).
-
-    Prints the readable report (or, with ``--json``, one JSON object) on stdout. Exit status 0 when the
-    folder can train a classifier, 1 otherwise with the one-line reason on stderr; a missing path raises
-    :class:`~tlcourse.errors.DataError` (the CLI turns it into exit status 2).
-    """
-    directory = getattr(args, "directory")  # noqa: B009 - argparse namespace
-    as_json = bool(getattr(args, "as_json", False))
-    min_per_class = getattr(args, "min_per_class", 2)
-    min_per_class = 2 if min_per_class is None else int(min_per_class)
-    if min_per_class < 1:
-        raise DataError(f"--min-per-class {min_per_class}: a class needs at least 1 image; give 1 or more.")
-    report = audit_folder(
-        directory, min_per_class=min_per_class, progress=not as_json and sys.stderr.isatty()
-    )
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=True))
-    else:
-        print(format_report(report))
-    if not report.usable:
-        print(f"tlcourse check-data: {printable(report.reason)}", file=sys.stderr)
-        return 1
-    return 0

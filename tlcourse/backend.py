@@ -83,6 +83,14 @@ def is_container(layer: Any) -> bool:
     return bool(getattr(layer, "layers", None))
 
 
+def output_rank(layer: Any) -> int | None:
+    """The rank of ``layer``'s (first) output, e.g. 4 for a feature map; None when it has no symbolic output."""
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):
+        return None
+
+
 def count_variables(variables: Iterable[Any]) -> int:
     """The number of scalar values in ``variables`` (weights or tensors with a ``shape``)."""
     return int(sum(int(np.prod(v.shape)) for v in variables))

@@ -13,10 +13,14 @@ This module does not import TensorFlow at import time, so :func:`quiet_tensorflo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 PROFILE_ENV = "TLCOURSE_PROFILE"
 
@@ -246,6 +250,56 @@ def quiet_tensorflow(level: int = 2, *, onednn: bool = False) -> None:
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
+
+
+TENSORFLOW_BANNER = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on.",
+)
+"""The start-up lines TensorFlow's C++ side writes when oneDNN is on: once for each of its two native libraries,
+before ``TF_CPP_MIN_LOG_LEVEL`` applies (absl logs them before its logging is set up), so that variable cannot
+hide them."""
+
+
+@contextlib.contextmanager
+def _stderr_without(unwanted: tuple[str, ...]) -> Iterator[None]:
+    """Capture what is written to file descriptor 2 (C++ code included) while inside, then pass on every line
+    that contains none of ``unwanted``."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a notebook's or a test's stderr is not a file
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not any(part in line for part in unwanted)
+            ]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def import_tensorflow() -> ModuleType:
+    """Import TensorFlow without its C++ start-up banner (``tlcourse train``, which runs on oneDNN's kernels).
+
+    Call :func:`quiet_tensorflow` first. Every other line TensorFlow writes while loading (a warning, an error)
+    still reaches the terminal; once TensorFlow is loaded this just returns it.
+    """
+    if "tensorflow" not in sys.modules:
+        with _stderr_without(TENSORFLOW_BANNER):
+            import tensorflow  # noqa: F401 - loaded here, under the filter
+    return sys.modules["tensorflow"]
 
 
 def onednn_enabled() -> bool | None:

@@ -8,183 +8,30 @@
   that is too high, a base left trainable in the head phase).
 - :func:`unfreeze_summary` says what fine-tuning from a layer would train, without changing the model (the
   unfreeze widget of lesson 05 shows it at a slider's position).
-- :func:`outer_training_overrides_nested` measures a Keras 3 behaviour that lessons 04 and 05 explain.
 
 Lesson 05 shows each of these by hand first (``base.trainable``, ``len(model.trainable_weights)``, the
 ``layer.moving_mean`` of a BatchNorm layer before and after ``fit``); these functions are the same checks
 gathered in one call.
 
-This is the only module that reads private Keras state, each use commented with why and the Keras version it
-was checked on (Keras 3.15): the recorded call graph (``_nodes_by_depth``, ``_functional``,
-``_inbound_nodes``: where a nested base is called with ``training=False``, not exposed publicly) and the
-optimizer's built variable list (``_trainable_variables``) with Keras' own compile record
-(``_compiled_trainable_state``). Each read degrades to "unknown" rather than failing when a later Keras
-renames it.
+Which mode each layer runs in comes from :mod:`tlcourse.layermodes`; the private Keras state the checks need
+(the recorded call graph, what a compile recorded) is read in :mod:`tlcourse.kerasprivate`.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tlcourse import kerasprivate, layermodes
+from tlcourse.backbones import spec_of
 from tlcourse.backend import count_variables, is_container, walk_layers
 from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import TLCourseError
-from tlcourse.models import (
-    FINE_TUNE_MAX_LEARNING_RATE,
-    is_batchnorm,
-    layer_index,
-    spec_of,
-    trainable_signature,
-)
-
-# ------------------------------------------------------------------------------------------ graph walking
-
-
-def _graph_calls(model: Any) -> list[tuple[Any, Any]] | None:
-    """(layer, explicit ``training`` argument) for each call recorded in ``model``'s graph, or None.
-
-    None means the model has no inspectable graph (a subclassed model).
-    """
-    keras = _keras()
-    graph = model
-    if isinstance(model, keras.Sequential):
-        # Private (Keras 3.15): a built Sequential keeps its Functional graph here; no public equivalent.
-        graph = getattr(model, "_functional", None)
-        if graph is None:
-            return [(layer, None) for layer in model.layers]
-    # Private (Keras 3.15): the recorded calls with their arguments, the only place the explicit
-    # ``training=False`` of ``base(x, training=False)`` is kept. Missing -> None ("no inspectable graph").
-    nodes_by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not isinstance(nodes_by_depth, dict):
-        return None
-    calls = []
-    for depth in sorted(nodes_by_depth, reverse=True):  # inputs first
-        for node in nodes_by_depth[depth]:
-            op = node.operation
-            if isinstance(op, keras.layers.InputLayer):
-                continue
-            training = node.arguments.kwargs.get("training") if node.arguments is not None else None
-            calls.append((op, training))
-    return calls
-
-
-def graph_node(model: Any, layer: Any) -> Any:
-    """The node where ``model``'s graph calls ``layer`` (a layer can be called by several models).
-
-    Grad-CAM (lesson 06, :func:`tlcourse.evaluate.grad_cam`) uses it to read the feature map a layer gives
-    inside this model.
-    """
-    # Private (Keras 3.15): the graph's nodes and a layer's call sites; no public API lists them.
-    nodes = {id(node) for depth in getattr(model, "_nodes_by_depth", {}).values() for node in depth}
-    for node in getattr(layer, "_inbound_nodes", []):
-        if id(node) in nodes:
-            return node
-    raise TLCourseError(
-        f"Could not find where {model.name!r} calls {layer.name!r}; Grad-CAM needs a functional classifier "
-        "(keras.Model(inputs, outputs)) and a layer on its path from input to output."
-    )
-
-
-def call_inputs(layer: Any) -> list[tuple[Any, Any]]:
-    """(symbolic tensor, layer that produced it) for each input of ``layer``'s first call in a graph.
-
-    The fast path (:mod:`tlcourse.fastpath`) uses it to find the tensors that cross a cut through a backbone.
-    An uncalled layer gives an empty list.
-    """
-    # Private (Keras 3.15): a layer's call sites and each symbolic tensor's producer; no public API has them.
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return []
-    return [(tensor, tensor._keras_history.operation) for tensor in nodes[0].input_tensors]
-
-
-@dataclass
-class _LayerMode:
-    layer: Any
-    path: str
-    training: Any
-    """Effective ``training`` value while ``fit`` runs: False, True, or None (unknown / left to the caller)."""
-    explicit: Any = None
-    """The ``training`` argument recorded where this layer is called in its parent's graph."""
-
-
-@functools.lru_cache(maxsize=1)
-def outer_training_overrides_nested() -> bool:
-    """True when this Keras passes ``fit``'s ``training=True`` through a recorded ``base(x, training=False)``.
-
-    Keras 3's Functional models inject the outer call's ``training`` value into every nested call, replacing
-    the value recorded in the graph (keras-team/keras#20285); Keras 2 / tf.keras kept the recorded value.
-    Measured once per process on a two-layer model, so the checks follow the installed Keras (lesson 05).
-    """
-    keras = _keras()
-    inner_in = keras.Input((2,))
-    norm = keras.layers.BatchNormalization(momentum=0.0)
-    inner = keras.Model(inner_in, norm(inner_in))
-    outer_in = keras.Input((2,))
-    outer = keras.Model(outer_in, inner(outer_in, training=False))
-    outer(np.full((4, 2), 5.0, dtype="float32"), training=True)
-    return not np.allclose(np.asarray(norm.moving_mean), 0.0)
-
-
-def _effective(explicit: Any, inherited: Any) -> Any:
-    if explicit is None:
-        return inherited
-    if inherited is not None and outer_training_overrides_nested():
-        return inherited
-    return bool(explicit)
-
-
-def _walk(model: Any, inherited: Any = True, prefix: str = "") -> Iterator[_LayerMode]:
-    """Every layer of ``model`` (containers too) with the ``training`` value it gets while ``fit`` runs."""
-    calls = _graph_calls(model)
-    if calls is None:
-        for layer in walk_layers(model):
-            yield _LayerMode(layer, prefix + layer.name, None if inherited is True else inherited)
-        return
-    seen: set[int] = set()
-    for layer, explicit in calls:
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        effective = _effective(explicit, inherited)
-        yield _LayerMode(layer, prefix + layer.name, effective, explicit)
-        if is_container(layer):
-            yield from _walk(layer, effective, prefix + layer.name + "/")
-
-
-def _has_batchnorm(layer: Any) -> bool:
-    return any(is_batchnorm(sub) for sub in walk_layers(layer, include_self=True))
-
-
-def _has_conv(layer: Any) -> bool:
-    keras = _keras()
-    conv = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-    return any(isinstance(sub, conv) for sub in walk_layers(layer))
-
-
-def _backbones_in(model: Any) -> list[_LayerMode]:
-    """Nested convolutional sub-models (the pretrained bases) with the training value they are called with."""
-    keras = _keras()
-    found = [mode for mode in _walk(model) if isinstance(mode.layer, keras.Model) and _has_conv(mode.layer)]
-    return [m for m in found if not any(m.path.startswith(o.path + "/") for o in found if o is not m)]
-
-
-def _backbone_layers(model: Any) -> list[Any]:
-    """The layers that belong to the pretrained base: nested conv sub-models, else the model's conv stack."""
-    bases = _backbones_in(model)
-    if bases:
-        return [layer for base in bases for layer in walk_layers(base.layer)]
-    if _has_conv(model):
-        keras = _keras()
-        head_types = (keras.layers.Dense, keras.layers.Dropout)
-        return [layer for layer in walk_layers(model) if not isinstance(layer, head_types)]
-    return []
-
+from tlcourse.models import FINE_TUNE_MAX_LEARNING_RATE, is_batchnorm, layer_index, trainable_signature
 
 # ------------------------------------------------------------------------------------------ report
 
@@ -227,20 +74,8 @@ class TrainableReport:
         return all(bn.inference_mode for bn in self.batchnorm)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (JSON-ready)."""
-        return {
-            "model_name": self.model_name,
-            "total_params": self.total_params,
-            "trainable_params": self.trainable_params,
-            "frozen_params": self.frozen_params,
-            "layers_with_weights": self.layers_with_weights,
-            "trainable_layers": self.trainable_layers,
-            "batchnorm": [vars(bn).copy() for bn in self.batchnorm],
-            "batchnorm_in_inference": self.batchnorm_in_inference,
-            "compiled": self.compiled,
-            "needs_recompile": self.needs_recompile,
-            "learning_rate": self.learning_rate,
-        }
+        """Plain values (JSON-ready): every field, and ``batchnorm_in_inference``."""
+        return {**dataclasses.asdict(self), "batchnorm_in_inference": self.batchnorm_in_inference}
 
     def __str__(self) -> str:
         bn_inference = sum(bn.inference_mode for bn in self.batchnorm)
@@ -295,23 +130,20 @@ def _needs_recompile(model: Any) -> tuple[bool, bool]:
     if not compiled:
         return False, False
     optimizer = model.optimizer
-    record = getattr(model, "_tlcourse_compiled", None)
-    if isinstance(record, str) and record.split("|", 1)[0] == str(id(optimizer)):
-        if record.split("|", 1)[1] != trainable_signature(model):
+    recorded = kerasprivate.compiled_mark(model)
+    if recorded is not None:
+        if recorded != trainable_signature(model):
             return True, True
-    else:
-        # Private (Keras 3.15): compile() records each layer's trainable flag here; used only for models
-        # compiled with plain model.compile (ours record trainable_signature); missing -> not stale.
-        state = getattr(model, "_compiled_trainable_state", None)
-        if isinstance(state, dict):
+    else:  # compiled with plain model.compile: Keras' own record (missing -> not stale)
+        state = kerasprivate.compiled_trainable_state(model)
+        if state is not None:
             for layer in walk_layers(model, include_self=True):
                 if layer not in state or state[layer] != layer.trainable:
                     return True, True
     if getattr(optimizer, "built", False):
         # After a fit the optimizer holds slots for the variables it was built with: a different
         # trainable set means the next fit would not train the newly unfrozen layers.
-        # Private (Keras 3.15): the variables the optimizer built its slots for; missing -> no verdict.
-        built_with = {id(v) for v in getattr(optimizer, "_trainable_variables", [])}
+        built_with = {id(v) for v in kerasprivate.optimizer_variables(optimizer)}
         if built_with and built_with != {id(v) for v in model.trainable_variables}:
             return True, True
     return True, False
@@ -319,7 +151,7 @@ def _needs_recompile(model: Any) -> tuple[bool, bool]:
 
 def _batchnorm_status(model: Any) -> list[BatchNormStatus]:
     statuses = []
-    for mode in _walk(model):
+    for mode in layermodes.layer_modes(model):
         if not is_batchnorm(mode.layer):
             continue
         layer = mode.layer
@@ -340,7 +172,7 @@ def _batchnorm_status(model: Any) -> list[BatchNormStatus]:
 def _called_with_false(model: Any, path: str) -> bool:
     """Whether some container on ``path`` was called with an explicit ``training=False``."""
     prefixes = {path.rsplit("/", i)[0] for i in range(1, path.count("/") + 1)}
-    return any(mode.explicit is False and mode.path in prefixes for mode in _walk(model))
+    return any(mode.explicit is False and mode.path in prefixes for mode in layermodes.layer_modes(model))
 
 
 def trainable_report(model: Any) -> TrainableReport:
@@ -449,27 +281,23 @@ def _backbone_input_range(model: Any, base: Any, sample: np.ndarray) -> tuple[fl
     keras = _keras()
     if base is model:
         return float(sample.min()), float(sample.max())
-    # Private (Keras 3.15): where ``base`` is called inside ``model``, to probe what reaches it.
-    for node in getattr(base, "_inbound_nodes", []):
-        tensors = node.arguments.keras_tensors if node.arguments is not None else []
-        if not tensors:
-            continue
+    for tensor in kerasprivate.call_arguments(base):
         try:
-            probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, tensors[0])
+            probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, tensor)
             values = np.asarray(probe(sample, training=False))
-        except Exception:  # the node belongs to another model that shares this backbone
+        except Exception:  # the call belongs to another model that shares this backbone
             continue
         return float(values.min()), float(values.max())
     return None
 
 
 def _check_base_training(model: Any, sample: np.ndarray | None) -> list[Mistake]:
-    if _graph_calls(model) is None:
+    if kerasprivate.graph_calls(model) is None:
         return [] if sample is None else _check_batchnorm_at_runtime(model, sample)
-    bases = _backbones_in(model)
+    bases = layermodes.bases_in(model)
     if bases:
         for mode in bases:
-            if mode.explicit is not False and _has_batchnorm(mode.layer):
+            if mode.explicit is not False and layermodes.has_batchnorm(mode.layer):
                 return [
                     Mistake(
                         "base_training_mode",
@@ -485,7 +313,11 @@ def _check_base_training(model: Any, sample: np.ndarray | None) -> list[Mistake]
             bn for bn in _batchnorm_status(model) if not bn.inference_mode and bn.name.startswith(prefixes)
         ]
     else:
-        moving = [bn for bn in _batchnorm_status(model) if not bn.inference_mode] if _has_conv(model) else []
+        moving = (
+            [bn for bn in _batchnorm_status(model) if not bn.inference_mode]
+            if layermodes.has_conv(model)
+            else []
+        )
     if not moving:
         return []
     return [
@@ -525,7 +357,7 @@ def _check_batchnorm_at_runtime(model: Any, sample: np.ndarray) -> list[Mistake]
 
 
 def _check_preprocessing(model: Any, sample: np.ndarray) -> list[Mistake]:
-    bases = _backbones_in(model)
+    bases = layermodes.bases_in(model)
     candidates = [(mode.layer, spec_of(mode.layer)) for mode in bases]
     if not candidates and spec_of(model) is not None:
         candidates = [(model, spec_of(model))]
@@ -567,7 +399,7 @@ def _check_preprocessing(model: Any, sample: np.ndarray) -> list[Mistake]:
 
 
 def _fine_tuning(model: Any) -> tuple[bool, int]:
-    base_layers = _backbone_layers(model)
+    base_layers = layermodes.base_layers(model)
     trainable = [layer for layer in base_layers if layer.trainable_weights and not is_container(layer)]
     return bool(trainable), len(trainable)
 
@@ -688,9 +520,7 @@ def _intrinsic_trainable(layer: Any) -> list[Any]:
     """Variables of ``layer`` (and its sublayers) that train when the layer is trainable."""
     found: list[Any] = []
     for sub in walk_layers(layer, include_self=True):
-        # Private (Keras 3.15): a layer's own trainable-in-principle variables, whatever its current flag;
-        # ``trainable_weights`` is empty for a frozen layer, so the public API cannot say what unfreezing adds.
-        own = getattr(sub, "_trainable_variables", None)
+        own = kerasprivate.own_trainable_variables(sub)
         if own is None:  # not a Keras 3 layer: fall back to the public flag
             return [weight for weight in layer.weights if getattr(weight, "trainable", True)]
         found.extend(own)
@@ -722,9 +552,9 @@ def unfreeze_table(backbone: Any) -> tuple[list[UnfreezeLayer], dict[int, int], 
 
 
 def resolve_unfreeze_index(backbone: Any, where: int | str) -> int:
-    """:func:`tlcourse.models.layer_index`, also accepting a NumPy integer (a slider's value)."""
-    # len(layers) is allowed: the slider's top position, "nothing unfrozen"
-    return layer_index(backbone, int(where) if isinstance(where, np.integer) else where)
+    """:func:`tlcourse.models.layer_index` for the unfreeze widget (a slider's NumPy integer value included;
+    ``len(layers)``, the slider's top position, unfreezes nothing)."""
+    return layer_index(backbone, where)
 
 
 def summarise_unfreeze(
@@ -758,7 +588,7 @@ def unfreeze_summary(backbone: Any, fine_tune_from: int | str) -> dict[str, Any]
 
     ``fine_tune_from`` is a layer index (``0`` ... ``len(backbone.layers)``, the last meaning nothing is
     unfrozen) or a layer/block name as :func:`tlcourse.models.layer_index` accepts. The counts follow
-    :func:`tlcourse.train.set_trainable_from`: layers from that index up become trainable except BatchNorm
+    :func:`tlcourse.models.unfreeze_from`: layers from that index up become trainable except BatchNorm
     layers, which stay frozen (inference mode, ImageNet statistics). Returns ``fine_tune_from`` (the index),
     ``boundary_layer``, ``first_unfrozen`` (first layer that would train), ``layers_total``,
     ``layers_unfrozen``, ``layers_frozen``, ``layers_with_weights_unfrozen``, ``batchnorm_kept_frozen``,

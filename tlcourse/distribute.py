@@ -101,6 +101,15 @@ def choose(kind: str = "none", *, batch_size: int = 32) -> Distribution:
     return Distribution(key, strategy, replicas, int(batch_size), devices)
 
 
+def current_scope() -> Any:
+    """The active strategy's scope (the default strategy's outside any): every helper builds its models inside
+    it, so the same code runs under ``with strategy.scope():`` unchanged (lesson 05)."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().scope()
+
+
 def require_built_in_scope(model: Any, what: str = "This step") -> None:
     """Refuse, in one line, a model whose weights were made outside the active strategy's scope (lesson 05).
 

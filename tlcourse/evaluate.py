@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse import diagnose
+from tlcourse import kerasprivate
+from tlcourse.backbones import base_of
+from tlcourse.backend import is_container, output_rank
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
 
@@ -37,7 +39,6 @@ __all__ = [
     "calibration",
     "classification_metrics",
     "evaluation_summary",
-    "find_backbone",
     "grad_cam",
     "last_conv_layer",
     "paired_bootstrap",
@@ -406,38 +407,15 @@ def top_losses(y_true: Any, probs: Any, k: int = 9, *, from_logits: bool | None 
 # ------------------------------------------------------------------------------------------- Grad-CAM
 
 
-def _is_model(layer: Any) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)
-
-
-def _rank4(layer: Any) -> bool:
-    try:
-        shape = layer.output.shape
-    except (AttributeError, ValueError):
-        return False
-    return len(shape) == 4
-
-
-def find_backbone(model: Any) -> Any | None:
-    """The nested backbone model inside a classifier: the last sub-model with a 4-D output (lesson 06).
-
-    Returns ``None`` when the classifier is one flat graph (its convolutions sit directly in it).
-    """
-    candidates = [layer for layer in model.layers if _is_model(layer) and _rank4(layer)]
-    return candidates[-1] if candidates else None
-
-
 def last_conv_layer(model: Any) -> Any:
     """The layer whose output Grad-CAM uses: the last layer with a 4-D (spatial) output (lesson 06).
 
     Looks inside the nested backbone when there is one. For MobileNetV2 this is ``out_relu``, the
     activation after the last 1x1 convolution.
     """
-    backbone = find_backbone(model)
+    backbone = base_of(model)
     owner = backbone if backbone is not None else model
-    layers = [layer for layer in owner.layers if _rank4(layer) and not _is_model(layer)]
+    layers = [layer for layer in owner.layers if output_rank(layer) == 4 and not is_container(layer)]
     layers = [layer for layer in layers if type(layer).__name__ != "InputLayer"]
     if not layers:
         raise TLCourseError(
@@ -467,6 +445,17 @@ def _resolve_layer(model: Any, backbone: Any | None, layer: Any) -> tuple[Any, b
             f"No layer called {layer!r} in {model.name!r} or its backbone. Leave layer=None to use the last "
             "convolutional layer."
         ) from None
+
+
+def _graph_node(model: Any, layer: Any) -> Any:
+    """Where ``model``'s graph calls ``layer`` (:func:`tlcourse.kerasprivate.graph_node`), or a clear error."""
+    node = kerasprivate.graph_node(model, layer)
+    if node is None:
+        raise TLCourseError(
+            f"Could not find where {model.name!r} calls {layer.name!r}; Grad-CAM needs a functional classifier "
+            "(keras.Model(inputs, outputs)) and a layer on its path from input to output."
+        )
+    return node
 
 
 def grad_cam(
@@ -499,21 +488,21 @@ def grad_cam(
         raise ValueError(f"grad_cam takes one image [H, W, C] (or [1, H, W, C]), got shape {pixels.shape}.")
     height, width = pixels.shape[1], pixels.shape[2]
 
-    backbone = find_backbone(model)
+    backbone = base_of(model)
     target, inside = _resolve_layer(model, backbone, layer)
     if inside:
-        node = diagnose.graph_node(model, backbone)
+        node = _graph_node(model, backbone)
         before = keras.Model(model.input, node.input_tensors[0])
         after = keras.Model(node.output_tensors[0], model.output)
         inner = keras.Model(
-            backbone.input, [diagnose.graph_node(backbone, target).output_tensors[0], backbone.output]
+            backbone.input, [_graph_node(backbone, target).output_tensors[0], backbone.output]
         )
 
         def forward(x: Any) -> tuple[Any, Any]:
             features, base = inner(before(x, training=False), training=False)
             return features, after(base, training=False)
     else:
-        whole = keras.Model(model.input, [diagnose.graph_node(model, target).output_tensors[0], model.output])
+        whole = keras.Model(model.input, [_graph_node(model, target).output_tensors[0], model.output])
 
         def forward(x: Any) -> tuple[Any, Any]:
             features, out = whole(x, training=False)

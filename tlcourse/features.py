@@ -2,9 +2,12 @@
 
 A frozen backbone gives the same output for the same image every epoch, so the course runs it **once**
 over a dataset, keeps the features, and trains only the small head on them: seconds per epoch instead of
-minutes. :func:`cached_features` stores them in ``.npz`` files keyed by the backbone, width, input size,
-weights, pooling and a fingerprint of the data, so a second run (or a restarted kernel) reuses them and a
-changed dataset recomputes them. Files are written atomically: a run killed half-way never leaves a half file.
+minutes. :func:`cached_features` stores them in ``.npz`` files keyed by the extractor's identity
+(:func:`tlcourse.backbones.identity`: its base's architecture, width and input size, its layers, and a digest of
+every weight) and a fingerprint of the data, so a second run (or a restarted kernel) reuses them, while another
+width, another pooling, changed weights or a changed dataset compute new ones. Nothing the caller says about
+the backbone enters the key: only the model itself. Files are written atomically: a run killed half-way never
+leaves a half file.
 
 Augmentation still helps: ``augmented_passes=K`` also stores K augmented copies of the training features.
 :func:`join_head` puts the trained head back onto the backbone, giving one end-to-end model (raw pixels in,
@@ -24,8 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import models
+from tlcourse.backbones import Identity, identity, layers_digest
 from tlcourse.backend import keras_module as _keras
-from tlcourse.config import quiet_tensorflow
+from tlcourse.backend import tf_module as _tf
+from tlcourse.data import augment_dataset
 from tlcourse.errors import TLCourseError
 
 CACHE_ENV = "TLCOURSE_CACHE"
@@ -97,15 +103,13 @@ def _batches(dataset: Any, batch_size: int) -> tuple[Any, int | None]:
     return pairs(), steps
 
 
-def _predict_batch(model: Any) -> Any:
+def batch_predictor(model: Any) -> Any:
     """``model.predict_on_batch``, or a traced ``model(x, training=False)`` under a strategy of several replicas.
 
     Keras 3.15's ``predict_on_batch`` hands the whole batch to every replica of a ``MirroredStrategy`` and
     concatenates their outputs (8 images in, 16 rows out), so it cannot be used there (tests/test_distribute.py).
     """
-    quiet_tensorflow()
-    import tensorflow as tf
-
+    tf = _tf()
     strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
     if strategy.num_replicas_in_sync == 1:
         return model.predict_on_batch
@@ -132,7 +136,7 @@ def extract_features(
     outputs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     start = time.perf_counter()
-    predict = _predict_batch(model)
+    predict = batch_predictor(model)
     with tqdm(total=steps, desc=description, unit="batch", disable=not progress, leave=False) as bar:
         for images, batch_labels in pairs:
             outputs.append(np.asarray(predict(images)))
@@ -149,21 +153,38 @@ def extract_features(
     return FeatureSet(features=features, labels=label_array, key="", from_cache=False, seconds=seconds)
 
 
-def cache_key(key_parts: dict[str, Any], data_fingerprint: str, augmented_passes: int = 0) -> str:
-    """Stable 20-hex-digit key for one backbone configuration on one dataset (lesson 04)."""
+def cache_key(
+    who: Identity,
+    data_fingerprint: str,
+    *,
+    part: str = "",
+    augmented_passes: int = 0,
+    augmentation: Any = None,
+) -> str:
+    """Stable 20-hex-digit key of one model's features on one dataset (lesson 04).
+
+    Derived from the model's :func:`~tlcourse.backbones.identity` ``who``, the data fingerprint, the ``part``
+    (``"train"``, ``"validation"``...), the number of augmented passes and the augmentation's own layers (its
+    seeds are in their configuration).
+    """
     payload = {
         "format": CACHE_FORMAT,
-        "parts": {str(k): key_parts[k] for k in sorted(key_parts, key=str)},
+        "model": who.key,
         "data": str(data_fingerprint),
+        "part": str(part),
         "augmented_passes": int(augmented_passes),
+        "augmentation": layers_digest(augmentation)
+        if augmentation is not None and augmented_passes
+        else None,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _file_stem(key_parts: dict[str, Any]) -> str:
-    wanted = [key_parts.get(k) for k in ("backbone", "alpha", "size", "pooling", "part") if key_parts.get(k)]
-    stem = "-".join(str(v) for v in wanted) or "features"
+def _file_stem(who: Identity, part: str) -> str:
+    width = f"{who.width:g}" if who.width is not None else ""
+    wanted = [who.architecture, width, who.input_size, part]
+    stem = "-".join(str(v) for v in wanted if v) or "features"
     return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in stem)[:80]
 
 
@@ -203,18 +224,15 @@ def _augmented_dataset(dataset: Any, augmentation: Any) -> Any:
     if isinstance(dataset, tuple | list) and len(dataset) == 2:
         images = np.asarray(augmentation(np.asarray(dataset[0], dtype="float32"), training=True))
         return images, np.asarray(dataset[1])
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    return dataset.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return augment_dataset(dataset, augmentation)
 
 
 def cached_features(
     model: Any,
     dataset: Any,
     *,
-    key_parts: dict[str, Any],
     data_fingerprint: str,
+    part: str = "",
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     augmented_passes: int = 0,
@@ -224,10 +242,11 @@ def cached_features(
 ) -> FeatureSet:
     """Features of ``dataset`` under ``model``, computed once and then read from disk (lesson 04).
 
-    ``key_parts`` names the configuration, e.g. ``{"backbone": "mobilenet_v2", "alpha": 0.35, "size": 160,
-    "weights": "imagenet", "pooling": "avg"}`` (add ``"part": "train"`` to tell splits apart);
-    ``data_fingerprint`` identifies the exact data (``DatasetSplits.fingerprint``). The same key reuses
-    the file (``from_cache=True``); a different fingerprint or key computes and stores new features.
+    The key is :func:`cache_key`: the identity of ``model`` itself (its base's architecture, width and input
+    size, its layers, a digest of every weight), ``data_fingerprint`` (``DatasetSplits.fingerprint``, the exact
+    data) and ``part`` (``"train"``, ``"validation"``: tells splits of the same data apart). The same key reuses
+    the file (``from_cache=True``); another width, pooling or weights (a fine-tuned base), or other data,
+    computes and stores new features.
     ``cache_dir`` defaults to :func:`default_cache_dir`. With ``augmented_passes=K`` and an
     ``augmentation`` model, K augmented copies are stored too (``augmented_features``, shape ``[K, N, ...]``).
     ``refresh=True`` recomputes even when a file exists.
@@ -237,9 +256,16 @@ def cached_features(
         raise TLCourseError(
             "augmented_passes needs an augmentation model (e.g. RandomFlip + RandomRotation)."
         )
-    key = cache_key(key_parts, data_fingerprint, passes)
+    who = identity(model)
+    key = cache_key(
+        who,
+        data_fingerprint,
+        part=part,
+        augmented_passes=passes,
+        augmentation=augmentation if passes else None,
+    )
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = directory / f"{_file_stem(key_parts)}-{key}.npz"
+    path = directory / f"{_file_stem(who, part)}-{key}.npz"
     if not refresh and path.is_file():
         start = time.perf_counter()
         arrays = _load(path, key)
@@ -272,7 +298,13 @@ def cached_features(
             seconds += extra.seconds
         arrays["augmented_features"] = np.stack(copies)
         arrays["augmented_labels"] = np.stack(copy_labels)
-    meta = {"key": key, "parts": key_parts, "data": str(data_fingerprint), "augmented_passes": passes}
+    meta = {
+        "key": key,
+        "model": who.describe(),
+        "data": str(data_fingerprint),
+        "part": part,
+        "passes": passes,
+    }
     _write_atomic(path, {**arrays, "meta": np.asarray(json.dumps(meta, default=str))})
     return FeatureSet(
         features=arrays["features"],
@@ -286,31 +318,14 @@ def cached_features(
     )
 
 
-def feature_extractor(
-    backbone: Any,
-    *,
-    pooling: str | None = "avg",
-    backbone_name: str | None = None,
-    name: str = "feature_extractor",
-) -> Any:
+def feature_extractor(backbone: Any, *, pooling: str | None = "avg", name: str = "feature_extractor") -> Any:
     """Raw [0, 255] pixels -> preprocessing -> frozen backbone (inference mode) -> pooling (lesson 04).
 
+    Built by :func:`tlcourse.models.assemble` with no head; the preprocessing follows the backbone's record.
     ``pooling=None`` keeps the feature map (for heads that pool themselves). Freezes the backbone.
     """
-    from tlcourse import models
-
-    keras = _keras()
-    spec = models.get_spec(backbone_name) if backbone_name else models.spec_of(backbone)
-    if spec is None:
-        raise TLCourseError(f"Cannot tell which backbone {backbone.name!r} is; pass backbone_name=.")
     models.freeze(backbone)
-    inputs = keras.Input(tuple(backbone.input_shape[1:]), name="image")
-    x = models.preprocessing_layer(spec.name)(inputs)
-    x = backbone(x, training=False)
-    pool = models.pooling_layer(pooling)
-    if pool is not None:
-        x = pool(x)
-    return keras.Model(inputs, x, name=name)
+    return models.assemble(backbone, pooling=pooling, name=name)
 
 
 def train_head_on_features(
@@ -337,8 +352,6 @@ def train_head_on_features(
     set, so one epoch sees every image once plain and once per augmented pass. ``patience`` turns on early
     stopping on validation accuracy, keeping the best weights.
     """
-    from tlcourse import models
-
     keras = _keras()
     if isinstance(features, FeatureSet):
         if augmented_features is None and features.augmented_features is not None:
@@ -392,38 +405,23 @@ def join_head(
     *,
     pooling: str | None = "avg",
     augmentation: Any = None,
-    backbone_name: str | None = None,
     name: str = "classifier",
 ) -> Any:
     """One end-to-end classifier from a backbone and a head trained on its cached features (lesson 04).
 
     ``Input(raw pixels) -> [augmentation] -> preprocessing -> backbone(training=False) -> pooling -> head``,
-    with the same preprocessing and pooling as :func:`feature_extractor`, so its predictions equal
+    built by :func:`tlcourse.models.assemble` like :func:`feature_extractor`, so its predictions equal
     ``head(features)`` for the same images. The head's layers are reused (same weights, no copy). Pooling
     is skipped when the head takes a feature map. The result can be evaluated, exported, or fine-tuned
     (:func:`tlcourse.models.unfreeze_top`, then compile again).
     """
-    from tlcourse import models
-
-    keras = _keras()
-    spec = models.get_spec(backbone_name) if backbone_name else models.spec_of(backbone)
-    if spec is None:
-        raise TLCourseError(f"Cannot tell which backbone {backbone.name!r} is; pass backbone_name=.")
-    inputs = keras.Input(tuple(backbone.input_shape[1:]), name="image")
-    x = inputs
-    if augmentation is not None:
-        x = augmentation(x)
-    x = models.preprocessing_layer(spec.name)(x)
-    x = backbone(x, training=False)
-    if len(head.input_shape) == 2:
-        pool = models.pooling_layer(pooling)
-        if pool is not None:
-            x = pool(x)
-    expected, got = tuple(head.input_shape[1:]), tuple(x.shape[1:])
+    pooled = pooling if len(head.input_shape) == 2 else None
+    height, width, channels = backbone.output_shape[1:]
+    got = {None: (height, width, channels), "flatten": (height * width * channels,)}.get(pooled, (channels,))
+    expected = tuple(head.input_shape[1:])
     if expected != got:
         raise TLCourseError(
             f"The head takes features of shape {expected} but this backbone gives {got}: join the head with "
             "the backbone (and pooling) whose features it was trained on."
         )
-    outputs = head(x)
-    return keras.Model(inputs, outputs, name=name)
+    return models.assemble(backbone, head, pooling=pooled, augmentation=augmentation, name=name)

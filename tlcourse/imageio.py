@@ -12,6 +12,10 @@ decode huge files at full size, so the course reads images with Pillow instead:
 - :func:`inspect_image` decodes a file cheaply to prove it is readable and describes it (used by
   :mod:`tlcourse.audit`).
 
+iPhone photos (HEIC, the iPhone's default) and other HEIF files are read through pillow-heif, registered with
+Pillow the first time this module opens a file (:func:`heif_support`); without pillow-heif they are reported
+as unsupported, with the fix.
+
 Files that cannot be used raise :class:`ImageDecodeError` with a short reason such as ``"empty file"`` or
 ``"truncated image"``. Nothing here ever writes to the file that is read.
 """
@@ -19,6 +23,7 @@ Files that cannot be used raise :class:`ImageDecodeError` with a short reason su
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from collections.abc import Callable
@@ -35,9 +40,13 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 """File extensions (lower case) the course treats as images (lesson 08)."""
 
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+"""iPhone photos and other HEIF files: images whenever pillow-heif is installed (:func:`heif_support`)."""
+
 OTHER_IMAGE_EXTENSIONS: dict[str, str] = {
     ".heic": "HEIC",
     ".heif": "HEIF",
+    ".hif": "HEIF",
     ".avif": "AVIF",
     ".svg": "SVG",
     ".psd": "Photoshop",
@@ -50,7 +59,8 @@ OTHER_IMAGE_EXTENSIONS: dict[str, str] = {
     ".raw": "camera raw",
 }
 """Extensions of picture formats a student may have that are not always readable. The audit tries them and
-reports ``unsupported format (...)`` when this Pillow cannot decode them (lesson 08)."""
+reports ``unsupported format (...)`` when this Pillow cannot decode them (HEIC and HEIF decode through
+pillow-heif, lesson 08)."""
 
 TINY_SIDE = 32
 """Images whose shorter side is below this many pixels are usable but flagged as tiny (lesson 08)."""
@@ -121,7 +131,9 @@ def _sniff_reason(head: bytes, suffix: str) -> str:
     if stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in stripped[:2048]):
         return "unsupported format (SVG): convert it to PNG or JPEG"
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypheif", b"ftyphevc", b"ftypmsf1"):
-        return "unsupported format (HEIC/HEIF): convert it to JPEG"
+        if heif_support():
+            return "corrupt image (the HEIC/HEIF data is damaged)"
+        return "unsupported format (HEIC/HEIF): install pillow-heif (pip install pillow-heif), or convert it to JPEG"
     if head[4:12] in (b"ftypavif", b"ftypavis"):
         return "unsupported format (AVIF): convert it to JPEG or PNG"
     if head.startswith(b"%PDF"):
@@ -159,8 +171,21 @@ def _decode_failure_reason(error: BaseException) -> str:
 # --------------------------------------------------------------------------------------------- decoding
 
 
+@functools.cache
+def heif_support() -> bool:
+    """Let Pillow read HEIC/HEIF photos (iPhones save HEIC by default) through pillow-heif; False when pillow-heif
+    is not installed. Registers the opener once per process, when the course first reads an image (lesson 08)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
 def _open(source: str | os.PathLike[str] | bytes, path: Path) -> Image.Image:
     """Open (lazily) with Pillow, turning every failure into :class:`ImageDecodeError`."""
+    heif_support()
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         return Image.open(fp)

@@ -1,220 +1,61 @@
-"""Backbones, classifiers, freezing and a mistake checker (introduced in lessons 03–05).
+"""Building backbones and classifiers, compiling and freezing them (introduced in lessons 03-05).
 
-- :data:`BACKBONES` describes the ImageNet backbones the course uses (lesson 03): their Keras constructor,
-  native input size, the pixel range they expect, published ImageNet accuracy and where fine-tuning
-  should start by default.
-- :func:`build_backbone` builds one without its ImageNet classifier, with weights found by
-  :mod:`tlcourse.assets` (mirror, Keras cache, download), random weights, or a file of yours.
-- :func:`build_classifier` puts raw pixels in and logits out: ``[augmentation] -> preprocessing ->
-  backbone(training=False) -> pooling -> dropout -> Dense`` (lesson 04).
-- :func:`freeze`, :func:`unfreeze_top`, :func:`trainable_report` and :func:`check_mistakes` support
-  fine-tuning (lesson 05): what is trainable, whether BatchNorm runs in inference mode, whether the model
-  needs recompiling, and the classic errors explained in plain words.
+- :func:`build_backbone` builds a registered backbone (:mod:`tlcourse.backbones`: its record says how) without
+  its ImageNet classifier, with weights found by :mod:`tlcourse.assets` (mirror, Keras cache, download), random
+  weights, or a file of yours.
+- :func:`assemble` is the one graph builder: ``Input -> [augmentation] -> preprocessing -> base(training=False)
+  -> [pooling] -> [head]``. :func:`build_classifier` (lesson 04), :func:`tlcourse.features.feature_extractor`,
+  :func:`tlcourse.features.join_head`, the fast path, the from-scratch baseline and the ImageNet classifier all
+  build their graph with it.
+- :func:`compile_classifier`, :func:`freeze`, :func:`unfreeze_from`, :func:`unfreeze_top` and
+  :func:`layer_index` support fine-tuning (lesson 05).
 
 Pixel convention: classifiers take float images in [0, 255]; the backbone's own preprocessing is a layer
-inside the model (:func:`preprocessing_layer`), never part of the dataset. Keras is imported inside the
-functions that need it, so importing this module stays cheap.
+inside the model (:func:`preprocessing_layer`), never part of the dataset. The registry names
+(:data:`BACKBONES`, :func:`get_spec`, :func:`spec_of`) are :mod:`tlcourse.backbones`' own. Keras is imported
+inside the functions that need it, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tlcourse import assets, distribute, kerasprivate
+from tlcourse.backbones import BACKBONES, BackboneSpec, get_spec, spec_of
 from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import walk_layers
 from tlcourse.errors import AssetMissingError, TLCourseError
 
-KERAS_TABLE = "Keras Applications table, https://keras.io/api/applications/ (single 224/299 px centre crop)"
-SLIM_MOBILENET_TABLE = (
-    "TF-slim MobileNet README, https://github.com/tensorflow/models/tree/master/research/slim/nets/mobilenet"
-)
-KERAS_MOBILENET_V3 = "Keras MobileNetV3 docs, https://keras.io/api/applications/mobilenet/ (checkpoint table)"
+__all__ = [
+    "BACKBONES",
+    "FINE_TUNE_MAX_LEARNING_RATE",
+    "assemble",
+    "build_backbone",
+    "build_classifier",
+    "build_head",
+    "compile_classifier",
+    "freeze",
+    "get_spec",
+    "imagenet_weights",
+    "is_batchnorm",
+    "layer_index",
+    "pooling_layer",
+    "preprocessing_layer",
+    "register_custom_objects",
+    "spec_of",
+    "trainable_signature",
+    "unfreeze_from",
+    "unfreeze_top",
+]
 
 FINE_TUNE_MAX_LEARNING_RATE = 1e-4
 """Above this, fine-tuning pretrained layers tends to destroy their features (Adam's default 1e-3 is the classic)."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the course needs to know about one ImageNet backbone (lesson 03)."""
-
-    name: str
-    """Registry key, e.g. ``"mobilenet_v2"``."""
-    family: str
-    """Readable family name, e.g. ``"MobileNetV2"``."""
-    constructor: str
-    """Attribute of ``keras.applications`` that builds it, e.g. ``"MobileNetV2"``."""
-    module: str
-    """Submodule of ``keras.applications`` holding its ``preprocess_input``."""
-    native_size: int
-    """Input size the ImageNet weights were trained at."""
-    input_range: tuple[float, float]
-    """Value range the network expects at its input after preprocessing (approximate for ``caffe``)."""
-    preprocessing: str
-    """``"tf"`` (x/127.5 - 1), ``"caffe"`` (RGB->BGR, minus the ImageNet mean) or ``"none"`` (built in)."""
-    top1: float
-    """Published ImageNet top-1 accuracy in percent (at ``alpha`` 1.0 for width-scalable families)."""
-    top5: float | None
-    params_millions: float
-    """Parameters with the 1000-class top, as published."""
-    year: int
-    citation: str
-    """Where ``top1``/``top5`` come from."""
-    default_unfreeze_from: str | int
-    """Where fine-tuning starts by default: a layer/block name prefix, or a layer index (lesson 05)."""
-    min_size: int = 32
-    alphas: tuple[float, ...] = ()
-    """Published width multipliers (empty for fixed-width families)."""
-    default_alpha: float | None = None
-    top1_by_alpha: dict[float, float] = field(default_factory=dict)
-    """Published top-1 at 224 px for each width multiplier, where one exists."""
-    keras_names: tuple[str, ...] = ()
-    """Prefixes of the model name Keras gives it; used to recognise a backbone inside a model."""
-
-    def keras_constructor(self) -> Any:
-        """The ``keras.applications`` function that builds this backbone."""
-        return getattr(_keras().applications, self.constructor)
-
-    def preprocess_input(self) -> Any:
-        """Keras' ``preprocess_input`` for this family (NumPy/tensor function; it may modify NumPy input)."""
-        return getattr(_keras().applications, self.module).preprocess_input
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenet_v2": BackboneSpec(
-        name="mobilenet_v2",
-        family="MobileNetV2",
-        constructor="MobileNetV2",
-        module="mobilenet_v2",
-        native_size=224,
-        input_range=(-1.0, 1.0),
-        preprocessing="tf",
-        top1=71.3,
-        top5=90.1,
-        params_millions=3.5,
-        year=2018,
-        citation=f"{KERAS_TABLE}; per-alpha top-1 at 224 px: {SLIM_MOBILENET_TABLE}",
-        # Blocks 13-16 and the last 1x1 conv: the lowest stride-32 stage. The TF transfer-learning tutorial
-        # unfreezes from layer index 100 instead (inside block 11); unfreeze_from(backbone, 100) does that.
-        default_unfreeze_from="block_13_expand",
-        min_size=32,
-        alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-        default_alpha=0.35,
-        top1_by_alpha={0.35: 60.3, 0.5: 65.4, 0.75: 69.8, 1.0: 71.8, 1.3: 74.4, 1.4: 75.0},
-        keras_names=("mobilenetv2",),
-    ),
-    "vgg16": BackboneSpec(
-        name="vgg16",
-        family="VGG16",
-        constructor="VGG16",
-        module="vgg16",
-        native_size=224,
-        input_range=(-123.68, 151.061),
-        preprocessing="caffe",
-        top1=71.3,
-        top5=90.1,
-        params_millions=138.4,
-        year=2014,
-        citation=KERAS_TABLE,
-        default_unfreeze_from="block5",
-        keras_names=("vgg16",),
-    ),
-    "resnet50": BackboneSpec(
-        name="resnet50",
-        family="ResNet50",
-        constructor="ResNet50",
-        module="resnet50",
-        native_size=224,
-        input_range=(-123.68, 151.061),
-        preprocessing="caffe",
-        top1=74.9,
-        top5=92.1,
-        params_millions=25.6,
-        year=2015,
-        citation=KERAS_TABLE,
-        default_unfreeze_from="conv5",
-        keras_names=("resnet50",),
-    ),
-    "inception_v3": BackboneSpec(
-        name="inception_v3",
-        family="InceptionV3",
-        constructor="InceptionV3",
-        module="inception_v3",
-        native_size=299,
-        input_range=(-1.0, 1.0),
-        preprocessing="tf",
-        top1=77.9,
-        top5=93.7,
-        params_millions=23.9,
-        year=2015,
-        citation=KERAS_TABLE,
-        # The last two inception blocks (mixed9, mixed10) start after layer "mixed8" (index 248); their
-        # layers have auto-generated names, so the boundary is an index.
-        default_unfreeze_from=249,
-        min_size=75,
-        keras_names=("inception_v3",),
-    ),
-    "efficientnet_b0": BackboneSpec(
-        name="efficientnet_b0",
-        family="EfficientNetB0",
-        constructor="EfficientNetB0",
-        module="efficientnet",
-        native_size=224,
-        input_range=(0.0, 255.0),
-        preprocessing="none",
-        top1=77.1,
-        top5=93.3,
-        params_millions=5.3,
-        year=2019,
-        citation=KERAS_TABLE,
-        default_unfreeze_from="block6a",
-        keras_names=("efficientnetb0",),
-    ),
-    "mobilenet_v3_small": BackboneSpec(
-        name="mobilenet_v3_small",
-        family="MobileNetV3Small",
-        constructor="MobileNetV3Small",
-        module="mobilenet_v3",
-        native_size=224,
-        input_range=(0.0, 255.0),
-        preprocessing="none",
-        top1=68.1,
-        top5=None,
-        params_millions=2.9,
-        year=2019,
-        citation=KERAS_MOBILENET_V3,
-        default_unfreeze_from="expanded_conv_8",
-        alphas=(0.75, 1.0),
-        default_alpha=1.0,
-        top1_by_alpha={0.75: 65.4, 1.0: 68.1},
-        keras_names=("mobilenetv3small",),
-    ),
-}
-
-
-def get_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` for ``name`` (``"mobilenet_v2"``, ``"MobileNetV2"``, ...) (lesson 03)."""
-    key = "".join(ch for ch in str(name).lower() if ch.isalnum())
-    for spec in BACKBONES.values():
-        if key in (spec.name.replace("_", ""), spec.family.lower()):
-            return spec
-    raise TLCourseError(f"Unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}.")
-
-
-def spec_of(model: Any) -> BackboneSpec | None:
-    """Recognise which registered backbone ``model`` is, from the name Keras gave it (lesson 03)."""
-    explicit = getattr(model, "_tlcourse_backbone", None)
-    if explicit in BACKBONES:
-        return BACKBONES[explicit]
-    name = "".join(ch for ch in str(getattr(model, "name", "")).lower() if ch.isalnum() or ch == ".")
-    for spec in BACKBONES.values():
-        if any(name.startswith(prefix) for prefix in spec.keras_names):
-            return spec
-    return None
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
@@ -265,8 +106,11 @@ def preprocessing_layer(name: str, *, layer_name: str | None = None) -> Any:
     and MobileNetV3 rescale inside the network, so they get an ``Identity``. No ``Lambda`` layers: every
     choice serialises and loads back with ``keras.saving.load_model(..., safe_mode=True)``.
     """
+    return _preprocessing(get_spec(name), layer_name)
+
+
+def _preprocessing(spec: BackboneSpec, layer_name: str | None = None) -> Any:
     keras = _keras()
-    spec = get_spec(name)
     layer_name = layer_name or f"preprocess_{spec.name}"
     if spec.preprocessing == "tf":
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=layer_name)
@@ -295,15 +139,15 @@ def build_backbone(
 
     - ``"imagenet"``: the file found by :func:`tlcourse.assets.backbone_weights` (mirror, Keras cache, then
       download), loaded explicitly into a model built with ``weights=None``. When a different input size
-      stands in (same weight shapes), its one-line notice is printed (once per process and size) and kept in
-      ``model._tlcourse_notice``.
+      stands in (same weight shapes), its one-line notice is printed once per process and size (``verbose``).
     - ``"random"`` (or ``None``): no pretrained weights. With ``seed`` the initialisation runs after
       ``keras.utils.set_random_seed(seed)`` (which seeds Python/NumPy/TF globally), so two builds with the
       same seed are identical; without it the draw follows the caller's seeding (``seed_everything``).
     - a path to a weights file (``.weights.h5`` or a Keras ``.h5``).
 
-    ``alpha`` is the width multiplier of MobileNetV2 (0.35 ... 1.4) and MobileNetV3Small (0.75, 1.0); other
-    families ignore it.
+    ``alpha`` is the width multiplier of the families that have one (the record's ``alphas``); other families
+    ignore it. The model carries nothing but what Keras gives it: :func:`tlcourse.backbones.identity` reads
+    its architecture, width, size and weights from the object itself.
     """
     keras = _keras()
     spec = get_spec(name)
@@ -323,19 +167,12 @@ def build_backbone(
     if isinstance(choice, str) and choice == "random" and seed is not None:
         keras.utils.set_random_seed(int(seed))
     model = spec.keras_constructor()(**kwargs)
-    model._tlcourse_backbone = spec.name
-    model._tlcourse_notice = None
-
     if isinstance(choice, str) and choice == "random":
         return model
     if isinstance(choice, str) and choice == "imagenet":
-        from tlcourse import assets
-
         resolved = assets.backbone_weights(spec.name, alpha=alpha, image_size=size, mirror=mirror)
-        if resolved.notice:
-            model._tlcourse_notice = resolved.notice
-            if verbose:
-                assets.announce(resolved.notice)
+        if verbose:
+            assets.announce(resolved.notice)
         path = Path(resolved.path)
     else:
         path = Path(choice)
@@ -373,8 +210,6 @@ def imagenet_weights(
     random and ``None`` is returned, so ``weights=None`` builds the base with random weights; otherwise
     :class:`~tlcourse.errors.AssetMissingError` says what is missing and how to get it.
     """
-    from tlcourse import assets
-
     try:
         resolved = assets.backbone_weights(
             backbone, alpha=alpha, image_size=image_size, mirror=mirror, download=download
@@ -418,6 +253,45 @@ def _output_units(num_classes: int, binary: bool) -> int:
     return int(num_classes)
 
 
+def assemble(
+    base: Any,
+    head: Any | Sequence[Any] = (),
+    *,
+    pooling: str | None = "avg",
+    augmentation: Any = None,
+    training: bool | None = False,
+    spec: BackboneSpec | None = None,
+    name: str = "classifier",
+) -> Any:
+    """The one graph of the course: ``Input(raw [0, 255] pixels) -> [augmentation] -> preprocessing ->
+    base(training=False) -> [pooling] -> [head]`` (lesson 04 writes it out in Keras).
+
+    ``head`` is one layer or model (called as a whole, its layers reused) or a sequence of layers applied in
+    order; empty for a feature extractor. ``pooling=None`` keeps the feature map. ``training=False`` records the
+    base's call in inference mode (the transfer-learning recipe); ``training=None`` leaves the mode to ``fit``
+    (the from-scratch baseline, whose BatchNorm must learn). The preprocessing is the record's for ``base``
+    (:func:`tlcourse.backbones.spec_of`); ``spec`` names it for a part of a backbone (the fast path's bottom).
+    """
+    keras = _keras()
+    spec = spec or spec_of(base)
+    if spec is None:
+        raise TLCourseError(
+            f"Cannot tell which preprocessing the base {getattr(base, 'name', base)!r} needs: build it with "
+            f"tlcourse.models.build_backbone or keras.applications (one of {', '.join(BACKBONES)}), keeping "
+            "the name Keras gives it."
+        )
+    inputs = keras.Input(tuple(base.input_shape[1:]), name="image")
+    x = inputs if augmentation is None else augmentation(inputs)
+    x = _preprocessing(spec)(x)
+    x = base(x) if training is None else base(x, training=training)
+    pool = pooling_layer(pooling)
+    if pool is not None:
+        x = pool(x)
+    for layer in [head] if callable(head) else head:
+        x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
 def build_classifier(
     backbone: Any,
     num_classes: int,
@@ -426,41 +300,23 @@ def build_classifier(
     dropout: float = 0.2,
     augmentation: Any = None,
     binary: bool = False,
-    backbone_name: str | None = None,
     name: str = "classifier",
 ) -> Any:
     """Raw pixels in, logits out: ``Input -> [augmentation] -> preprocessing -> backbone(training=False) ->
-    pooling -> dropout -> Dense`` (lesson 04).
+    pooling -> dropout -> Dense`` (lesson 04), built by :func:`assemble`.
 
     The backbone is called with ``training=False`` (the Keras transfer-learning guide's recommendation), so
     direct calls such as ``model(x)`` run it in inference mode. In Keras 3, ``fit`` overrides that flag for
     nested models, so fine-tuning also keeps BatchNorm layers frozen (:func:`unfreeze_top`).
     ``pooling`` is ``"avg"``, ``"max"`` or ``"flatten"``. The Dense layer has ``num_classes`` logits, or one
     logit with ``binary=True`` (then compile with binary cross-entropy; :func:`compile_classifier` picks the
-    loss from the output size). ``backbone_name`` picks the preprocessing when the backbone was not built by
-    :func:`build_backbone` and its Keras name is not recognised.
+    loss from the output size). The preprocessing follows the backbone's record, recognised from the object.
     """
     keras = _keras()
-    spec = get_spec(backbone_name) if backbone_name else spec_of(backbone)
-    if spec is None:
-        raise TLCourseError(
-            f"Cannot tell which preprocessing backbone {getattr(backbone, 'name', backbone)!r} needs; pass "
-            f"backbone_name= one of {', '.join(BACKBONES)}."
-        )
     units = _output_units(num_classes, binary)
-    inputs = keras.Input(tuple(backbone.input_shape[1:]), name="image")
-    x = inputs
-    if augmentation is not None:
-        x = augmentation(x)
-    x = preprocessing_layer(spec.name)(x)
-    x = backbone(x, training=False)
-    pool = pooling_layer(pooling)
-    if pool is not None:
-        x = pool(x)
-    if dropout:
-        x = keras.layers.Dropout(float(dropout), name="dropout")(x)
-    outputs = keras.layers.Dense(units, name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+    head = [keras.layers.Dropout(float(dropout), name="dropout")] if dropout else []
+    head.append(keras.layers.Dense(units, name="logits"))
+    return assemble(backbone, head, pooling=pooling, augmentation=augmentation, name=name)
 
 
 def build_head(
@@ -509,11 +365,13 @@ def compile_classifier(
     """Compile with Adam(``learning_rate``), cross-entropy on logits and accuracy (lesson 04).
 
     Sparse categorical cross-entropy for several logits, binary cross-entropy for one (``num_classes`` only
-    checks the output size). The trainable state at this moment is recorded, so :func:`trainable_report`
-    can tell whether ``trainable`` changed afterwards (then the model must be compiled again).
-    Returns the model.
+    checks the output size). The trainable state at this moment is recorded, so
+    :func:`tlcourse.diagnose.trainable_report` can tell whether ``trainable`` changed afterwards (then the model
+    must be compiled again). Refuses, in one line, a model built outside the active distribution strategy's
+    scope. Returns the model.
     """
     keras = _keras()
+    distribute.require_built_in_scope(model, "compile")
     units = int(model.output_shape[-1])
     if num_classes is not None and units not in (int(num_classes), 1):
         raise TLCourseError(f"The model outputs {units} logits but num_classes={num_classes}.")
@@ -526,7 +384,7 @@ def compile_classifier(
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(float(learning_rate)), loss=loss, metrics=metrics
     )
-    model._tlcourse_compiled = f"{id(model.optimizer)}|{trainable_signature(model)}"
+    kerasprivate.mark_compiled(model, trainable_signature(model))
     return model
 
 
@@ -555,12 +413,14 @@ def _content_layers(backbone: Any) -> list[Any]:
 def layer_index(backbone: Any, where: int | str) -> int:
     """Index into ``backbone.layers`` of the first layer to unfreeze (lesson 05).
 
-    ``where`` is an index (``100``; negative counts from the top; ``len(layers)`` unfreezes nothing), a
-    numeric string (``"100"``), an exact layer name (``"block_13_expand"``) or a block prefix (``"block_13"``:
-    the first layer whose name starts with ``block_13_``, else with ``block_13``). The one resolver that
-    :func:`unfreeze_from`, :func:`tlcourse.train.resolve_layer` and the widgets use.
+    ``where`` is an index (``100``, a NumPy integer too; negative counts from the top; ``len(layers)``
+    unfreezes nothing), a numeric string (``"100"``), an exact layer name (``"block_13_expand"``) or a block
+    prefix (``"block_13"``: the first layer whose name starts with ``block_13_``, else with ``block_13``). The one
+    resolver that :func:`unfreeze_from`, the fast path and the widgets use.
     """
     layers = backbone.layers
+    if isinstance(where, np.integer):
+        where = int(where)
     if isinstance(where, bool) or not isinstance(where, int | str):
         raise TLCourseError(f"Unfreeze point must be a layer index or name; got {where!r}.")
     if isinstance(where, str) and where.strip().lstrip("-").isdigit():

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcourse import evaluate, fastpath, train
+from tlcourse import data, distribute, evaluate, fastpath, imagenet, models, train, zeroshot
+from tlcourse.backbones import identity
 from tlcourse.backend import keras_module as _keras
-from tlcourse.config import Profile, get_profile
+from tlcourse.config import Profile, get_profile, seed_everything
 from tlcourse.errors import AssetMissingError, TLCourseError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,23 +102,17 @@ class Outcome:
 
 @dataclass
 class Context:
-    """Everything the runners share: the data, the settings and the head trained once for every strategy."""
+    """Everything the runners share: the base, the data, the settings and the head trained once for all."""
 
+    base: Any
     splits: Any
     profile: Profile
-    backbone: str
-    alpha: float
-    image_size: int
-    weights: str
-    mirror: Any
     seed: int
-    head_epochs: int | None
-    fine_tune_epochs: int | None
     task_classes: Mapping[str, list[str]] | None
+    mirror: Any
+    download: bool
     run_dir: Path
     cache_dir: Any
-    download: bool
-    verbose: int
     test_images: np.ndarray
     test_labels: np.ndarray
     head: dict[str, Any] = field(default_factory=dict)
@@ -133,8 +128,6 @@ class Context:
 
 def _task_mapping(names: Sequence[str], task_classes: Mapping[str, list[str]] | None) -> Any:
     """Each task class -> its ImageNet classes (default: the class name itself, e.g. ``"daisy"``)."""
-    from tlcourse import imagenet
-
     return imagenet.zero_shot_mapping(
         dict(task_classes) if task_classes else {c: [c.replace("_", " ")] for c in names},
         missing="error" if task_classes else "skip",  # a class ImageNet lacks is scored, never a crash
@@ -142,11 +135,10 @@ def _task_mapping(names: Sequence[str], task_classes: Mapping[str, list[str]] | 
 
 
 def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
-    from tlcourse import zeroshot
-
     start = time.perf_counter()
+    width = identity(ctx.base).width or 1.0  # ImageNet's classifier at the base's width when it has one
     try:
-        classifier = zeroshot.load_imagenet_classifier(ctx.alpha, mirror=ctx.mirror, download=ctx.download)
+        classifier = zeroshot.load_imagenet_classifier(width, mirror=ctx.mirror, download=ctx.download)
     except AssetMissingError:
         return Outcome(math.nan, None, notes=ZERO_SHOT_SKIPPED)
     names = ctx.splits.class_names
@@ -163,24 +155,24 @@ def _zero_shot(ctx: Context, name: str, index: int) -> Outcome:
 
 
 def _trained_head(ctx: Context) -> train.PhaseResult:
-    """The head on cached features, trained once and shared by every fine-tuning strategy."""
+    """The head on cached features of a copy of the base, trained once and shared by every fine-tuning row."""
     if "result" not in ctx.head:
-        ctx.head["result"] = fastpath.fit_head_fast(
-            ctx.splits,
-            backbone_name=ctx.backbone,
-            alpha=ctx.alpha,
-            image_size=ctx.image_size,
-            weights=ctx.weights,
-            mirror=ctx.mirror,
-            profile=ctx.profile,
-            epochs=ctx.head_epochs,
-            seed=ctx.seed,
-            cache_dir=ctx.cache_dir,
-            verbose=ctx.verbose,
+        with distribute.current_scope():
+            base = _copy(ctx.base, keep_weights=True)
+        result = fastpath.fit_head_fast(
+            base, ctx.splits, profile=ctx.profile, seed=ctx.seed, cache_dir=ctx.cache_dir
         )
-        ctx.head["weights"] = ctx.head["result"].model.get_weights()
-        ctx.head["predictions"] = ctx.predict(ctx.head["result"].model)
+        ctx.head.update(result=result, predictions=ctx.predict(result.model))
     return ctx.head["result"]
+
+
+def _copy(model: Any, *, keep_weights: bool) -> Any:
+    """The same architecture, with the same weights or (``keep_weights=False``) freshly initialised ones."""
+    keras = _keras()
+    twin = keras.models.clone_model(model)
+    if keep_weights:
+        twin.set_weights(model.get_weights())
+    return twin
 
 
 def _head_only(ctx: Context, name: str, index: int) -> Outcome:
@@ -195,69 +187,36 @@ def _head_only(ctx: Context, name: str, index: int) -> Outcome:
     )
 
 
-def _fresh_head(ctx: Context) -> train.PhaseResult:
-    """The trained head on a backbone rebuilt with the original weights (fine-tuning changes the backbone)."""
-    trained = _trained_head(ctx)
-    with train.strategy_scope():
-        backbone, _ = fastpath._build_backbone(
-            ctx.backbone, ctx.alpha, ctx.image_size, ctx.weights, ctx.mirror
-        )
-        head = fastpath._clone_head(trained.head)
-        model = fastpath._join(backbone, head, ctx.backbone)
-    model.set_weights(ctx.head["weights"])
-    return train.PhaseResult.build(
-        model,
-        backbone=backbone,
-        head=head,
-        counted=head,
-        history=trained.history,
-        val_accuracy=trained.val_accuracy,
-        seconds=trained.seconds,
-        epochs_run=trained.epochs_run,
-        notes=list(trained.notes),
-        dropout=trained.dropout,
-    )
-
-
 def _fine_tune(ctx: Context, name: str, index: int) -> Outcome:
     where: int | str = 0 if name == "full_fine_tune" else name.split(":", 1)[1]
-    start = _fresh_head(ctx)
+    head = _trained_head(ctx)
+    with distribute.current_scope():  # fine-tuning changes the base: each row starts from a fresh copy
+        start = _copy(head.model, keep_weights=True)
     result = fastpath.fine_tune_fast(
         start,
         ctx.splits,
         from_layer=where,
-        backbone_name=ctx.backbone,
         profile=ctx.profile,
-        epochs=ctx.fine_tune_epochs,
         seed=ctx.seed,
         run_dir=ctx.run_dir / f"{index:02d}_{name.replace(':', '_')}",
-        verbose=ctx.verbose,
     )
     return Outcome(
         result.val_accuracy,
         ctx.predict(result.model),
-        start.seconds + result.seconds,
+        head.seconds + result.seconds,
         result.trainable_params,
-        start.epochs_run + result.epochs_run,
+        head.epochs_run + result.epochs_run,
         "; ".join([f"unfrozen from {result.boundary}", *result.notes]),
     )
 
 
 def _from_scratch(ctx: Context, name: str, index: int) -> Outcome:
-    prof = ctx.profile
-    epochs = None
-    if ctx.head_epochs is not None or ctx.fine_tune_epochs is not None:
-        epochs = (ctx.head_epochs or prof.head_epochs) + (ctx.fine_tune_epochs or prof.fine_tune_epochs)
     result = from_scratch(
+        ctx.base,
         ctx.splits,
-        backbone_name=ctx.backbone,
-        alpha=ctx.alpha,
-        image_size=ctx.image_size,
-        profile=prof,
-        epochs=epochs,
+        profile=ctx.profile,
         seed=ctx.seed,
         run_dir=ctx.run_dir / f"{index:02d}_from_scratch",
-        verbose=ctx.verbose,
     )
     return Outcome(
         result.val_accuracy,
@@ -289,8 +248,6 @@ def zero_shot(
     ``"daisy"``). Returns ``(val_accuracy, note)``. Raises :class:`~tlcourse.errors.AssetMissingError` when
     the include-top ImageNet weights cannot be found or downloaded.
     """
-    from tlcourse import zeroshot
-
     classifier = zeroshot.load_imagenet_classifier(alpha, image_size, mirror=mirror, download=download)
     mapping = _task_mapping(splits.class_names, task_classes)
     labels, probs = [], []
@@ -307,64 +264,51 @@ def zero_shot(
 
 
 def from_scratch(
+    base: Any,
     splits: Any,
     *,
-    backbone_name: str = "mobilenet_v2",
-    alpha: float = 0.35,
-    image_size: int = 160,
     profile: Profile | str = "auto",
-    epochs: int | None = None,
-    learning_rate: float | None = None,
-    dropout: float = 0.2,
-    patience: int | None = 5,
     seed: int = 42,
+    patience: int | None = 5,
     run_dir: str | os.PathLike | None = None,
-    verbose: int = 0,
     callbacks: Sequence[Any] = (),
 ) -> train.PhaseResult:
-    """The baseline transfer must beat: the same architecture, random weights, every layer trained (lesson 05).
+    """The baseline transfer must beat: ``base``'s architecture with fresh random weights, every layer trained
+    (lesson 05). ``base`` itself is left untouched.
 
     BatchNorm runs in training mode here (its statistics must be learned); augmentation is applied on the fly.
-    Lesson 05's harness row; lesson 04 writes out the same graph with a frozen, pretrained base.
+    Trains ``profile.head_epochs + profile.fine_tune_epochs`` epochs at ``profile.learning_rate``. Lesson 05's
+    harness row; lesson 04 writes out the same graph (:func:`tlcourse.models.assemble`) with a frozen,
+    pretrained base.
     """
     keras = _keras()
-    from tlcourse import models
-    from tlcourse.config import seed_everything
-
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    epochs = (prof.head_epochs + prof.fine_tune_epochs) if epochs is None else epochs
-    learning_rate = prof.learning_rate if learning_rate is None else learning_rate
     num_classes = len(splits.class_names)
     seed_everything(seed)
     start = time.perf_counter()
-    with train.strategy_scope():
-        backbone = models.build_backbone(backbone_name, alpha=alpha, image_size=image_size, weights="random")
-        backbone.trainable = True
-        inputs = keras.Input((image_size, image_size, 3), name="image")
-        x = models.preprocessing_layer(backbone_name)(inputs)
-        x = backbone(x)  # BatchNorm in training mode while fitting
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout)(x)
-        model = keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="from_scratch")
-        train.compile_model(model, learning_rate, num_classes)
+    with distribute.current_scope():
+        fresh = _copy(base, keep_weights=False)
+        fresh.trainable = True
+        head = [keras.layers.Dropout(fastpath.HEAD_DROPOUT), keras.layers.Dense(num_classes, name="logits")]
+        model = models.assemble(fresh, head, training=None, name="from_scratch")  # BatchNorm learns
+        models.compile_classifier(model, prof.learning_rate, num_classes=num_classes)
     history = model.fit(
-        train.augment_dataset(splits.train, train.default_augmentation(seed)),
+        data.augment_dataset(splits.train, data.default_augmentation(seed)),
         validation_data=splits.validation,
-        epochs=epochs,
+        epochs=prof.head_epochs + prof.fine_tune_epochs,
         callbacks=[*train.training_callbacks(run_dir, patience=patience), *callbacks],
         shuffle=False,  # datasets and samplers shuffle themselves
-        verbose=verbose,
+        verbose=0,
     )
     _, val_accuracy = model.evaluate(splits.validation, verbose=0)
     return train.PhaseResult.build(
         model,
-        backbone=backbone,
+        backbone=fresh,
         head=model,
         history=history,
         val_accuracy=val_accuracy,
         started=start,
-        dropout=dropout,
+        dropout=fastpath.HEAD_DROPOUT,
     )
 
 
@@ -435,26 +379,25 @@ def verdict(
 
 
 def compare_strategies(
+    base: Any,
     splits: Any,
     strategies: Iterable[str] = DEFAULT_STRATEGIES,
     *,
     baseline: str = "head_only",
-    backbone: str = "mobilenet_v2",
-    alpha: float | None = None,
-    image_size: int | None = None,
     profile: Profile | str = "auto",
     seed: int = 42,
-    mirror: Any = None,
-    weights: str = "imagenet",
-    head_epochs: int | None = None,
-    fine_tune_epochs: int | None = None,
     task_classes: Mapping[str, list[str]] | None = None,
-    run_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
+    mirror: Any = None,
     download: bool = True,
-    verbose: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Run every strategy on the same data, seed and splits; one row per strategy (lesson 05).
+    """Run every strategy on ``base`` with the same data, seed and splits; one row per strategy (lesson 05).
+
+    ``base`` is the pretrained backbone (from :func:`tlcourse.models.build_backbone` or ``keras.applications``);
+    every row works on a copy of it, so ``base`` is left as it was. Epochs, learning rates and augmented passes
+    come from ``profile`` (``profile.replace(fine_tune_epochs=2)`` changes one); ``from_scratch`` trains
+    ``head_epochs + fine_tune_epochs`` epochs. The ``zero_shot`` row loads ImageNet's classifier at the base's
+    width (``mirror``, ``download``) and maps its classes onto the task's (``task_classes``).
 
     Columns (:data:`RESULT_COLUMNS`): ``val_accuracy`` (what the epochs and early stopping chose on),
     ``test_accuracy`` on ``splits.test`` (the validation images when there is no test split),
@@ -468,29 +411,21 @@ def compare_strategies(
     """
     import pandas as pd
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
     names = list(strategies)
     runners = [runner_for(name) for name in names]
     test = splits.test if getattr(splits, "test", None) is not None else splits.validation
     test_images, test_labels = _arrays(test)
-    own_run_dir = run_dir is None
-    base_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="tlcourse-strategies-"))
+    base_dir = Path(tempfile.mkdtemp(prefix="tlcourse-strategies-"))
     ctx = Context(
+        base=base,
         splits=splits,
-        profile=prof,
-        backbone=backbone,
-        alpha=alpha or prof.alpha,
-        image_size=image_size or prof.image_size,
-        weights=weights,
-        mirror=mirror,
+        profile=get_profile(profile) if isinstance(profile, str) else profile,
         seed=seed,
-        head_epochs=head_epochs,
-        fine_tune_epochs=fine_tune_epochs,
         task_classes=task_classes,
+        mirror=mirror,
+        download=download,
         run_dir=base_dir,
         cache_dir=cache_dir,
-        download=download,
-        verbose=verbose,
         test_images=test_images,
         test_labels=test_labels,
     )
@@ -502,8 +437,7 @@ def compare_strategies(
             except TLCourseError as error:
                 outcomes[name] = Outcome(math.nan, None, notes=f"failed: {error}")
     finally:
-        if own_run_dir:
-            shutil.rmtree(base_dir, ignore_errors=True)
+        shutil.rmtree(base_dir, ignore_errors=True)
 
     reference = outcomes.get(baseline)
     rows = []

@@ -5,15 +5,13 @@ is frozen, :func:`fine_tune` fits it again after you unfroze the top of the base
 Both call ``model.fit`` on **the model they are given, compiled as given**, with a fresh augmentation of the
 training images every epoch and ``EarlyStopping(restore_best_weights=True)`` on validation; each returns a
 :class:`PhaseResult` (built by :meth:`PhaseResult.build`, the one constructor every phase uses).
-:func:`training_callbacks` and :func:`resumable_backup` are the callbacks every phase uses; :func:`merge_histories`
-joins two phases' histories; :func:`resolve_layer` and :func:`set_trainable_from` name and apply an unfreeze
-boundary; :func:`compile_model` compiles a classifier the way the course does.
+:func:`training_callbacks` gives the callbacks every phase uses (early stopping, a best-weights checkpoint and
+:func:`tlcourse.resume.resumable_backup`); :func:`merge_histories` joins two phases' histories.
 
-The opt-in shortcuts (cached features, boundary-cached fine-tuning) live in :mod:`tlcourse.fastpath`, tested
-equal to this module's plain path; the strategy harness (zero-shot, from scratch) in :mod:`tlcourse.strategies`.
-
-Every model is built inside ``tf.distribute.get_strategy().scope()``, so the same code runs under a
-``MirroredStrategy`` or ``TPUStrategy`` scope without change.
+Unfreezing and compiling are the student's own calls (:func:`tlcourse.models.unfreeze_from`,
+:func:`tlcourse.models.compile_classifier`, or plain Keras). The opt-in shortcuts (cached features,
+boundary-cached fine-tuning) live in :mod:`tlcourse.fastpath`, tested equal to this module's plain path; the
+strategy harness (zero-shot, from scratch) in :mod:`tlcourse.strategies`.
 """
 
 from __future__ import annotations
@@ -28,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse import data, diagnose, distribute
+from tlcourse.backbones import base_of
 from tlcourse.backend import count_params
 from tlcourse.backend import keras_module as _keras
-from tlcourse.backend import tf_module as _tf
-from tlcourse.config import Profile, get_profile
+from tlcourse.config import Profile, get_profile, seed_everything
 from tlcourse.errors import TLCourseError
-
-DEFAULT_FINE_TUNE_FROM = "block_13"
-"""Where :func:`fine_tune` (and ``tlcourse train``) unfreezes by default: the last three MobileNetV2 blocks."""
+from tlcourse.features import batch_predictor
+from tlcourse.resume import resumable_backup, resume_key
 
 # --------------------------------------------------------------------------------------------- results
 
@@ -63,7 +61,7 @@ class PhaseResult:
     trainer: Any = None
     """The model ``fit`` trained in this phase (for a boundary-cached fine-tune: boundary tensors -> logits)."""
     boundary_cache: Any = None
-    """A :class:`tlcourse.fastpath.BoundaryCache` kept by :func:`tlcourse.fastpath.fit_head_fast` when asked
+    """A :class:`tlcourse.fastcache.BoundaryCache` kept by :func:`tlcourse.fastpath.fit_head_fast` when asked
     (``boundary=``) so :func:`tlcourse.fastpath.fine_tune_fast` need not run the bottom again."""
     resume_key: str | None = None
     """The data-and-settings key this phase's resume state is saved under (:mod:`tlcourse.resume`)."""
@@ -156,20 +154,6 @@ def merge_histories(*histories: Any, names: Sequence[str] | None = None) -> dict
 # ------------------------------------------------------------------------------------------- callbacks
 
 
-def resumable_backup(backup_dir: str | os.PathLike, key: str | None = None) -> Any:
-    """A ``keras.callbacks.BackupAndRestore`` that also keeps the optimizer's state (lesson 05).
-
-    Keras' own callback saves the weights and the epoch at the end of every epoch and, when ``fit`` is called
-    again after an interruption, restores them and continues from that epoch. This one
-    (:func:`tlcourse.resume.resumable_backup`) also saves the optimizer's variables (Adam's moments, the step
-    counter), writes every file crash-safely, and restores only a backup made with the same ``key`` (data and
-    settings): another run's or a damaged backup is discarded with one line, a resumed run says so.
-    """
-    from tlcourse import resume
-
-    return resume.resumable_backup(backup_dir, key=key)
-
-
 def training_callbacks(
     run_dir: str | os.PathLike | None,
     *,
@@ -216,102 +200,11 @@ def training_callbacks(
     return callbacks
 
 
-# ------------------------------------------------------------------------------------------ utilities
-
-
-def strategy_scope() -> Any:
-    """The current ``tf.distribute`` strategy's scope; models built inside it are replicated (lesson 05)."""
-    return _tf().distribute.get_strategy().scope()
-
-
-def default_augmentation(seed: int = 42) -> Any:
-    """The course's one default augmentation, :func:`tlcourse.data.default_augmentation` (lesson 04)."""
-    from tlcourse import data
-
-    return data.default_augmentation(seed)
-
-
-def augment_dataset(dataset: Any, augmentation: Any) -> Any:
-    """``dataset`` with ``augmentation(x, training=True)`` applied to every batch of images (lesson 04)."""
-    tf = _tf()
-    return dataset.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def compile_model(model: Any, learning_rate: float, num_classes: int, optimizer: Any = "adam") -> Any:
-    """Compile with :func:`tlcourse.models.compile_classifier` (lesson 04, step 3 writes the plain call):
-    Adam, RMSprop when asked, or a fresh copy of a given optimizer (the same class and settings: how the fast
-    path keeps a model's own compile). Refuses a model built outside the current distribution scope."""
-    keras = _keras()
-    from tlcourse.distribute import require_built_in_scope
-    from tlcourse.models import compile_classifier
-
-    require_built_in_scope(model, "compile")
-    if not isinstance(optimizer, str):
-        opt = type(optimizer).from_config(optimizer.get_config())
-    elif optimizer == "rmsprop":
-        opt = keras.optimizers.RMSprop(learning_rate)
-    else:
-        opt = keras.optimizers.Adam(learning_rate)
-    return compile_classifier(model, learning_rate, num_classes=num_classes, optimizer=opt)
-
-
-# -------------------------------------------------------------------------------------- the boundary
-
-
-def resolve_layer(backbone: Any, where: int | str) -> int:
-    """Index in ``backbone.layers`` of the first layer to unfreeze (lesson 05).
-
-    Resolved by :func:`tlcourse.models.layer_index` (index, numeric string, layer name or block prefix); here
-    the boundary must be a layer of the backbone, so "unfreeze nothing" (``len(layers)``) is refused.
-    """
-    from tlcourse.models import layer_index
-
-    index = layer_index(backbone, where)
-    if index >= len(backbone.layers):
-        raise TLCourseError(
-            f"Layer {where} is outside the backbone, which has {len(backbone.layers)} layers."
-        )
-    return index
-
-
-def set_trainable_from(backbone: Any, index: int) -> int:
-    """Freeze ``backbone.layers[:index]`` and unfreeze the rest (lesson 05); returns the trainable params.
-
-    Uses :func:`tlcourse.models.unfreeze_from` with its default: BatchNorm layers stay frozen on both sides of
-    the boundary (``trainable=False`` keeps a Keras 3 BatchNorm in inference mode even inside ``fit``, see
-    :func:`tlcourse.models.unfreeze_top`), so they keep their ImageNet statistics and scale/offset.
-    """
-    from tlcourse import models
-
-    models.unfreeze_from(backbone, int(index))
-    return count_params(backbone)
-
-
-def default_fine_tune_from(backbone_name: str = "mobilenet_v2") -> int | str:
-    """Where fine-tuning unfreezes by default for a backbone: the registry's ``default_unfreeze_from`` (lesson 05)."""
-    try:
-        from tlcourse import models
-
-        return models.get_spec(backbone_name).default_unfreeze_from
-    except Exception:  # unknown backbone: the MobileNetV2 default
-        return DEFAULT_FINE_TUNE_FROM
-
-
-def models_learning_rate(model: Any) -> float | None:
-    """The learning rate a compiled model's optimizer starts with (None when it cannot be read) (lesson 05)."""
-    from tlcourse import diagnose
-
-    return diagnose.trainable_report(model).learning_rate
-
-
 # ------------------------------------------------------------------------------------ the plain recipe
 
 
 def _require_compiled(model: Any, what: str) -> None:
-    from tlcourse import diagnose
-    from tlcourse.distribute import require_built_in_scope
-
-    require_built_in_scope(model, what)
+    distribute.require_built_in_scope(model, what)
     report = diagnose.trainable_report(model)
     if not report.compiled:
         raise TLCourseError(f"{what} trains the model as you compiled it: call model.compile(...) first.")
@@ -336,11 +229,11 @@ def _plain_fit(
     verbose: int,
     callbacks: Sequence[Any] = (),
 ) -> PhaseResult:
-    from tlcourse.config import seed_everything
-
     seed_everything(seed)
     key = _plain_key(model, splits, epochs=epochs, initial_epoch=initial_epoch, augment=augment, seed=seed)
-    train_data = augment_dataset(splits.train, default_augmentation(seed)) if augment else splits.train
+    train_data = (
+        data.augment_dataset(splits.train, data.default_augmentation(seed)) if augment else splits.train
+    )
     start = time.perf_counter()
     start_weights = model.get_weights() if keep_better else None
     start_accuracy = _accuracy(model, splits.validation) if keep_better else math.nan
@@ -373,20 +266,14 @@ def _plain_fit(
     )
 
 
-def architecture_key(model: Any) -> list[Any]:
-    """What a backup's weights must fit (part of a resume key): how many weights train, and their shapes."""
-    return [count_params(model), [tuple(w.shape) for w in model.weights]]
-
-
 def _plain_key(model: Any, splits: Any, **settings: Any) -> str:
-    """The resume key of a plain ``fit``: the data, the model's architecture and optimizer, the settings."""
-    from tlcourse import resume
-
+    """The resume key of a plain ``fit``: the data, what the backup's weights must fit (how many weights train,
+    and every weight's shape), the optimizer and the settings. Not the weights' values: the same call after an
+    interruption, whose weights have moved, must find its backup."""
     optimizer = getattr(model, "optimizer", None)
     config = optimizer.get_config() if hasattr(optimizer, "get_config") else None
-    return resume.resume_key(
-        splits, phase="plain", model=architecture_key(model), optimizer=config, **settings
-    )
+    shapes = [count_params(model), [tuple(w.shape) for w in model.weights]]
+    return resume_key(splits, phase="plain", model=shapes, optimizer=config, **settings)
 
 
 def _accuracy(model: Any, dataset: Any) -> float:
@@ -395,9 +282,7 @@ def _accuracy(model: Any, dataset: Any) -> float:
     The batches go through one traced predict function: an eager ``model(images)`` keeps every layer's output
     of the batch alive until it returns, which raised lesson 08's peak memory past Binder's 2 GB.
     """
-    from tlcourse.features import _predict_batch
-
-    predict = _predict_batch(model)
+    predict = batch_predictor(model)
     hits, total = 0, 0
     for images, labels in dataset:
         logits = np.asarray(predict(images))
@@ -406,12 +291,6 @@ def _accuracy(model: Any, dataset: Any) -> float:
         hits += int((predicted == y).sum())
         total += len(y)
     return hits / max(total, 1)
-
-
-def base_of(model: Any) -> Any:
-    """The pretrained base inside a classifier: its nested model with the most weights (None if none)."""
-    nested = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights]
-    return max(nested, key=lambda layer: len(layer.weights)) if nested else None
 
 
 def fit_head(
@@ -437,8 +316,6 @@ def fit_head(
     not frozen. ``epochs`` defaults to the profile's ``head_epochs``. For the cached-features shortcut see
     :func:`tlcourse.fastpath.fit_head_fast`.
     """
-    from tlcourse import diagnose
-
     prof = get_profile(profile) if isinstance(profile, str) else profile
     _require_compiled(model, "fit_head")
     if any(m.code == "base_not_frozen" for m in diagnose.check_mistakes(model, phase="head")):

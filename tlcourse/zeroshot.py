@@ -10,9 +10,8 @@ only. This module adds the network that produces those outputs and the few steps
   ``imagenet_classifier/``, the cache, or a download). ``classifier.engine`` says which ran. Offline with
   neither, it raises :class:`~tlcourse.errors.AssetMissingError`; ``weights="random"`` builds the Keras network
   untrained.
-- :class:`TFLiteImageNet` runs the TFLite file behind a Keras-like ``predict``: it takes what
-  ``keras.applications.mobilenet_v2.preprocess_input`` returns (or raw pixels), handles the model's uint8
-  quantization, drops its extra "background" output and renormalises, so lesson 01's Keras cells serve both.
+- :class:`~tlcourse.tfliteimagenet.TFLiteImageNet` runs the TFLite file behind a Keras-like ``predict``, so
+  lesson 01's Keras cells serve both engines.
 - :func:`fit_square` crops and resizes any photo the way ImageNet models are evaluated.
 - :func:`sample_photos` gathers real photos: the mirror's everyday samples (a cat, a parrot, an owl...) and
   flowers, and scikit-image's samples when that is installed.
@@ -24,20 +23,21 @@ TensorFlow is imported only when a classifier is built or run.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tlcourse import assets, imageio, imagenet, models
 from tlcourse.backend import keras_module as _keras
-from tlcourse.errors import TLCourseError
+from tlcourse.errors import AssetMissingError, TLCourseError
+from tlcourse.paths import display_path
+from tlcourse.tfliteimagenet import NUM_CLASSES, TFLITE_IMAGE_SIZE, TFLiteImageNet
 
 SKIMAGE_SAMPLES: dict[str, str] = {
     "chelsea": "a tabby cat (scikit-image sample)",
@@ -63,116 +63,6 @@ class SamplePhoto:
 
 ENGINES = ("auto", "keras", "tflite")
 """``engine=`` choices of :func:`load_imagenet_classifier`: ``"auto"`` takes Keras when its weights are there."""
-TFLITE_IMAGE_SIZE = 224
-NUM_CLASSES = 1000
-NUM_OUTPUTS_WITH_BACKGROUND = 1001
-"""The TFLite classifier's outputs: "background" first, then the 1000 ImageNet classes in Keras order."""
-
-
-def _tflite_interpreter(path: Path, num_threads: int | None) -> Any:
-    """A TFLite interpreter for ``path``: the maintained ``ai_edge_litert`` package when installed, else
-    TensorFlow's ``tf.lite.Interpreter``, whose deprecation warning (the one thing it says) is silenced here."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import warnings
-
-        from tlcourse.config import quiet_tensorflow
-
-        quiet_tensorflow()
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning
-            )
-            return tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
-    return Interpreter(model_path=str(path), num_threads=num_threads)
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send the process's file descriptor 2 to /dev/null for a moment (C++ log lines bypass Python)."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable descriptor 2 (some embedded interpreters): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-class TFLiteImageNet:
-    """The TFLite ImageNet classifier behind a Keras-like ``predict`` (lesson 01).
-
-    ``predict(x)`` takes ``[N, 224, 224, 3]`` floats as ``keras.applications.mobilenet_v2.preprocess_input``
-    returns them (``[-1, 1]``), or raw ``[0, 255]`` pixels when built with ``pixels=True``, and returns
-    ``[N, 1000]`` probabilities in Keras class order, like ``keras.applications.MobileNetV2(include_top=True)``.
-    Inside: the inputs are quantized with the model's own uint8 parameters (scale 1/128, zero point 128), its
-    1001 uint8 scores (scale 1/256) are dequantized, output 0 ("background", not an ImageNet class) is dropped
-    and each row is renormalised to sum to 1.
-    """
-
-    image_size = TFLITE_IMAGE_SIZE
-
-    def __init__(self, path: str | os.PathLike[str], *, pixels: bool = False, num_threads: int | None = None):
-        self.path = Path(path)
-        self.pixels = bool(pixels)
-        self.interpreter = _tflite_interpreter(self.path, num_threads)
-        with _stderr_silenced():  # TFLite's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            self.interpreter.allocate_tensors()
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        shape = tuple(int(d) for d in self._input["shape"])
-        outputs = int(self._output["shape"][-1])
-        if shape[1:] != (self.image_size, self.image_size, 3) or outputs != NUM_OUTPUTS_WITH_BACKGROUND:
-            raise TLCourseError(
-                f"{self.path.name} is not the expected ImageNet classifier: input {shape}, {outputs} outputs "
-                f"(expected [1, {self.image_size}, {self.image_size}, 3] and {NUM_OUTPUTS_WITH_BACKGROUND})."
-            )
-
-    def _quantize(self, batch: np.ndarray) -> np.ndarray:
-        values = batch / 127.5 - 1.0 if self.pixels else batch
-        scale, zero_point = self._input["quantization"]
-        if self._input["dtype"] != np.uint8 or not scale:
-            return values.astype(self._input["dtype"])
-        return np.clip(np.rint(values / scale + zero_point), 0, 255).astype(np.uint8)
-
-    def _scores(self, raw: np.ndarray) -> np.ndarray:
-        scale, zero_point = self._output["quantization"]
-        scores = (raw.astype(np.float64) - zero_point) * scale if scale else raw.astype(np.float64)
-        scores = np.clip(scores[..., 1:], 0.0, None)  # drop "background", which no Keras class matches
-        totals = scores.sum(axis=-1, keepdims=True)
-        uniform = np.full_like(scores, 1.0 / scores.shape[-1])
-        return np.where(totals > 0, scores / np.where(totals > 0, totals, 1.0), uniform).astype(np.float32)
-
-    def predict_on_batch(self, x: Any) -> np.ndarray:
-        """``[N, 1000]`` probabilities for one batch (see the class docstring for the inputs)."""
-        batch = np.asarray(x, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != (self.image_size, self.image_size, 3):
-            raise TLCourseError(
-                f"The TFLite ImageNet classifier takes images of {self.image_size}x{self.image_size}x3, "
-                f"got an array of shape {batch.shape}. Resize them first (zeroshot.fit_square)."
-            )
-        rows = []
-        for image in self._quantize(batch):  # the model's input holds one image
-            self.interpreter.set_tensor(self._input["index"], image[None])
-            self.interpreter.invoke()
-            rows.append(self.interpreter.get_tensor(self._output["index"])[0])
-        if not rows:
-            return np.zeros((0, NUM_CLASSES), np.float32)
-        return self._scores(np.stack(rows))
-
-    def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> np.ndarray:
-        """Like ``keras.Model.predict``: ``[N, 1000]`` probabilities (``batch_size``, ``verbose`` ignored)."""
-        return self.predict_on_batch(x)
 
 
 @dataclass
@@ -211,7 +101,7 @@ class ImageNetClassifier:
             )
         if not self.pretrained:
             return f"{what}: RANDOM weights (stand-in; its predictions are meaningless)"
-        where = f" ({self.path})" if self.path else ""
+        where = f" ({display_path(self.path)})" if self.path else ""
         return f"{what}: ImageNet weights from the {self.source}{where}"
 
     def predict(self, images: Any, *, batch_size: int = 32) -> np.ndarray:
@@ -231,8 +121,6 @@ class ImageNetClassifier:
 
     def top(self, images: Any, k: int = 5, *, simple: bool = True) -> list[list[tuple[str, str, float]]]:
         """The ``k`` most likely ImageNet classes of each photo as ``(wnid, label, probability)`` (lesson 01)."""
-        from tlcourse import imagenet
-
         return imagenet.decode_predictions(self.predict(images), top=k, simple=simple)
 
 
@@ -290,8 +178,6 @@ def load_tflite_classifier(
     takes raw ``[0, 255]`` pixels; ``pixels=False`` takes ``mobilenet_v2.preprocess_input``'s output, as the
     Keras classifier does.
     """
-    from tlcourse import assets
-
     resolved = assets.imagenet_tflite(mirror=mirror, download=download)
     return TFLiteImageNet(resolved.path, pixels=pixels)
 
@@ -308,9 +194,6 @@ def keras_classifier_weights(
     A :class:`~tlcourse.assets.ResolvedFile` from the mirror or the Keras cache; else, when ``download`` is on
     and the machine is online, Keras' own download. None otherwise: offline, the TFLite engine stands in.
     """
-    from tlcourse import assets
-    from tlcourse.errors import AssetMissingError
-
     try:
         return assets.mobilenet_v2_weights(alpha, image_size, include_top=True, mirror=mirror, download=False)
     except AssetMissingError:
@@ -376,9 +259,6 @@ def load_imagenet_classifier(
 def _load_tflite(
     alpha: float, image_size: int, *, mirror: Any, download: bool, tflite_only: bool
 ) -> ImageNetClassifier:
-    from tlcourse import assets
-    from tlcourse.errors import AssetMissingError
-
     try:
         resolved = assets.imagenet_tflite(mirror=mirror, download=download)
     except AssetMissingError as error:
@@ -412,8 +292,6 @@ def _load_tflite(
 def _load_keras_choice(
     alpha: float, image_size: int, choice: str, *, mirror: Any, download: bool, seed: int
 ) -> ImageNetClassifier:
-    from tlcourse import assets
-
     if choice == "imagenet":
         # Resolve first, so a missing file raises before any network is built.
         resolved = assets.mobilenet_v2_weights(
@@ -434,8 +312,6 @@ def _load_keras_choice(
 def _load_keras(
     alpha: float, image_size: int, path: Any, source: str, notice: str | None, seed: int
 ) -> ImageNetClassifier:
-    from tlcourse import models
-
     alpha = float(alpha)
     size = int(image_size)
     if size < 32:
@@ -458,10 +334,7 @@ def _load_keras(
                 f"Could not load {path.name} into MobileNetV2 alpha {alpha} with its ImageNet top: "
                 f"{str(error).splitlines()[0][:200]}. Check that the file is an include_top file of the same alpha."
             ) from None
-    inputs = keras.Input((size, size, 3), name="pixels")
-    x = models.preprocessing_layer("mobilenet_v2")(inputs)
-    outputs = net(x, training=False)
-    model = keras.Model(inputs, outputs, name=f"mobilenet_v2_{alpha}_{size}_imagenet")
+    model = models.assemble(net, pooling=None, name=f"mobilenet_v2_{alpha}_{size}_imagenet")
     return ImageNetClassifier(
         model=model, alpha=alpha, image_size=size, source=source, path=path, notice=notice, engine="keras"
     )
@@ -484,9 +357,6 @@ def sample_photos(
     development extra, not a student requirement). A photo that cannot be found is left out: the list can be
     empty.
     """
-    from tlcourse import assets, imageio
-    from tlcourse.errors import AssetMissingError
-
     photos: list[SamplePhoto] = []
     for name in assets.SAMPLE_PHOTOS if sample_names is None else sample_names:
         try:
@@ -567,8 +437,6 @@ def evaluate_zero_shot(
     ``per_class`` accuracy, ``unmapped`` classes, ``reachable`` (the share of photos whose class has at least
     one ImageNet class: the best accuracy this mapping allows), ``y_pred`` and ``task_probs`` ``[N, K]``.
     """
-    from tlcourse import imagenet
-
     labels = np.asarray(y_true).reshape(-1).astype(int)
     probs = np.asarray(imagenet_probs)
     if probs.ndim != 2 or len(probs) != len(labels):
@@ -607,8 +475,6 @@ def imagenet_names_by_class(
     Shows what ImageNet "calls" a class it does not have (dandelions, tulips...), with how many photos got
     each label. Classes without photos get an empty list.
     """
-    from tlcourse import imagenet
-
     labels = np.asarray(y_true).reshape(-1).astype(int)
     probs = np.asarray(imagenet_probs)
     if probs.ndim != 2 or probs.shape[1] != imagenet.NUM_CLASSES or len(probs) != len(labels):

@@ -11,9 +11,8 @@
   and input size.
 - :func:`relu_information_loss` is the small experiment behind MobileNetV2's *linear* bottlenecks.
 
-Published figures not held in :data:`tlcourse.models.BACKBONES` (file size, Keras' "depth" column, Keras'
-own CPU timing) are copied from the Keras Applications table, https://keras.io/api/applications/ .
-Keras and TensorFlow are imported inside the functions that need them.
+The published figures (accuracy, Keras' file size, "depth" column and CPU timing) are each backbone's record,
+:data:`tlcourse.backbones.BACKBONES`. Keras and TensorFlow are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -27,37 +26,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from tlcourse.backbones import get_spec
 from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import leaf_layers
 from tlcourse.config import quiet_tensorflow
 from tlcourse.errors import TLCourseError
-
-KERAS_APPLICATIONS_TABLE = "Keras Applications table, https://keras.io/api/applications/"
-
-
-@dataclass(frozen=True)
-class PublishedFigures:
-    """Columns of the Keras Applications table that :data:`tlcourse.models.BACKBONES` does not hold (lesson 03)."""
-
-    size_mb: float
-    """"Size (MB)" of the weights file with the classifier (in fact MiB: 4 bytes x parameters / 2**20)."""
-    depth: int
-    """Keras' "Depth" column: the topological depth of the network as Keras counts it."""
-    cpu_ms: float
-    """Keras' "Time (ms) per inference step (CPU)", measured on Keras' own (much larger) machine."""
-
-
-PUBLISHED: dict[str, PublishedFigures] = {
-    # From the Keras Applications table (KERAS_APPLICATIONS_TABLE). MobileNetV3Small is not in that table.
-    "vgg16": PublishedFigures(size_mb=528, depth=16, cpu_ms=69.5),
-    "resnet50": PublishedFigures(size_mb=98, depth=107, cpu_ms=58.2),
-    "inception_v3": PublishedFigures(size_mb=92, depth=189, cpu_ms=42.2),
-    "mobilenet_v2": PublishedFigures(size_mb=14, depth=105, cpu_ms=25.9),
-    "efficientnet_b0": PublishedFigures(size_mb=29, depth=132, cpu_ms=46.0),
-}
-
 
 # ----------------------------------------------------------------------------------- weightless models
 
@@ -74,12 +47,6 @@ def weightless() -> Iterator[None]:
     keras = _keras()
     with keras.StatelessScope(initialize_variables=False):
         yield
-
-
-def _spec(name: str) -> Any:
-    from tlcourse import models
-
-    return models.get_spec(name)
 
 
 def _constructor_kwargs(
@@ -104,14 +71,14 @@ def architecture(
     image_size: int | None = None,
     alpha: float | None = None,
 ) -> Any:
-    """A weightless Keras model of backbone ``name`` from :data:`tlcourse.models.BACKBONES` (lesson 03).
+    """A weightless Keras model of backbone ``name`` from :data:`tlcourse.backbones.BACKBONES` (lesson 03).
 
     ``include_top=True`` keeps the 1000-class ImageNet classifier (the published parameter counts include
     it) and needs the native input size; ``image_size`` defaults to the native size. ``alpha`` is the width
     multiplier for MobileNetV2/MobileNetV3Small (default 1.0, the width of the published figures). See :func:`weightless`: count with
     it, never call it.
     """
-    spec = _spec(name)
+    spec = get_spec(name)
     kwargs = _constructor_kwargs(spec, include_top=include_top, image_size=image_size, alpha=alpha)
     with weightless():
         model = spec.keras_constructor()(**kwargs)
@@ -263,7 +230,7 @@ def backbone_latency(
     size (large batches of large models are slow: time them fewer times).
     """
     keras = _keras()
-    spec = _spec(name)
+    spec = get_spec(name)
     counts = _per_batch(repeats, batch_sizes, "repeats")
     kwargs = _constructor_kwargs(spec, include_top=False, image_size=image_size, alpha=alpha)
     keras.utils.set_random_seed(0)
@@ -300,14 +267,14 @@ def model_summary_row(
     1000-class classifier, as published), ``backbone_params`` (``include_top=False``, the part transfer
     learning reuses), ``weight_layers`` (:func:`weight_layer_count`), ``layers`` (every Keras layer),
     ``gmacs`` (:func:`count_macs` at the native size, with the classifier) and ``float32_mib`` (4 bytes per
-    parameter). Published: ``top1``/``top5`` and ``citation`` from :data:`tlcourse.models.BACKBONES`;
-    ``keras_size_mb``, ``keras_depth`` and ``keras_cpu_ms`` from :data:`PUBLISHED` (None when the Keras
-    table has no row). With ``measure=True`` it adds ``ms_batch_<b>`` (median ms per forward pass) and
+    parameter). Published: ``top1``/``top5`` and ``citation`` from :data:`tlcourse.backbones.BACKBONES`;
+    ``keras_size_mb``, ``keras_depth`` and ``keras_cpu_ms`` from the same record (None when the Keras table
+    has no row). With ``measure=True`` it adds ``ms_batch_<b>`` (median ms per forward pass) and
     ``ms_per_image_batch_<b>`` from :func:`backbone_latency` at ``image_size`` (default native) for each
     batch size. Keras' session is cleared afterwards.
     """
     keras = _keras()
-    spec = _spec(name)
+    spec = get_spec(name)
     try:
         with_top = architecture(spec.name, include_top=True, alpha=alpha)
         params = int(with_top.count_params())
@@ -318,7 +285,6 @@ def model_summary_row(
         backbone_params = int(architecture(spec.name, include_top=False, alpha=alpha).count_params())
     finally:
         _release(keras)
-    published = PUBLISHED.get(spec.name)
     row: dict[str, Any] = {
         "name": spec.name,
         "family": spec.family,
@@ -328,13 +294,13 @@ def model_summary_row(
         "backbone_params": backbone_params,
         "weight_layers": weight_layers,
         "layers": layers,
-        "keras_depth": published.depth if published else None,
+        "keras_depth": spec.depth,
         "gmacs": macs / 1e9,
         "float32_mib": params * 4 / 2**20,
-        "keras_size_mb": published.size_mb if published else None,
+        "keras_size_mb": spec.size_mb,
         "top1": spec.top1,
         "top5": spec.top5,
-        "keras_cpu_ms": published.cpu_ms if published else None,
+        "keras_cpu_ms": spec.cpu_ms,
         "citation": spec.citation,
     }
     if measure:
@@ -593,11 +559,11 @@ def mobilenet_width_resolution_grid(
 
     Each row: ``alpha``, ``size``, ``params``, ``mmacs`` (millions of multiply-accumulates per image, from
     :func:`count_macs` on a weightless model), ``published_top1`` (ImageNet top-1 of the full classifier at
-    224 px for that width, from :data:`tlcourse.models.BACKBONES`; None at other sizes) and, with ``measure``,
+    224 px for that width, from :data:`tlcourse.backbones.BACKBONES`; None at other sizes) and, with ``measure``,
     ``ms`` (median latency of a batch of ``batch_size``, random weights, one model in memory at a time).
     """
     keras = _keras()
-    spec = _spec("mobilenet_v2")
+    spec = get_spec("mobilenet_v2")
     cells = [(float(alpha), int(size)) for alpha in alphas for size in sizes]
     rows = []
     try:  # count every cell on weightless models first, then free them all at once
@@ -626,70 +592,4 @@ def mobilenet_width_resolution_grid(
                 warmup=warmup,
             )
             row["ms"] = timed[int(batch_size)].median_ms
-    return rows
-
-
-# --------------------------------------------------------------------------------- linear bottlenecks
-
-
-def spiral(n: int = 500, turns: float = 2.0, seed: int | None = None) -> np.ndarray:
-    """``n`` points on a 2-D spiral centred on the origin, shape ``(n, 2)`` (lesson 03).
-
-    With ``seed`` a little Gaussian noise is added.
-    """
-    angle = np.linspace(0.0, 2.0 * np.pi * turns, n)
-    radius = np.linspace(0.1, 1.0, n)
-    points = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
-    if seed is not None:
-        points = points + np.random.default_rng(seed).normal(0.0, 0.01, points.shape)
-    return points
-
-
-def relu_round_trip(points: np.ndarray, dims: int, *, relu: bool = True, seed: int = 0) -> np.ndarray:
-    """Embed 2-D ``points`` into ``dims`` dimensions, apply ReLU, and read them back linearly (lesson 03).
-
-    A random Gaussian matrix ``T`` (``dims x 2``) lifts the points: ``y = ReLU(T x)`` (or ``T x`` with
-    ``relu=False``). The best affine read-out back to 2-D (least squares on the same points) then shows how
-    much of the input survived: what ReLU zeroed out can no longer be recovered. Returns the ``(n, 2)``
-    reconstruction.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    lift = np.random.default_rng(seed).normal(size=(int(dims), points.shape[1]))
-    lifted = points @ lift.T
-    if relu:
-        lifted = np.maximum(lifted, 0.0)
-    design = np.hstack([lifted, np.ones((len(points), 1))])
-    readout, *_ = np.linalg.lstsq(design, points, rcond=None)
-    return design @ readout
-
-
-def relu_information_loss(
-    dims: Sequence[int],
-    *,
-    points: np.ndarray | None = None,
-    trials: int = 5,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Relative reconstruction error of :func:`relu_round_trip` for each embedding width (lesson 03).
-
-    error = ||X - X_hat||^2 / ||X - mean(X)||^2, averaged over ``trials`` random lifts; 0 means nothing was
-    lost, 1 means nothing useful survived. Each row: ``dims``, ``relu_error``, ``linear_error`` (same lift
-    without ReLU, which loses nothing once ``dims >= 2``). ``points`` default to :func:`spiral`.
-    """
-    points = spiral(seed=seed) if points is None else np.asarray(points, dtype=np.float64)
-    spread = float(np.sum((points - points.mean(axis=0)) ** 2))
-    rows = []
-    for width in dims:
-        errors = {True: [], False: []}
-        for trial in range(trials):
-            for relu in (True, False):
-                rebuilt = relu_round_trip(points, width, relu=relu, seed=seed * 1000 + trial)
-                errors[relu].append(float(np.sum((points - rebuilt) ** 2)) / spread)
-        rows.append(
-            {
-                "dims": int(width),
-                "relu_error": float(np.mean(errors[True])),
-                "linear_error": float(np.mean(errors[False])),
-            }
-        )
     return rows

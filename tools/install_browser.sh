@@ -7,6 +7,13 @@ set -euo pipefail
 
 CHROMIUM=${TLCOURSE_CHROMIUM:-/usr/bin/chromium}
 
+# One install at a time: .ci/run starts this script in the background while pip installs the course, and the
+# README's test command runs it again; the second call waits here, then finds Chromium installed.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${TMPDIR:-/tmp}/tlcourse-install-browser.lock"
+  flock 9
+fi
+
 if [[ -x "$CHROMIUM" ]]; then
   echo "chromium already installed at $CHROMIUM"
 else

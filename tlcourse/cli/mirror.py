@@ -29,20 +29,20 @@ from tlcourse.assets import (
     MOBILENET_V2_SIZES,
     SUMS_FILE,
     AssetSpec,
-    _course_weight_file,
     _DownloadFailed,
     _known_assets,
     _published_alpha,
     _read_sums,
     download_asset,
     file_sha256,
-    format_status,
     mirror_dir,
     mobilenet_v2_file_name,
     online,
-    status_report,
+    user_mirror_dir,
 )
+from tlcourse.assetstatus import course_weight_file, format_status, status_report
 from tlcourse.errors import AssetMissingError, TLCourseError
+from tlcourse.paths import display_path
 
 # ----------------------------------------------------------------------------------------------- verify
 
@@ -114,7 +114,10 @@ def verify_mirror(mirror: str | os.PathLike[str] | None = None) -> VerifyReport:
     """
     root = mirror_dir(mirror)
     if root is None:
-        raise AssetMissingError(f"No mirror to verify: pass --mirror DIR or set ${MIRROR_ENV}.")
+        raise AssetMissingError(
+            f"No mirror to verify: pass --mirror DIR, set ${MIRROR_ENV}, or fill the per-user mirror with "
+            "`tlcourse assets prepare`."
+        )
     report = VerifyReport(mirror=root)
     sums = root / SUMS_FILE
     if not sums.is_file():
@@ -154,10 +157,10 @@ def format_verify(report: VerifyReport) -> str:
     lines = [f"{problem['path']}: {problem['problem']}" for problem in report.problems]
     lines += [f"warning: {warning}" for warning in report.warnings]
     if report.ok:
-        lines.append(f"OK: {report.checked} files in {report.mirror} match their checksums.")
+        lines.append(f"OK: {report.checked} files in {display_path(report.mirror)} match their checksums.")
     else:
         lines.append(
-            f"FAILED: {len(report.problems)} problem(s) in {report.mirror} ({report.checked} files checked)."
+            f"FAILED: {len(report.problems)} problem(s) in {display_path(report.mirror)} ({report.checked} files checked)."
         )
     return "\n".join(lines)
 
@@ -210,19 +213,21 @@ def _build_flowers_small(target: Path, *, per_class: int = 200, seed: int = 0) -
 def profile_asset_names(profile_name: str) -> list[str]:
     """The files one profile reads at run time, by Keras cache name (used by ``assets prepare --profile``).
 
-    Its MobileNetV2 feature-extractor weights (the exact size when Keras publishes it, and the 224 px file that
-    stands in for other sizes), lesson 01's ImageNet classifiers (Keras and TFLite, with the sample photos) and
+    Its MobileNetV2 feature-extractor weights for the lessons and for ``tlcourse train`` (the exact size when
+    Keras publishes it, and the 224 px file that stands in for other sizes), lesson 01's ImageNet classifiers (Keras and TFLite, with the sample photos) and
     the class index that decodes them.
     """
     from tlcourse.config import get_profile
 
-    profile = get_profile(profile_name)
-    alpha = _published_alpha(profile.alpha)
-    names = [mobilenet_v2_file_name(alpha, 224)]
-    if profile.image_size in MOBILENET_V2_SIZES and profile.image_size != 224:
-        names.insert(0, mobilenet_v2_file_name(alpha, profile.image_size))
+    names: list[str] = []
+    lessons = get_profile(profile_name)
+    for profile in (lessons, lessons.for_capstone()):  # the lessons' backbone and `tlcourse train`'s
+        alpha = _published_alpha(profile.alpha)
+        if profile.image_size in MOBILENET_V2_SIZES and profile.image_size != 224:
+            names.append(mobilenet_v2_file_name(alpha, profile.image_size))
+        names.append(mobilenet_v2_file_name(alpha, 224))
     names += [mobilenet_v2_file_name(1.0, 224, include_top=True), CLASS_INDEX_FILE, *CLASSIFIER_FILES]
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _fetch_into(root: Path, name: str) -> str | None:
@@ -247,14 +252,16 @@ def prepare_mirror(
 ) -> Path:
     """Download the assets the course uses into a mirror folder and write its checksums (lesson 00).
 
-    Needs the internet. The result has the layout of ``../shared/assets``: ``keras/models/``, ``imagenet/``,
+    Needs the internet. With no ``mirror`` and no ``$TLCOURSE_MIRROR`` it fills the per-user mirror
+    (:func:`tlcourse.assets.user_mirror_dir`), which lessons and commands find with no setting. The result has
+    the layout of ``../shared/assets``: ``keras/models/``, ``imagenet/``,
     ``datasets/flower_photos_small/`` (with ``MANIFEST.sha256``) and ``SHA256SUMS``. Files already there are
     kept (Keras re-checks the ones it has a checksum for). ``names`` limits the files to those Keras cache
     names (see :func:`profile_asset_names`); with ``keep_going`` a failed download is reported in one line and
     the rest goes on (Binder's postBuild: a lesson can still download the file at run time).
     """
     root = mirror_dir(mirror, must_exist=False)
-    if root is None:
+    if root is None:  # pragma: no cover - mirror_dir(must_exist=False) always names a folder
         raise TLCourseError(f"Say where to build the mirror: --mirror DIR (or set ${MIRROR_ENV}).")
     if check_online and not keep_going and not online():
         raise AssetMissingError(
@@ -268,10 +275,10 @@ def prepare_mirror(
         probe.unlink()
     except OSError as error:
         raise TLCourseError(
-            f"Cannot write to the mirror folder {root} ({error.strerror}); choose another."
+            f"Cannot write to the mirror folder {display_path(root)} ({error.strerror}); choose another."
         ) from None
     if names is None:
-        names = [_course_weight_file(*entry) for entry in COURSE_WEIGHTS]
+        names = [course_weight_file(*entry) for entry in COURSE_WEIGHTS]
         names += [mobilenet_v2_file_name(alpha, size, include_top=True) for alpha, size in COURSE_CLASSIFIERS]
         names += list(COURSE_FILES) + list(CLASSIFIER_FILES)
     failures: list[str] = []
@@ -303,7 +310,7 @@ def prepare_mirror(
     for failure in failures:
         print(f"  could not fetch {failure}", flush=True)
     if failures and not keep_going:
-        raise AssetMissingError(f"The mirror {root} is incomplete: {failures[0]}.")
+        raise AssetMissingError(f"The mirror {display_path(root)} is incomplete: {failures[0]}.")
     if failures:
         print(
             f"  {len(failures)} file(s) missing from the mirror: the lessons download them when they need them."
@@ -316,6 +323,16 @@ def prepare_mirror(
 
 
 # ----------------------------------------------------------------------------------------------- command
+
+
+def ready_line(root: Path) -> str:
+    """What ``prepare`` says at the end: where the mirror is and what, if anything, finds it."""
+    if root.resolve() == user_mirror_dir().resolve():
+        return (
+            f"Per-user mirror ready: {display_path(root)}. Lessons and tlcourse commands on this account find it "
+            "offline with no setting (`tlcourse assets status` lists what it holds)."
+        )
+    return f"Mirror ready: {display_path(root)}. Use it with: export {MIRROR_ENV}={root}"
 
 
 def assets_command(args: object) -> int:
@@ -340,7 +357,7 @@ def assets_command(args: object) -> int:
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
         else:
-            print(f"Mirror ready: {root}. Use it with: export {MIRROR_ENV}={root}")
+            print(ready_line(root))
             print(format_verify(result))
         return 0 if result.ok else 1
     print(f"tlcourse assets: unknown action {action!r} (status, prepare, verify)", file=sys.stderr)

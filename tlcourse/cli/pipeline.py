@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from tlcourse.audit import printable
+from tlcourse.backbones import get_spec
 from tlcourse.backend import jsonable
 from tlcourse.config import (
     CAPSTONE_SECONDS_PER_1000_IMAGES,
@@ -124,8 +125,6 @@ def _audit(directory: str) -> Any:
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 """Input sizes ``tlcourse train --size`` accepts: MobileNetV2 needs 32 px; above 1024 px the cached images
 alone outgrow a laptop's memory (the course trains at 96 to 224 px)."""
-MAX_ALPHA = 1.4
-"""The widest MobileNetV2 with published ImageNet weights."""
 
 
 def _printable(text: Any) -> str:
@@ -149,10 +148,12 @@ def quiet_decoding() -> Iterator[None]:
 def validate_train_args(args: Any) -> None:
     """Refuse out-of-range ``tlcourse train`` settings before any work, each with one line (lesson 08)."""
     alpha = getattr(args, "alpha", None)
-    if alpha is not None and not (math.isfinite(float(alpha)) and 0 < float(alpha) <= MAX_ALPHA):
+    spec = get_spec(getattr(args, "backbone", None) or "mobilenet_v2")  # its record says which widths exist
+    widest = max(spec.alphas, default=math.inf)
+    if alpha is not None and not (math.isfinite(float(alpha)) and 0 < float(alpha) <= widest):
         raise TLCourseError(
-            f"--alpha {alpha} is not a width multiplier: give a number above 0 and at most {MAX_ALPHA} "
-            "(MobileNetV2's published widths are 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4)."
+            f"--alpha {alpha} is not a width multiplier: give a number above 0 and at most {widest} "
+            f"({spec.family}'s published widths are {', '.join(f'{a:g}' for a in spec.alphas)})."
         )
     size = getattr(args, "size", None)
     if size is not None and not MIN_IMAGE_SIZE <= int(size) <= MAX_IMAGE_SIZE:
@@ -294,7 +295,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
 
     formats = export_formats(args)  # checked by validate_train_args above
     quiet_tensorflow(onednn=True)  # as `tlcourse train` does (cli.build_parser), for callers in Python too
-    from tlcourse import data, evaluate, export, fastpath, modelcard, train
+    from tlcourse import data, evaluate, export, fastpath, modelcard, models, train
     from tlcourse.config import seed_everything
 
     profile = get_profile(args.profile or "auto").for_capstone()  # the capstone's width and size (config.py)
@@ -306,7 +307,7 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     weights = getattr(args, "weights", None) or "imagenet"
     seed = int(getattr(args, "seed", 42))
     mirror = getattr(args, "mirror", None)
-    fine_tune_from = getattr(args, "fine_tune_from", None) or train.default_fine_tune_from(backbone_name)
+    fine_tune_from = getattr(args, "fine_tune_from", None) or get_spec(backbone_name).default_unfreeze_from
     seed_everything(seed)
     from tlcourse import distribute
 
@@ -339,13 +340,12 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
     run_dir = out / "run"
     _say(f"[3/6] feature extraction: frozen {backbone_name} (alpha {alpha}, weights {weights}) + new head")
     t = time.perf_counter()
+    base = models.build_backbone(
+        backbone_name, alpha=alpha, image_size=size, weights=weights, mirror=mirror, seed=seed
+    )
     head = fastpath.fit_head_fast(
+        base,
         splits,
-        backbone_name=backbone_name,
-        alpha=alpha,
-        image_size=size,
-        weights=weights,
-        mirror=mirror,
         profile=profile,
         seed=seed,
         run_dir=run_dir / "head",
@@ -353,11 +353,9 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         **_progress_kwargs(train.fit_head, "head"),
     )
     timings["head"] = time.perf_counter() - t
-    said = getattr(head.backbone, "_tlcourse_notice", None)  # the weights notice, printed when they loaded
-    shown = [note for note in head.notes if note != said]
     _say(
         f"      head val accuracy {head.val_accuracy:.3f} after {head.epochs_run} epoch(s), "
-        f"{timings['head']:.1f}s" + (f" ({'; '.join(shown)})" if shown else "")
+        f"{timings['head']:.1f}s" + (f" ({'; '.join(head.notes)})" if head.notes else "")
     )
 
     held_out = splits.test if splits.test is not None else splits.validation  # never used to choose
@@ -370,7 +368,6 @@ def _train(args: Any, scope: contextlib.ExitStack | None = None) -> int:
         head,
         splits,
         from_layer=fine_tune_from,
-        backbone_name=backbone_name,
         profile=profile,
         seed=seed,
         run_dir=run_dir / "fine_tune",

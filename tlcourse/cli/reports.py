@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from tlcourse import __version__
+from tlcourse.paths import display_path
 from tlcourse.record import format_value
 
 DEFAULT_KERNEL = "python3"
 SKIPPED = "skipped (unchanged)"
 INTERRUPTED = "interrupted"
 FAILED_STATUSES = frozenset({"failed", "timeout", "dead kernel", INTERRUPTED})
+MEASURED = "maximum resident set"
+"""The memory method of a kernel whose peak the system recorded (:data:`tlcourse.cli.memory.MEASURED`)."""
 
 
 @dataclass
@@ -50,6 +53,8 @@ class NotebookResult:
     """The executed notebook rendered as HTML, when nbconvert could render it."""
     work_dir: Path | None = None
     """The folder that received what the notebook wrote (its injected output parameters)."""
+    memory_method: str | None = None
+    """How ``peak_mib`` was obtained: the kernel's maximum resident set, or sampled (:mod:`tlcourse.cli.memory`)."""
 
     @property
     def ok(self) -> bool:
@@ -69,12 +74,21 @@ class NotebookResult:
             parts.append(f"{where}{self.error}")
         return "  ".join(parts)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (paths as strings)."""
+    def to_dict(self, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Plain JSON-ready values; paths as :func:`tlcourse.paths.display_path` shows them, those inside
+        ``out_dir`` relative to it, so a report names no folder of the machine it ran on."""
         data = asdict(self)
         for key in ("source", "output", "html", "work_dir"):
-            data[key] = None if data[key] is None else str(data[key])
+            data[key] = None if data[key] is None else display_path(data[key], base=out_dir)
+        data["parameters"] = {
+            name: display_path(value, base=out_dir) if _looks_absolute(value) else value
+            for name, value in self.parameters.items()
+        }
         return data
+
+
+def _looks_absolute(value: object) -> bool:
+    return isinstance(value, str) and Path(value).is_absolute()
 
 
 def checks_text(checks: Sequence[Mapping[str, Any]]) -> str:
@@ -111,12 +125,28 @@ def summary_line(results: Sequence[NotebookResult]) -> str:
     return f"{summary['notebooks']} notebook{plural}: {counts}; {summary['seconds']:.1f} s executing; largest peak {peak}"
 
 
+def memory_text(results: Sequence[NotebookResult]) -> str:
+    """What the peak memory column is, e.g. ``the kernel's maximum resident set (as /usr/bin/time reports it)``."""
+    methods = {r.memory_method for r in results if r.memory_method and r.status != SKIPPED}
+    if not methods:
+        return "from the previous run" if results else "-"
+    if methods == {MEASURED}:
+        return "the kernel's maximum resident set, as the system recorded it (what /usr/bin/time reports)"
+    return (
+        "sampled every 0.2 s where marked (sampled): this system records no peak, so a short spike can be "
+        "missed; elsewhere the kernel's maximum resident set"
+    )
+
+
 REPORT_HEADER = ["notebook", "status", "time", "peak memory", "checks", "failing cell", "error / notes"]
 
 
 def _row(result: NotebookResult) -> list[str]:
     time_text = f"{result.seconds:.1f} s" + (" (previous run)" if result.status == SKIPPED else "")
-    cells = [result.path, result.status, time_text, _mib_text(result.peak_mib)]
+    peak = _mib_text(result.peak_mib)
+    if result.peak_mib is not None and result.memory_method and result.memory_method != MEASURED:
+        peak += " (sampled)"
+    cells = [result.path, result.status, time_text, peak]
     cells.append(checks_text(result.checks) if result.checks else "")
     cells.append("" if result.error_cell is None else str(result.error_cell))
     cells.append(result.error or "; ".join(result.notes if result.status != SKIPPED else []))
@@ -139,6 +169,7 @@ def render_markdown(results: Sequence[NotebookResult], *, profile: str | None = 
         f"- finished: {time.strftime('%Y-%m-%d %H:%M:%S')}, tlcourse {__version__}",
         f"- profile: {profile or '(notebook default)'}",
         f"- parameters: {json.dumps(dict(parameters or {}), default=repr) if parameters else '(none)'}",
+        f"- peak memory: {memory_text(results)}",
         "",
         "| " + " | ".join(REPORT_HEADER) + " |",
         "|" + "|".join(["---"] * len(REPORT_HEADER)) + "|",
@@ -204,7 +235,8 @@ def render_html(
             "</head><body>",
             "<h1>tlcourse run report</h1>",
             f"<p>finished {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}, tlcourse {html.escape(__version__)}; "
-            f"profile: {html.escape(profile or '(notebook default)')}; parameters: {html.escape(params)}</p>",
+            f"profile: {html.escape(profile or '(notebook default)')}; parameters: {html.escape(params)}; "
+            f"peak memory: {html.escape(memory_text(results))}</p>",
             "<table>",
             "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in REPORT_HEADER) + "</tr>",
             *rows,
@@ -218,10 +250,11 @@ def render_html(
 
 
 def _link(path: Path, out_dir: str | os.PathLike | None) -> str:
+    """A link from the report in ``out_dir`` to ``path``: relative, so the folder can be moved or shared."""
     if out_dir is not None:
         try:
-            return path.resolve().relative_to(Path(out_dir).resolve()).as_posix()
-        except ValueError:
+            return Path(os.path.relpath(path.resolve(), Path(out_dir).resolve())).as_posix()
+        except ValueError:  # another drive (Windows)
             pass
     return path.resolve().as_uri()
 
@@ -240,6 +273,6 @@ def write_reports(
     paths["md"].write_text(render_markdown(results, profile=profile, parameters=parameters), encoding="utf-8")
     page = render_html(results, profile=profile, parameters=parameters, out_dir=out)
     paths["html"].write_text(page, encoding="utf-8")
-    payload = {"summary": summarize(results), "notebooks": [r.to_dict() for r in results]}
+    payload = {"summary": summarize(results), "notebooks": [r.to_dict(out) for r in results]}
     paths["json"].write_text(json.dumps(payload, indent=1, default=repr), encoding="utf-8")
     return paths

@@ -42,6 +42,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tlcourse import assets
 from tlcourse.config import Profile
 from tlcourse.data.catalog import CATALOG, load_tfds
 from tlcourse.data.dedupe import DuplicateReport, drop_duplicates, find_duplicates
@@ -59,6 +60,7 @@ from tlcourse.data.splits import (
     FLOWER_CLASSES,
     DatasetSplits,
     _validation_cap,
+    augment_dataset,
     default_augmentation,
     stratified_split,
 )
@@ -164,8 +166,6 @@ def load_dataset(
 
 
 def _mirror_flowers(mirror: str | os.PathLike[str] | None) -> Path | None:
-    from tlcourse import assets
-
     return assets.dataset_dir(MIRROR_FLOWERS, mirror=mirror)
 
 
@@ -218,6 +218,7 @@ __all__ = [
     "DatasetSplits",
     "DomainPair",
     "DuplicateReport",
+    "augment_dataset",
     "default_augmentation",
     "drop_duplicates",
     "find_duplicates",

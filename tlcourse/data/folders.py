@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlcourse import audit
 from tlcourse.data.splits import (
     DEFAULT_CACHE_LIMIT_MB,
     DatasetSplits,
@@ -26,6 +27,7 @@ from tlcourse.data.splits import (
     stratified_split,
 )
 from tlcourse.errors import DataError
+from tlcourse.paths import display_path
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from tlcourse.audit import AuditReport
@@ -63,8 +65,6 @@ def load_image_folder(
     (160 training and 40 validation photos a class) ``test_fraction=0.25`` gives 120 / 40 / 40 a class.
     Nothing in the folder is written. Pass an existing ``report`` to skip re-auditing.
     """
-    from tlcourse import audit
-
     _check_arguments(image_size, batch_size, max_per_class, validation_fraction)
     if report is None:
         report = audit.audit_folder(root, min_per_class=min_per_class)
@@ -125,7 +125,7 @@ def load_image_folder(
     validation_records = cap(validation_records, _validation_cap(max_per_class), 2)
     test_records = cap(test_records, _validation_cap(max_per_class), 3)
 
-    name = source_name or f"folder:{report.root}"
+    name = source_name or f"folder:{display_path(report.root)}"  # shown in summaries and model cards
     fingerprint = _fingerprint(
         {
             "source": "folder",

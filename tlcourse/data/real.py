@@ -225,16 +225,18 @@ def flips_and_quarter_turns(seed: int = 42) -> Callable[[Any], Any]:
 
     For pictures taken from above (satellite and aerial tiles, microscopy), which have no "up": every
     orientation is as real as the original, unlike a landscape photo turned upside down. The function takes and
-    returns a float batch ``[B, S, S, 3]`` (square); use it in a ``tf.data`` map, as lesson 04's
-    :func:`~tlcourse.data.default_augmentation`: ``turn = data.flips_and_quarter_turns(SEED)``, then
-    ``train.map(lambda x, y: (turn(x), y))``. On EuroSAT it made fine-tuning's gain over the head clear the noise
+    returns a float batch ``[B, S, S, 3]`` (square) and, like lesson 04's
+    :func:`~tlcourse.data.default_augmentation`, goes to :func:`~tlcourse.data.augment_dataset`:
+    ``data.augment_dataset(far.train, data.flips_and_quarter_turns(SEED))``. On EuroSAT it made fine-tuning's gain over the head clear the noise
     where the default augmentation did not (benchmarks/eurosat_fine_tune.py).
     """
     from tlcourse.backend import tf_module
 
     tf = tf_module()  # here, not inside the traced function below
 
-    def turn(images: Any) -> Any:
+    def turn(images: Any, training: bool = True) -> Any:
+        if not training:  # like Keras' augmentation layers: nothing changes at inference
+            return images
         count = tf.shape(images)[0]
         coin = [tf.random.uniform([count, 1, 1, 1], seed=seed + i) < 0.5 for i in range(2)]
         flipped = tf.where(coin[0], tf.reverse(images, axis=[2]), images)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlcourse import imageio
 from tlcourse.backend import tf_module as _tf
 from tlcourse.config import quiet_tensorflow
 
@@ -240,6 +241,14 @@ def default_augmentation(seed: int = 42) -> Any:
     )
 
 
+def augment_dataset(dataset: Any, augmentation: Any) -> Any:
+    """``dataset`` of ``(images, labels)`` with ``augmentation(images, training=True)`` applied to every batch,
+    afresh each epoch (lesson 04)."""
+    return dataset.map(
+        lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=_tf().data.AUTOTUNE
+    )
+
+
 def _from_arrays(
     images: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool, seed: int, augment: bool
 ) -> Any:
@@ -255,8 +264,6 @@ def _decode_files(
     paths: Sequence[Path], image_size: int, workers: int | None
 ) -> tuple[np.ndarray, list[int]]:
     """Decode ``paths`` to one uint8 array [N, S, S, 3] with Pillow in a thread pool; returns failures too."""
-    from tlcourse import imageio
-
     out = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
     failed: list[int] = []
 
@@ -284,7 +291,6 @@ def _from_files(
 ) -> Any:
     """A pipeline that decodes files on the fly, in parallel (for data too large to keep in memory)."""
     tf = _tf()
-    from tlcourse import imageio
 
     def decode(path: bytes) -> np.ndarray:
         try:

@@ -10,6 +10,8 @@ module costs nothing and works without Jupyter):
   and never stop the other files being classified.
 - :func:`folder_uploader` (lesson 08) saves uploaded photos into ``folder/<class>/`` for training; any
   problem shows as one line under its button.
+- :func:`colab_upload` (lesson 08, Colab only) reads photos through Colab's own file picker, which keeps the
+  files of about 1 MB or more that Colab's upload widget loses; both widgets above say so on Colab.
 - :func:`unfreeze_explorer` (lesson 05) is a slider over the layers of a backbone with a live report of what
   fine-tuning from that layer would train (:func:`tlcourse.diagnose.unfreeze_summary`), without touching the model.
 
@@ -45,6 +47,7 @@ from tlcourse.widgets.uploads import (
     THUMBNAIL_SIZE,
     Upload,
     UploadRejected,
+    colab_upload,
     decode_upload,
     read_uploads,
     sanitize_filename,
@@ -64,6 +67,7 @@ __all__ = [
     "Upload",
     "UploadPredictor",
     "UploadRejected",
+    "colab_upload",
     "decode_upload",
     "folder_uploader",
     "read_uploads",

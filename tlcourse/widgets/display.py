@@ -7,11 +7,17 @@ from typing import Any
 
 CSS_PREFIX = "tlcourse"
 
+# Colours come from JupyterLab's theme variables, so the widgets follow the light and the dark theme with the
+# contrast JupyterLab's own text has (WCAG AA, checked with axe in tests/test_browser.py). The fallbacks, for
+# front ends without those variables (Colab, classic Notebook), pass AA on a white page.
+_MUTED_COLOUR = "var(--jp-ui-font-color2, #555555)"
+_BAR_COLOUR = "var(--jp-brand-color1, #1565c0)"
+_ERROR_COLOUR = "var(--jp-error-color1, #b00020)"
+_TRACK_COLOUR = "var(--jp-layout-color3, #e0e0e0)"
+_BORDER_COLOUR = "var(--jp-border-color2, #d0d0d0)"
 
-_BAR_COLOUR = "#4c8bf5"
-
-
-_ERROR_COLOUR = "#b00020"
+LIVE_REGION = 'role="status" aria-live="polite"'
+"""Attributes of an element whose changes a screen reader announces without moving the reader's focus."""
 
 
 def _esc(text: Any) -> str:

@@ -12,18 +12,26 @@ from typing import Any
 
 import numpy as np
 
+from tlcourse.config import in_colab
 from tlcourse.errors import TLCourseError
+from tlcourse.paths import display_path
 from tlcourse.predict import classify_arrays, model_image_size
 from tlcourse.widgets.display import (
     _BAR_COLOUR,
+    _BORDER_COLOUR,
     _ERROR_COLOUR,
+    _MUTED_COLOUR,
+    _TRACK_COLOUR,
     CSS_PREFIX,
+    LIVE_REGION,
     _display_widget,
     _esc,
     _set_tooltip,
     _widget_bundle,
 )
 from tlcourse.widgets.uploads import (
+    ACCEPT,
+    COLAB_NOTE,
     MAX_SAVE_BYTES,
     MAX_UPLOAD_BYTES,
     THUMBNAIL_SIZE,
@@ -53,7 +61,7 @@ def _render_prediction(result: dict[str, Any], thumbnail: str | None, size: int)
             f'style="display:flex;align-items:center;gap:6px;margin:2px 0;{weight}">'
             f'<span class="{CSS_PREFIX}-class-name" style="min-width:8em">{_esc(label)}</span>'
             f'<span class="{CSS_PREFIX}-bar" style="display:inline-block;width:140px;height:10px;'
-            f'background:#e6e6e6;border-radius:3px;overflow:hidden">'
+            f'background:{_TRACK_COLOUR};border-radius:3px;overflow:hidden">'
             f'<span style="display:block;height:100%;width:{100 * p:.1f}%;background:{_BAR_COLOUR}"></span>'
             f"</span>"
             f'<span class="{CSS_PREFIX}-percent">{100 * p:.1f}%</span></div>'
@@ -67,7 +75,7 @@ def _render_prediction(result: dict[str, Any], thumbnail: str | None, size: int)
     return (
         f'<div class="{CSS_PREFIX}-prediction" data-name="{_esc(name)}" data-top-class="{_esc(best)}" '
         f'data-top-probability="{best_p:.6f}" '
-        f'style="display:flex;gap:12px;align-items:center;margin:6px 0;padding:6px;border:1px solid #ddd;'
+        f'style="display:flex;gap:12px;align-items:center;margin:6px 0;padding:6px;border:1px solid {_BORDER_COLOUR};'
         f'border-radius:6px">'
         f'<div style="width:{size}px;text-align:center">{image}</div>'
         f'<div><div class="{CSS_PREFIX}-name" title="{_esc(result.get("original_name", name))}" '
@@ -94,8 +102,8 @@ def _rejection_text(result: Mapping[str, Any]) -> str:
 
 def _render_message(text: str, status: str) -> str:
     return (
-        f'<div class="{CSS_PREFIX}-results" data-status="{status}" data-count="0">'
-        f'<span class="{CSS_PREFIX}-message" style="color:#555">{_esc(text)}</span></div>'
+        f'<div class="{CSS_PREFIX}-results" data-status="{status}" data-count="0" {LIVE_REGION}>'
+        f'<span class="{CSS_PREFIX}-message" style="color:{_MUTED_COLOUR}">{_esc(text)}</span></div>'
     )
 
 
@@ -123,7 +131,7 @@ def render_results(
     good = sum(1 for result in results if "error" not in result)
     return (
         f'<div class="{CSS_PREFIX}-results" data-status="done" data-count="{len(results)}" '
-        f'data-classified="{good}" data-rejected="{len(results) - good}">{"".join(blocks)}</div>'
+        f'data-classified="{good}" data-rejected="{len(results) - good}" {LIVE_REGION}>{"".join(blocks)}</div>'
     )
 
 
@@ -157,13 +165,16 @@ class UploadPredictor:
         self.auto = bool(auto)
         self.thumbnail_size = int(thumbnail_size)
         self.last_results: list[dict[str, Any]] = []
-        self.upload = upload if upload is not None else widgets.FileUpload(accept="image/*", multiple=True)
+        self.upload = upload if upload is not None else widgets.FileUpload(accept=ACCEPT, multiple=True)
         if upload is None:
             self.upload.description = "Upload images"
             self.upload.layout.width = "auto"  # room for "Upload images (3)"
         self.button = widgets.Button(description="Classify", icon="search", button_style="primary")
         self.result = widgets.HTML(value=render_results([]))
-        self.widget = widgets.VBox([widgets.HBox([self.upload, self.button]), self.result])
+        self.widget = widgets.VBox(
+            [widgets.HBox([self.upload, self.button]), *_colab_note("predictor.predict(widgets.colab_upload())"),
+             self.result]
+        )  # fmt: skip
         limit = f"{self.max_bytes / 1e6:.0f} MB"
         _set_tooltip(self.upload, f"Choose one or more JPEG or PNG photos (up to {limit} each)")
         _set_tooltip(self.button, "Classify the chosen photos again")
@@ -192,7 +203,7 @@ class UploadPredictor:
         except Exception as error:  # a callback's traceback would go to the log nobody reads
             message = str(error) if isinstance(error, TLCourseError) else f"{type(error).__name__}: {error}"
             self.result.value = (
-                f'<div class="{CSS_PREFIX}-results" data-status="error" data-count="0">'
+                f'<div class="{CSS_PREFIX}-results" data-status="error" data-count="0" {LIVE_REGION}>'
                 f'<span class="{CSS_PREFIX}-error" style="color:{_ERROR_COLOUR}">'
                 f"Could not classify the uploads: {_esc(message)}</span></div>"
             )
@@ -272,9 +283,23 @@ def upload_and_predict(
     probabilities as bars, or why it was rejected (not an image, empty, truncated, over ``max_bytes``).
     Images get exactly the preprocessing of training (:func:`tlcourse.imageio.load_image` at the model's input
     size, raw [0, 255] pixels); the model's outputs are taken as logits. Nothing blocks when run headless:
-    end a cell with the returned predictor to display it. (On Colab keep uploads under about 1 MB.)
+    end a cell with the returned predictor to display it. On Colab, whose upload widget loses photos of about
+    1 MB or more, it says so and names the call that reads them with Colab's own picker (:func:`colab_upload`).
     """
     return UploadPredictor(model, class_names, top=top, max_bytes=max_bytes, auto=auto)
+
+
+def _colab_note(call: str) -> list[Any]:
+    """On Colab, one line under the upload button naming the call that reads large photos; elsewhere nothing."""
+    if not in_colab():
+        return []
+    import ipywidgets as widgets
+
+    text = _esc(COLAB_NOTE.format(call="CALL")).replace("CALL", f"<code>{_esc(call)}</code>")
+    note = widgets.HTML(f'<span class="{CSS_PREFIX}-colab-note" style="color:{_MUTED_COLOUR}">{text}</span>')
+    if hasattr(note, "add_class"):
+        note.add_class(f"{CSS_PREFIX}-colab")
+    return [note]
 
 
 def _one_line(error: BaseException) -> str:
@@ -301,13 +326,14 @@ class FolderUploader:
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
         self.last_saved: list[Path] = []
-        self.upload = upload if upload is not None else widgets.FileUpload(accept="image/*", multiple=True)
+        self.upload = upload if upload is not None else widgets.FileUpload(accept=ACCEPT, multiple=True)
         if upload is None:
             self.upload.description = "Images"
         self.label = widgets.Text(description="Class", placeholder="e.g. ripe")
         self.button = widgets.Button(description="Save to folder", icon="save")
         self.note = widgets.HTML()
-        self.widget = widgets.VBox([self.upload, self.label, self.button, self.note])
+        colab = _colab_note('uploader.save(widgets.colab_upload(), label="<class>")')
+        self.widget = widgets.VBox([self.upload, self.label, self.button, *colab, self.note])
         self.button.on_click(self._on_click)
 
     def _on_click(self, _button: Any = None) -> None:
@@ -315,7 +341,7 @@ class FolderUploader:
             self.save()
         except Exception as error:  # a callback's traceback would go to the log nobody reads
             self.note.value = (
-                f'<span class="{CSS_PREFIX}-error" data-status="error" style="color:{_ERROR_COLOUR}">'
+                f'<span class="{CSS_PREFIX}-error" data-status="error" style="color:{_ERROR_COLOUR}" {LIVE_REGION}>'
                 f"Nothing more was saved: {_esc(_one_line(error))}</span>"
             )
 
@@ -334,8 +360,8 @@ class FolderUploader:
         target = self.folder / sanitize_filename(name)
         self.last_saved = save_uploads(uploads, target, max_bytes=self.max_bytes)
         self.note.value = (
-            f'<span class="{CSS_PREFIX}-message" data-status="saved">saved {len(self.last_saved)} file(s) into '
-            f"{_esc(target)}; the audit will skip any that are not images</span>"
+            f'<span class="{CSS_PREFIX}-message" data-status="saved" {LIVE_REGION}>saved {len(self.last_saved)} '
+            f"file(s) into {_esc(display_path(target))}; the audit will skip any that are not images</span>"
         )
         return self.last_saved
 

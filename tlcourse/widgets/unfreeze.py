@@ -11,6 +11,8 @@ from tlcourse import diagnose
 from tlcourse.errors import TLCourseError
 from tlcourse.widgets.display import (
     _BAR_COLOUR,
+    _MUTED_COLOUR,
+    _TRACK_COLOUR,
     CSS_PREFIX,
     _display_widget,
     _esc,
@@ -55,7 +57,7 @@ def _render_unfreeze(summary: Mapping[str, Any], table: Sequence[diagnose.Unfree
             if i < index or info.is_input
             else ("frozen (BatchNorm)" if info.is_batchnorm else "trainable")
         )
-        colour = _BAR_COLOUR if state == "trainable" else "#777"
+        colour = _BAR_COLOUR if state == "trainable" else _MUTED_COLOUR
         context.append(
             f'<tr style="color:{colour}"><td style="padding:0 8px 0 0">{i}</td>'
             f"<td><code>{_esc(info.name)}</code></td><td style='padding:0 8px'>{_esc(info.kind)}</td>"
@@ -65,7 +67,7 @@ def _render_unfreeze(summary: Mapping[str, Any], table: Sequence[diagnose.Unfree
         f'<div class="{CSS_PREFIX}-unfreeze-report" data-fine-tune-from="{index}" '
         f'data-first-unfrozen="{_esc(first or "")}" data-trainable-params="{summary["trainable_params"]}">'
         f"<div>{headline}</div>"
-        f'<div style="width:300px;height:10px;background:#e6e6e6;border-radius:3px;margin:6px 0">'
+        f'<div style="width:300px;height:10px;background:{_TRACK_COLOUR};border-radius:3px;margin:6px 0">'
         f'<div style="height:100%;width:{100 * share:.1f}%;background:{_BAR_COLOUR};border-radius:3px"></div></div>'
         f"<table>{table_html}</table>"
         f'<div style="margin-top:6px">Around the boundary:</div><table style="font-size:90%">{"".join(context)}</table>'

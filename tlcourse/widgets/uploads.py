@@ -26,6 +26,9 @@ THUMBNAIL_SIZE: int = 128
 
 
 MAX_DECODE_PIXELS: int = imageio_budget.MAX_DECODE_PIXELS
+ACCEPT = "image/*,.heic,.heif"
+"""What the upload buttons' file pickers offer: every image type, and iPhone photos by name (some systems do
+not list .heic files under image/*)."""
 
 
 MAX_SAVE_BYTES: int = 50 * 1024 * 1024
@@ -174,7 +177,9 @@ def read_uploads(value: Any) -> list[Upload]:
     if isinstance(value, Iterable):
         uploads = []
         for item in value:  # ipywidgets 8: ({"name", "type", "size", "content", "last_modified"}, ...)
-            if isinstance(item, Mapping):
+            if isinstance(item, Upload):  # already read, e.g. from colab_upload()
+                uploads.append(item)
+            elif isinstance(item, Mapping):
                 uploads.append(_entry(item.get("name"), item.get("content")))
             elif hasattr(item, "content"):  # attribute-style entries
                 uploads.append(_entry(getattr(item, "name", None), item.content))
@@ -184,6 +189,27 @@ def read_uploads(value: Any) -> list[Upload]:
     raise TLCourseError(
         f"A FileUpload value was expected, got {type(value).__name__}; pass `upload.value` (ipywidgets 7 or 8)."
     )
+
+
+COLAB_NOTE = (
+    "On Colab, this upload button loses photos of about 1 MB or more (most phone photos). For those, run "
+    "{call} in a new cell: it opens Colab's own file picker, which has no such limit."
+)
+"""What the widgets say on Colab, where ipywidgets 7.7.1's FileUpload drops large files without a word."""
+
+
+def colab_upload() -> list[Upload]:
+    """Photos chosen with Colab's own file picker (``google.colab.files.upload``), as :class:`Upload` entries
+    for :meth:`UploadPredictor.predict` or :meth:`FolderUploader.save` (lesson 08). Unlike Colab's upload
+    widget it keeps files of any size. Only on Colab: elsewhere it raises :class:`TLCourseError`."""
+    try:
+        from google.colab import files
+    except ImportError:
+        raise TLCourseError(
+            "colab_upload() opens Colab's own file picker and works only on Colab; here use the upload button."
+        ) from None
+    chosen = files.upload() or {}
+    return [_entry(name, content) for name, content in chosen.items()]
 
 
 def save_uploads(
@@ -238,6 +264,8 @@ def _check_size(upload: Upload, max_bytes: int) -> None:
 def _check_pixels(upload: Upload) -> None:
     """Reject non-JPEG images whose header promises too many pixels, before decoding them."""
     from PIL import Image
+
+    imageio_budget.heif_support()  # HEIC headers are read too
 
     try:
         with Image.open(io.BytesIO(upload.content)) as image:
