@@ -49,6 +49,37 @@ SETTINGS: dict[str, dict] = {
     "all_e10_default_aug": {"size": 64, "from": 0, "epochs": 10, "lr": 1e-4, "aug": "default"},
     "all_e10_noaug": {"size": 64, "from": 0, "epochs": 10, "lr": 1e-4, "aug": "none"},
     "b8_e10": {"size": 64, "from": "block_8", "epochs": 10, "lr": 1e-4, "aug": "d4"},
+    # a learning rate that decays to 0 along a cosine over the 10 epochs: the last epochs move the weights less
+    "all_e10_cosine": {
+        "size": 64,
+        "from": 0,
+        "epochs": 10,
+        "lr": 1e-4,
+        "aug": "d4",
+        "early": False,
+        "cosine": True,
+    },
+    "adam1e3_e10_cosine": {
+        "size": 64,
+        "from": 0,
+        "epochs": 10,
+        "lr": 1e-3,
+        "aug": "d4",
+        "early": False,
+        "cosine": True,
+        "breaks": "all_e10_cosine",
+    },
+    "bn_trainable_e10_cosine": {
+        "size": 64,
+        "from": 0,
+        "epochs": 10,
+        "lr": 1e-4,
+        "aug": "d4",
+        "early": False,
+        "cosine": True,
+        "bn": True,
+        "breaks": "all_e10_cosine",
+    },
     # fixed epochs: no early stopping, so no noisy validation epoch can end the run at epoch 3
     "all_e10_fixed": {"size": 64, "from": 0, "epochs": 10, "lr": 1e-4, "aug": "d4", "early": False},
     "all_e10_default_aug_fixed": {
@@ -194,7 +225,11 @@ def child(name: str, seed: int, out: Path, mirror: str | None) -> dict:
             for layer in base.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-        model.compile(optimizer=keras.optimizers.Adam(setting["lr"]), loss=loss, metrics=["accuracy"])
+        rate = setting["lr"]
+        if setting.get("cosine"):
+            steps = setting["epochs"] * -(-splits.train_count // BATCH)
+            rate = keras.optimizers.schedules.CosineDecay(setting["lr"], decay_steps=steps)
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
         train = splits.train
         if setting["aug"] == "d4":
             turn = data.flips_and_quarter_turns(seed)
@@ -298,6 +333,8 @@ CROSS = [
     (("head64", "head_pred"), ("head96", "head_pred")),
     (("head96", "head_pred"), ("all_e10", "pred")),
     (("all_e6", "pred"), ("all_e10", "pred")),
+    (("head96", "head_pred"), ("all_e10_cosine", "pred")),
+    (("all_e10_fixed", "pred"), ("all_e10_cosine", "pred")),
 ]
 """Paired comparisons across settings on the same seed and test pictures (``report`` prints them)."""
 
