@@ -61,3 +61,35 @@ def test_accuracy_vs_time_folds_predict_every_photo_exactly_once_and_never_train
         assert not names["test"] & (names["train"] | names["validation"])
         seen += sorted(names["test"])
     assert len(seen) == len(set(seen)) == 3 * (6 + 2)
+
+
+def test_eurosat_report_pairs_each_mistake_with_the_setting_it_breaks_on_the_same_seed(tmp_path, capsys):
+    import json
+
+    bench = _benchmark("eurosat_fine_tune")
+    labels = [0, 1, 2, 3] * 5
+    right = list(labels)
+    wrong_half = [label if i % 2 else (label + 1) % 4 for i, label in enumerate(labels)]
+    records = {
+        "all_e10-seed1": {"setting": "all_e10", "head_pred": wrong_half, "pred": right},
+        "adam1e3_e10-seed1": {
+            "setting": "adam1e3_e10",
+            "breaks": "all_e10",
+            "head_pred": wrong_half,
+            "pred": wrong_half,
+        },
+    }
+    for name, record in records.items():
+        record |= {
+            "seed": 1,
+            "labels": labels,
+            "fine_tune_epochs_run": 10,
+            "seconds": {},
+            "peak_rss_mib": 1.0,
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    rows = {row["setting"]: row for row in bench.report(tmp_path)}
+    assert rows["all_e10"]["head"] == 0.5 and rows["all_e10"]["tuned"] == 1.0
+    assert rows["all_e10"]["gain"][0] == 0.5 and rows["all_e10"]["gain"][1] > 0
+    assert rows["adam1e3_e10"]["vs_correct"][0] == -0.5 and rows["adam1e3_e10"]["vs_correct"][2] < 0
+    assert "vs all_e10 -50.0" in capsys.readouterr().out

@@ -26,13 +26,20 @@ def test_result_prints_one_plain_line_and_assert_passed_raises_with_the_hint(cap
 # ----------------------------------------------------------------------------- arithmetic
 
 
-def test_claim_is_judged_by_whether_repeated_runs_overlap():
-    assert checks.check_claim([0.40, 0.42], [0.50, 0.55], "better").passed
-    assert checks.check_claim([0.40, 0.52], [0.50, 0.55], "no clear difference").passed
-    overclaim = checks.check_claim([0.40, 0.52], [0.50, 0.55], "better")
-    assert not overclaim.passed and "overlap" in overclaim.message
+def test_claim_is_judged_by_the_paired_difference_of_runs_with_the_same_seed():
+    # the ranges miss each other, but the seed-by-seed gains are small and unsteady: no claim either way
+    tiny = checks.check_claim([0.40, 0.41], [0.42, 0.415], "no clear difference")
+    assert tiny.passed, tiny.message
+    overclaim = checks.check_claim([0.40, 0.41], [0.42, 0.415], "better")
+    assert not overclaim.passed and "paired" in overclaim.message and "seed" in overclaim.message
+    # the ranges overlap, but every seed gains about the same: better
+    steady = checks.check_claim([0.40, 0.50, 0.60], [0.44, 0.55, 0.63], "better")
+    assert steady.passed and "+0.040" in steady.message, steady.message
+    assert checks.check_claim([0.44, 0.55, 0.63], [0.40, 0.50, 0.60], "worse").passed
     single = checks.check_claim([0.4], [0.5], "better")
     assert not single.passed and "twice" in single.message
+    unpaired = checks.check_claim([0.4, 0.5, 0.6], [0.5, 0.6], "better")
+    assert not unpaired.passed and "same seeds" in unpaired.message
 
 
 def test_metric_passes_a_correct_macro_recall_and_fails_on_micro_averaging():

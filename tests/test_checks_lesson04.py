@@ -127,4 +127,4 @@ def test_logistic_regression_rejects_fitting_on_validation():
 
 def test_claim_is_reexported_for_the_augmentation_exercise():
     assert grade.check_claim([0.80, 0.82], [0.86, 0.88], "better").passed
-    assert not grade.check_claim([0.80, 0.85], [0.83, 0.88], "better").passed
+    assert not grade.check_claim([0.80, 0.85], [0.83, 0.84], "better").passed  # one seed gains, one loses

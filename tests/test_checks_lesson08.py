@@ -257,3 +257,40 @@ def test_predict_fails_on_extra_scaling_and_on_logits(image_files):
     assert not scaled.passed and "raw [0, 255]" in scaled.message
     logits = grade.check_predict(lambda paths: model.predict(batch_of(paths), verbose=0), model, image_files)
     assert not logits.passed and "softmax" in logits.message
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(
+            lambda keras, tf, p: keras.utils.img_to_array(keras.utils.load_img(p, target_size=(8, 8))),
+            id="load_img",
+        ),
+        pytest.param(
+            lambda keras, tf, p: keras.utils.img_to_array(
+                keras.utils.load_img(p, target_size=(8, 8), interpolation="bilinear")
+            ),
+            id="load_img-bilinear",
+        ),
+        pytest.param(
+            lambda keras, tf, p: tf.image.resize(
+                tf.io.decode_image(tf.io.read_file(p), channels=3), (8, 8)
+            ).numpy(),
+            id="tf.image.resize",
+        ),
+    ],
+)
+def test_predict_accepts_any_correct_way_of_reading_the_files(image_files, read):
+    import keras
+    import tensorflow as tf
+
+    from tlcourse import evaluate
+
+    model = tiny_classifier()
+
+    def classify(paths):
+        batch = np.stack([np.asarray(read(keras, tf, p), dtype="float32") for p in paths])
+        return evaluate.to_probabilities(model.predict(batch, verbose=0), from_logits=True)
+
+    result = grade.check_predict(classify, model, image_files)
+    assert result.passed, result.message

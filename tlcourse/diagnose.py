@@ -349,8 +349,9 @@ def _check_batchnorm_at_runtime(model: Any, sample: np.ndarray) -> list[Mistake]
         Mistake(
             "base_training_mode",
             f"During training the model updates the BatchNorm statistics of its pretrained layers "
-            f"({len(moved)} variables moved in one batch). Call the base with training=False (or freeze its "
-            "BatchNorm layers) so they keep the ImageNet statistics.",
+            f"({len(moved)} variables moved in one batch). Set trainable = False on every BatchNorm layer, then "
+            "compile again, so they keep the ImageNet statistics: in Keras 3 that is what puts them in inference "
+            "mode inside fit.",
         )
     ]
 
@@ -451,8 +452,9 @@ def check_mistakes(
         elif changed:
             stats = [p for p in changed if "moving_" in p]
             why = (
-                " Some are BatchNorm moving statistics: the base ran in training mode (call it with "
-                "training=False)."
+                " Some are BatchNorm moving statistics: trainable BatchNorm layers ran in training mode. Set "
+                "trainable = False on every BatchNorm layer (tlcourse.models.unfreeze_from does), then compile "
+                "again; in Keras 3, base(x, training=False) does not stop fit from updating them."
                 if stats
                 else " Trainable flags were probably changed without recompiling before fit."
             )

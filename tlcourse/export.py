@@ -193,6 +193,8 @@ def load_keras(
         refusal = _safe_mode_refusal(text)
         if refusal:
             raise TLCourseError(f"{source.name} {refusal}") from None
+        if "Lambda" in text and "Could not locate function" in text:
+            raise TLCourseError(f"{source.name} {LAMBDA_FUNCTION_HINT}") from None
         if "Could not locate" in text or "could not be deserialized" in text:
             missing = (
                 text.split("Could not locate", 1)[-1].split(".", 1)[0].strip()
@@ -212,6 +214,15 @@ def load_keras(
             f"{source.name} is damaged and cannot be loaded ({error}). Save the model again."
         ) from None
 
+
+LAMBDA_FUNCTION_HINT = (
+    "wraps a function such as preprocess_input in a Lambda layer, and a .keras file keeps only the function's "
+    "name, so it cannot be loaded back (safe_mode=False does not help). Rebuild the model with the course's "
+    "preprocessing layer, tlcourse.models.preprocessing_layer('mobilenet_v2') (a Rescaling layer), or call "
+    "preprocess_input on the tensor without a Lambda, and save again; to load a file you made yourself, pass "
+    "custom_objects={'preprocess_input': keras.applications.mobilenet_v2.preprocess_input}."
+)
+"""What to do when a saved model's Lambda layer names a function Keras cannot find (lesson 08, Keras-only exercise)."""
 
 _REBUILD = (
     "Rebuild the model with a registered layer class (keras.saving.register_keras_serializable) and save it "

@@ -131,6 +131,9 @@ def model_card(
     ):
         if key in data:
             lines.append(f"- **{label}:** {data[key]}")
+    duplicates = data.get("duplicates") or {}
+    if duplicates.get("summary"):  # tlcourse.data.DuplicateReport.to_dict()
+        lines.append(f"- **Duplicates:** {duplicates['summary']}")
     if counts:
         total = sum(counts.values())
         lines += ["", "| class | images | share |", "|---|---:|---:|"]
@@ -195,6 +198,11 @@ def model_card(
     notes += _automatic_limitations(
         counts, evaluation, n, pretrained=str(opts.get("weights", "imagenet")) == "imagenet", split=split
     )
+    if duplicates.get("across_splits") and not duplicates.get("applied"):
+        notes.append(
+            f"{duplicates['across_splits']} duplicate pair(s) straddle the splits and were kept: the held-out "
+            "accuracy above is optimistic by however much those pictures were remembered rather than recognised."
+        )
     lines += [f"- {note}" for note in notes]
     lines.append("")
 

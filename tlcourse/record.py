@@ -2,9 +2,16 @@
 
 A notebook calls :func:`record` for the few numbers worth comparing across runs, e.g.
 ``record("val_accuracy", history.history["val_accuracy"][-1])``. Inside a Jupyter kernel the figure is
-shown as a display output carrying a course-specific MIME type (plus a readable ``text/plain`` line), so it
-is saved in the executed ``.ipynb`` and :func:`read_records` can read it back; in plain Python the readable
-line is printed. Nothing else is stored anywhere, so a notebook that records is still an ordinary notebook.
+a display output carrying only a course-specific MIME type: no front end has a renderer for it, so the student
+sees nothing, but it is saved in the executed ``.ipynb`` and :func:`read_records` reads it back (that is how
+``tlcourse run`` collects every figure). In plain Python a readable line is printed instead. Nothing else is
+stored anywhere, so a notebook that records is still an ordinary notebook.
+
+:func:`expect` records a figure and checks it against the band the prose promises for one profile, e.g.
+``record.expect("head_test_accuracy", accuracy, run, cpu=(0.75, 0.97))``: one line after the teaching code,
+asserting only where the run is real (``run``: a :class:`Run`, the profile with real weights and data), so a
+lesson needs no ``if profile.name == ...`` guard. ``tools/figures.py`` writes the prose's figures from a
+recorded cpu run.
 
 Graders record their outcome the same way (:func:`record_check`, called by
 :meth:`tlcourse.checks.CheckResult.assert_passed`), under their own MIME type, and :func:`read_checks` reads
@@ -16,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,23 +64,89 @@ def format_value(value: RecordValue) -> str:
     return str(value)
 
 
-def record(name: str, value: Any) -> None:
-    """Record a named figure (number, string or bool) for the batch report of ``tlcourse run`` (lesson 00).
-
-    Inside a notebook this shows ``recorded NAME = VALUE`` and stores the figure in the cell's output; outside
-    a kernel it just prints that line. Recording the same name twice keeps the last value.
-    """
+def _checked_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise TLCourseError(f"record() needs a one-line, non-empty name, got {name!r}.")
-    name = name.strip()
-    plain = _plain_value(name, value)
-    text = f"recorded {name} = {format_value(plain)}"
+    return name.strip()
+
+
+def _emit(payload: dict[str, Any], text: str) -> None:
+    """Store ``payload`` in the cell's output, invisibly (a kernel), or print ``text`` (plain Python)."""
     if _shell() is None:
         print(text)
         return
     from IPython.display import display
 
-    display({RECORD_MIME: {"name": name, "value": plain}, "text/plain": text}, raw=True)
+    # Only the course's MIME type: no front end renders it (JupyterLab, nbconvert and Colab show nothing),
+    # and the executed notebook keeps it for read_records.
+    display({RECORD_MIME: payload}, raw=True)
+
+
+def record(name: str, value: Any) -> None:
+    """Record a named figure (number, string or bool) for the batch report of ``tlcourse run`` (lesson 00).
+
+    Inside a notebook the figure is stored in the cell's output without showing anything; outside a kernel
+    ``recorded NAME = VALUE`` is printed. Recording the same name twice keeps the last value.
+    """
+    name = _checked_name(name)
+    plain = _plain_value(name, value)
+    _emit({"name": name, "value": plain}, f"recorded {name} = {format_value(plain)}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Which kind of run a notebook is (lesson 00): the profile's name, and whether its figures are real.
+
+    ``real`` is True when the run uses the pretrained weights and the real data it was written for (not random
+    weights or generated stand-ins): only then can a figure be held to the band the prose states.
+    """
+
+    profile: str
+    real: bool = True
+
+
+class FigureOutOfBand(TLCourseError, AssertionError):
+    """Raised by :func:`expect` when a real run's figure falls outside the band given for its profile."""
+
+
+Band = tuple[float, float]
+
+
+def expect(
+    name: str,
+    value: Any,
+    run: Run,
+    *,
+    cpu: Band | None = None,
+    gpu: Band | None = None,
+    smoke: Band | None = None,
+) -> None:
+    """Record ``value`` under ``name`` and, where the run is real, check it lies in its profile's band (lesson 00).
+
+    ``cpu=(low, high)`` (and ``gpu=``, ``smoke=``) is the inclusive range the prose promises for that profile;
+    ``None`` on either side leaves that side open. The check runs only when ``run.real`` and a band is given
+    for ``run.profile``; elsewhere the figure is just recorded. Outside the band it raises
+    :class:`FigureOutOfBand` naming the figure, its value and the band. The band travels with the record, so
+    ``tools/figures.py`` can report it.
+    """
+    name = _checked_name(name)
+    plain = _plain_value(name, value)
+    bands = {"cpu": cpu, "gpu": gpu, "smoke": smoke}
+    band = bands.get(run.profile)
+    payload: dict[str, Any] = {"name": name, "value": plain, "profile": run.profile, "real": bool(run.real)}
+    if band is not None:
+        payload["band"] = [band[0], band[1]]
+    _emit(payload, f"recorded {name} = {format_value(plain)}")
+    if band is None or not run.real:
+        return
+    low, high = band
+    number = plain if isinstance(plain, int | float) and not isinstance(plain, bool) else None
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        shown = " to ".join("open" if v is None else format_value(v) for v in (low, high))
+        raise FigureOutOfBand(
+            f"{name} = {format_value(plain)} is outside the {run.profile} profile's expected range {shown}. "
+            "The text around this cell states that range: if the change is real, measure again and update both."
+        )
 
 
 def _shell() -> Any:
@@ -145,3 +219,18 @@ def read_records(notebook: nbformat.NotebookNode | str | os.PathLike) -> dict[st
                 records.pop(payload["name"], None)  # a re-recorded name moves to its latest position
                 records[payload["name"]] = payload.get("value")
     return records
+
+
+def read_bands(notebook: nbformat.NotebookNode | str | os.PathLike) -> dict[str, list[float | None]]:
+    """The bands a notebook's :func:`expect` calls checked its figures against, by name (lesson 00).
+
+    Only figures recorded with a band for the run's profile appear; ``tools/figures.py`` writes them into
+    prose such as "the cell asserts 0.75 to 0.97".
+    """
+    bands: dict[str, list[float | None]] = {}
+    for cell in _as_notebook(notebook).get("cells", []):
+        for payload in _payloads(cell, RECORD_MIME):
+            band = payload.get("band")
+            if isinstance(payload.get("name"), str) and isinstance(band, list) and len(band) == 2:
+                bands[payload["name"]] = list(band)
+    return bands

@@ -172,11 +172,30 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Check
 # ------------------------------------------------------------------------------ honest comparisons
 
 
+def paired_runs_interval(
+    baseline_scores: Sequence[float], variant_scores: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of ``variant - baseline`` over runs paired by seed, with its t interval: ``(mean, low, high)``
+    (lessons 02 and 04).
+
+    Run ``i`` of both settings used the same seed, so what the seed did to both cancels in their difference.
+    With a handful of runs a bootstrap over them is no interval at all, so the interval is Student's t with
+    ``runs - 1`` degrees of freedom: wide with two runs, as it should be.
+    """
+    from scipy import stats
+
+    diffs = np.asarray(variant_scores, dtype=float) - np.asarray(baseline_scores, dtype=float)
+    half = float(stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    mean = float(diffs.mean())
+    return mean, mean - half, mean + half
+
+
 def check_claim(baseline_scores: Sequence[float], variant_scores: Sequence[float], claim: str) -> CheckResult:
     """Is the claim ``"better"``, ``"worse"`` or ``"no clear difference"`` justified by repeated runs? (lesson 02)
 
-    A difference counts only when the two sets of scores (at least two runs each, e.g. different seeds) do not
-    overlap; otherwise the honest claim is "no clear difference".
+    ``baseline_scores[i]`` and ``variant_scores[i]`` come from runs with the same seed. The claim follows the
+    95% interval of their paired differences (:func:`paired_runs_interval`): above 0 "better", below 0
+    "worse", otherwise "no clear difference".
     """
     claims = ("better", "worse", "no clear difference")
     given, claim = claim, plain_str(claim)
@@ -193,19 +212,21 @@ def check_claim(baseline_scores: Sequence[float], variant_scores: Sequence[float
         return _fail(
             "run each setting at least twice (different seeds): one run cannot show run-to-run variation."
         )
-    if min(variant) > max(baseline):
-        justified = "better"
-    elif max(variant) < min(baseline):
-        justified = "worse"
-    else:
-        justified = "no clear difference"
+    if len(baseline) != len(variant):
+        return _fail(
+            f"{len(baseline)} baseline runs but {len(variant)} variant runs: run both settings with the same seeds, "
+            "in the same order, so each pair of runs differs only in the setting."
+        )
+    mean, low, high = paired_runs_interval(baseline, variant)
+    justified = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
     spread = (
-        f"baseline {min(baseline):.3f}-{max(baseline):.3f}, variant {min(variant):.3f}-{max(variant):.3f}"
+        f"variant minus baseline, seed by seed, averages {mean:+.3f}, 95% interval {low:+.3f} to {high:+.3f} over "
+        f"{len(baseline)} paired runs"
     )
     if claim != justified:
         return _fail(
-            f"the scores ({spread}) support {justified!r}, not {claim!r}: a difference counts only when "
-            "the runs of the two settings do not overlap."
+            f"the paired differences ({spread}) support {justified!r}, not {claim!r}: a difference counts only "
+            "when the interval of the paired differences leaves out 0."
         )
     return _ok(f"{claim!r} is what the runs support ({spread}).")
 
@@ -335,7 +356,8 @@ def check_frozen_unchanged(before: Any, model: Any, *, require_training: bool = 
     if moved_frozen:
         stats = any("moving" in path for path in moved_frozen)
         hint = (
-            "BatchNorm statistics moved: call the backbone with training=False"
+            "BatchNorm statistics moved: set trainable = False on every BatchNorm layer, then compile again "
+            "(in Keras 3, calling the backbone with training=False does not stop fit from updating them)"
             if stats
             else "set trainable = False BEFORE compile (and recompile after any change)"
         )

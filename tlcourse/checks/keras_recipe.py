@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from tlcourse import diagnose
+from tlcourse.backend import keras_module as _keras
+from tlcourse.backend import walk_layers
 from tlcourse.checks import (
     CheckResult,
     _fail,
@@ -59,6 +61,14 @@ def check_head_phase(model: Any, before: Any) -> CheckResult:
     frozen = check_frozen_unchanged(before, model)
     if not frozen.passed:
         return frozen
+    wrapped = [layer.name for layer in walk_layers(model) if isinstance(layer, _keras().layers.Lambda)]
+    if wrapped:
+        return _fail(
+            f"the model has a Lambda layer ('{wrapped[0]}'): model.save keeps only its function's name, and "
+            "keras.models.load_model cannot load it back in step 6. Use keras.layers.Rescaling(1/127.5, offset=-1) "
+            "for MobileNetV2's preprocessing, or call preprocess_input on the tensor directly (x = "
+            "preprocess_input(x)), then build and train again."
+        )
     bn = check_batchnorm_inference(model)
     if not bn.passed:
         return bn

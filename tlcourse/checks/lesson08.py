@@ -237,7 +237,9 @@ def check_head_phase(
         return _fail(
             f"{len(moved)} weight(s) of the base changed during the head phase, e.g. {moved[0]}; "
             + (
-                "its BatchNorm statistics moved: call the base with training=False."
+                "its BatchNorm statistics moved, so the base was trainable: set base.trainable = False (which "
+                "freezes its BatchNorm layers too) before compile; in Keras 3, calling it with training=False "
+                "does not stop fit from updating trainable BatchNorm layers."
                 if stats
                 else "freeze it (base.trainable = False) BEFORE compile and fit."
             )
@@ -346,11 +348,56 @@ def reference_probabilities(model: Any, paths: Sequence[str | Path]) -> np.ndarr
     return evaluate.to_probabilities(logits, from_logits=True)
 
 
+KERAS_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
+"""The resampling filters ``keras.utils.load_img`` offers: any of them is a correct way to read a photo."""
+TF_RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+
+
+def correct_readings(paths: Sequence[str | Path], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The ways of reading image files that prepare them as training did, each as a float32 batch (lesson 08).
+
+    RGB, resized to the model's input ``size`` (height, width), raw [0, 255] pixels: the course's
+    :func:`tlcourse.imageio.load_image`, Keras' own ``keras.utils.load_img`` with each of its resampling filters,
+    and ``tf.io.decode_image`` + ``tf.image.resize`` (what ``image_dataset_from_directory`` does) with each
+    method, with and without antialiasing. They differ by a few grey levels, so their probabilities differ a
+    little; none of them rescales the pixels.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tlcourse import imageio
+
+    height, width = size
+    readings = {"imageio.load_image": [imageio.load_image(p, (height, width)) for p in paths]}
+    for method in KERAS_INTERPOLATIONS:
+        readings[f"keras.utils.load_img({method})"] = [
+            keras.utils.img_to_array(keras.utils.load_img(p, target_size=size, interpolation=method))
+            for p in paths
+        ]
+    decoded = [
+        tf.io.decode_image(tf.io.read_file(str(p)), channels=3, expand_animations=False) for p in paths
+    ]
+    for method in TF_RESIZE_METHODS:
+        for antialias in (False, True):
+            readings[f"tf.image.resize({method}, antialias={antialias})"] = [
+                tf.image.resize(image, size, method=method, antialias=antialias).numpy() for image in decoded
+            ]
+    return {name: np.stack(batch).astype("float32") for name, batch in readings.items()}
+
+
 def check_predict(
     fn: Callable[[Sequence[str]], Any], model: Any, paths: Sequence[str | Path], *, atol: float = 1e-4
 ) -> CheckResult:
-    """``fn(paths)`` returns ``[N, classes]`` probabilities equal to the model's on the training preprocessing
-    (lesson 08)."""
+    """``fn(paths)`` returns ``[N, classes]`` probabilities equal to the model's on images read as training read
+    them (lesson 08).
+
+    Any correct reading passes (:func:`correct_readings`: the course's ``imageio.load_image``, Keras'
+    ``load_img``, TensorFlow's decode and resize), image by image within ``atol``; extra scaling, logits
+    instead of probabilities or another input size fail with a hint.
+    """
+    from tlcourse import evaluate
+    from tlcourse.predict import model_image_size
+
     paths = [str(p) for p in paths]
     got, error = _call(fn, list(paths))
     if error is not None:
@@ -368,12 +415,23 @@ def check_predict(
         )
     diff = float(np.max(np.abs(got - expected)))
     if diff > atol:
+        readings = correct_readings(paths, model_image_size(model))
+        closest = np.full(len(paths), np.inf)
+        for batch in readings.values():
+            probs = evaluate.to_probabilities(np.asarray(model.predict(batch, verbose=0)), from_logits=True)
+            closest = np.minimum(closest, np.max(np.abs(got - probs), axis=-1))
+        if np.all(closest <= atol):
+            return _ok(
+                f"{len(paths)} images classified as the model sees them after training (read another correct "
+                "way than imageio.load_image: resampling filters differ by a few grey levels)."
+            )
         hint = (
-            "the same classes win, but the probabilities differ: read the images with imageio.load_image at the "
-            "model's input size, keep the raw [0, 255] pixels (the model preprocesses them itself)"
+            "the same classes win, but the probabilities differ: read the images at the model's input size "
+            "(imageio.load_image or keras.utils.load_img), keep the raw [0, 255] pixels (the model "
+            "preprocesses them itself)"
             if np.array_equal(got.argmax(-1), expected.argmax(-1))
-            else "different classes win: prepare images exactly as training did (imageio.load_image at the "
-            "model's input size, raw [0, 255] float32 pixels, no extra scaling)"
+            else "different classes win: prepare images exactly as training did (RGB at the model's input size, "
+            "raw [0, 255] float32 pixels, no extra scaling)"
         )
         return _fail(f"probabilities differ from the reference by up to {diff:.3g}; {hint}.")
     return _ok(
@@ -391,6 +449,7 @@ __all__ = [
     "check_export",
     "check_head_phase",
     "check_predict",
+    "correct_readings",
     "parse_metric",
     "reference_metric",
     "reference_probabilities",

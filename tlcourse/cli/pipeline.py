@@ -486,6 +486,7 @@ def _evaluate_and_export(
                 "fingerprint": splits.fingerprint,
                 "class_counts": dict(report.classes),
                 "skipped_files": len(report.problems),
+                "duplicates": (splits.duplicates or data.find_duplicates(report)).to_dict(),
             },
             "settings": settings,
             "timings_seconds": timings,

@@ -45,7 +45,17 @@ from typing import Any
 from tlcourse import assets
 from tlcourse.config import Profile
 from tlcourse.data.catalog import CATALOG, load_tfds
+from tlcourse.data.dedupe import DuplicateReport, drop_duplicates, find_duplicates
 from tlcourse.data.folders import load_image_folder
+from tlcourse.data.real import (
+    EUROSAT_CLASSES,
+    LANDUSE_CLASSES,
+    DomainPair,
+    flips_and_quarter_turns,
+    load_course_folder,
+    load_eurosat,
+    load_sat2aerial,
+)
 from tlcourse.data.splits import (
     FLOWER_CLASSES,
     DatasetSplits,
@@ -54,7 +64,12 @@ from tlcourse.data.splits import (
     default_augmentation,
     stratified_split,
 )
-from tlcourse.data.synthetic import synthetic_class_names, synthetic_image, synthetic_splits
+from tlcourse.data.synthetic import (
+    announce_stand_in,
+    synthetic_class_names,
+    synthetic_image,
+    synthetic_splits,
+)
 from tlcourse.errors import AssetMissingError, DataError
 
 MIRROR_FLOWERS = "flower_photos_small"
@@ -78,8 +93,11 @@ def load_dataset(
 ) -> DatasetSplits:
     """Load a dataset as batched, prefetched ``tf.data`` pipelines (lesson 04).
 
-    ``source``: ``"flowers"`` (the mirror's ``flower_photos_small``, else tfds ``tf_flowers``),
-    ``"tf_flowers"``, ``"cats_vs_dogs"``, ``"tfds:NAME"``, ``"synthetic"``, or the path of an image folder.
+    ``source``: ``"flowers"`` (the mirror's ``flower_photos_small``, else tfds ``tf_flowers``), ``"eurosat"``
+    (the mirror's ``eurosat_rgb_small`` with a fixed test split: :func:`load_eurosat`), ``"tf_flowers"``,
+    ``"cats_vs_dogs"``, ``"tfds:NAME"``, ``"synthetic"``, or the path of an image folder. The mirror's folders
+    are audited and one picture of each duplicate pair is dropped before any split (``dedupe=False`` keeps
+    them; ``dedupe=True`` does the same for a folder of your own): ``splits.duplicates`` says what was found.
     Images come as float32 in [0, 255], ``image_size`` square; labels as int32 in alphabetical class order.
     ``max_per_class`` caps training images per class (validation at ``max(2, max_per_class // 4)``).
     When a catalog source is missing offline, ``allow_synthetic=True`` substitutes generated data and prints
@@ -102,19 +120,23 @@ def load_dataset(
     text = os.fspath(source)
     key = text.strip().lower()
     tfds_only = {"data_dir", "download"}
-    folder_only = {"min_per_class", "workers", "report", "source_name", "test_fraction"}
-    unknown = set(options) - tfds_only - folder_only - {"cache_decoded", "cache_limit_mb"}
+    folder_only = {"min_per_class", "workers", "report", "source_name", "test_fraction", "dedupe"}
+    eurosat_only = {"test_from", "test_per_class", "validation_per_class"} if key == "eurosat" else set()
+    unknown = set(options) - tfds_only - folder_only - eurosat_only - {"cache_decoded", "cache_limit_mb"}
     if unknown:
         raise TypeError(f"load_dataset() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     tfds_kwargs = {k: v for k, v in kwargs.items() if k not in folder_only}
     folder_kwargs = {k: v for k, v in kwargs.items() if k not in tfds_only}
+    dedupe = folder_kwargs.pop("dedupe", None)  # the course's own folders: on unless turned off
     try:
         if key == "synthetic":
             return _synthetic_for(None, kwargs)
         if key == "flowers":
             folder = _mirror_flowers(mirror)
             if folder is not None:
-                return load_image_folder(folder, source_name=f"mirror:{MIRROR_FLOWERS}", **folder_kwargs)
+                return load_course_folder(
+                    folder, name=MIRROR_FLOWERS, dedupe=dedupe is not False, **folder_kwargs
+                )
             try:
                 return load_tfds("tf_flowers", **tfds_kwargs)
             except AssetMissingError as error:
@@ -122,6 +144,8 @@ def load_dataset(
                     f"The flowers are not available: no offline mirror with datasets/{MIRROR_FLOWERS} "
                     f"(set TLCOURSE_MIRROR or pass mirror=), and {error}"
                 ) from None
+        if key == "eurosat":
+            return load_eurosat(mirror=mirror, allow_synthetic=allow_synthetic, **folder_kwargs)
         if key in CATALOG:
             return load_tfds(CATALOG[key], **tfds_kwargs)
         if key.startswith("tfds:"):
@@ -136,6 +160,8 @@ def load_dataset(
             f"Unknown dataset '{text}': use 'flowers', 'tf_flowers', 'cats_vs_dogs', 'tfds:NAME', 'synthetic', "
             "or the path of an image folder."
         )
+    if dedupe:
+        return load_course_folder(path, **folder_kwargs)
     return load_image_folder(path, **folder_kwargs)
 
 
@@ -160,15 +186,7 @@ def _synthetic_for(key: str | None, kwargs: dict[str, Any], missing: str | None 
         augment=kwargs.get("augment", False),
     )
     if missing is not None:
-        message = (
-            f"WARNING: '{key}' is not available ({missing}) -> using GENERATED SYNTHETIC IMAGES instead. "
-            "Results below are NOT about real photos."
-        )
-        border = "!" * 78
-        print(f"{border}\n{message}\n{border}", flush=True)
-        splits.notes.insert(0, message)
-        splits.source = f"synthetic (stand-in for {key})"
-        splits.synthetic_fallback = True
+        announce_stand_in(splits, key or "synthetic", missing)
     return splits
 
 
@@ -194,10 +212,20 @@ def load_for_profile(
 
 __all__ = [
     "CATALOG",
+    "EUROSAT_CLASSES",
     "FLOWER_CLASSES",
+    "LANDUSE_CLASSES",
     "DatasetSplits",
+    "DomainPair",
+    "DuplicateReport",
     "augment_dataset",
     "default_augmentation",
+    "drop_duplicates",
+    "find_duplicates",
+    "flips_and_quarter_turns",
+    "load_course_folder",
+    "load_eurosat",
+    "load_sat2aerial",
     "load_dataset",
     "load_for_profile",
     "load_image_folder",

@@ -74,6 +74,9 @@ class DatasetSplits:
     test_count: int = 0
     test_class_counts: dict[str, int] = field(default_factory=dict)
     test_files: list[str] = field(default_factory=list)
+    duplicates: Any = None
+    """What the audit found duplicated and what was dropped before splitting (a
+    :class:`tlcourse.data.dedupe.DuplicateReport`), for the course's own datasets and ``dedupe=True``; else None."""
 
     @property
     def num_classes(self) -> int:

@@ -32,10 +32,12 @@ _COLOUR_RGB = {
 
 def synthetic_class_names(num_classes: int) -> list[str]:
     """Names of the generated classes, e.g. ``"blue_disc"``, in label (alphabetical) order (lesson 00)."""
-    if not 2 <= num_classes <= len(SYNTHETIC_COLOURS):
-        raise ValueError(f"num_classes must be between 2 and {len(SYNTHETIC_COLOURS)}, got {num_classes}")
+    colours, patterns = len(SYNTHETIC_COLOURS), len(SYNTHETIC_PATTERNS)
+    if not 2 <= num_classes <= 2 * colours:
+        raise ValueError(f"num_classes must be between 2 and {2 * colours}, got {num_classes}")
+    # past the eighth class each colour comes back with a pattern three steps on: every name stays unique
     return sorted(
-        f"{SYNTHETIC_COLOURS[i]}_{SYNTHETIC_PATTERNS[i % len(SYNTHETIC_PATTERNS)]}"
+        f"{SYNTHETIC_COLOURS[i % colours]}_{SYNTHETIC_PATTERNS[(i + 3 * (i // colours)) % patterns]}"
         for i in range(num_classes)
     )
 
@@ -142,3 +144,18 @@ def synthetic_splits(
         cached=True,
         notes=["generated images (a colour and a pattern per class), not photos"],
     )
+
+
+def announce_stand_in(splits: DatasetSplits, key: str, missing: str) -> DatasetSplits:
+    """Mark ``splits`` as generated pictures standing in for ``key`` and print a warning no one can miss
+    (the smoke profile without the real data; lessons 04 to 08)."""
+    message = (
+        f"WARNING: '{key}' is not available ({missing}) -> using GENERATED SYNTHETIC IMAGES instead. "
+        "Results below are NOT about real photos."
+    )
+    border = "!" * 78
+    print(f"{border}\n{message}\n{border}", flush=True)
+    splits.notes.insert(0, message)
+    splits.source = f"synthetic (stand-in for {key})"
+    splits.synthetic_fallback = True
+    return splits
