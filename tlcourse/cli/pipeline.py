@@ -430,7 +430,7 @@ def _evaluate_and_export(
     run: SimpleNamespace, out: Path, report: Any, splits: Any, head: Any, tuned: Any,
     head_held_out: float | None, timings: dict[str, float], started: float, force: bool,
 ) -> int:  # fmt: skip
-    from tlcourse import evaluate, export, modelcard, train
+    from tlcourse import data, evaluate, export, modelcard, train
 
     model = tuned.model
     held_out = splits.test if splits.test is not None else splits.validation

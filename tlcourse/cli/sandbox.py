@@ -402,7 +402,8 @@ def _close(client: Any, km: Any) -> None:
             client.kc.stop_channels()
     with contextlib.suppress(Exception):
         run_sync(km.shutdown_kernel)(now=True)
-    client.km = km  # nbclient's exit hook checks the (now dead) kernel again; without a manager it asserts at exit
+    # nbclient's exit hook checks the (now dead) kernel again; without a manager it asserts at exit
+    client.km = km
     loop = ensure_event_loop()
     if loop.is_running() or loop.is_closed():
         return
