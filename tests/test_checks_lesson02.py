@@ -102,7 +102,9 @@ def test_the_solutions_alexnet_head_drops_out_where_the_lesson_and_the_library_d
     from tlcourse import alexnet
 
     solution = nbformat.read(Path(__file__).parents[1] / "solutions" / "02_alexnet.ipynb", as_version=4)
-    source = next(c.source for c in solution.cells if c.cell_type == "code" and "def alexnet_head" in c.source)
+    source = next(
+        c.source for c in solution.cells if c.cell_type == "code" and "def alexnet_head" in c.source
+    )
     definition = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
     namespace = {"keras": keras}
     exec(compile(ast.Module([definition], []), "solution", "exec"), namespace)
