@@ -252,3 +252,13 @@ def test_settings_facts_bounds_code_and_marked_figures_are_not_flagged():
     assert _found("A sigmoid's derivative is at most 0.25; dropout keeps 0.5 of the units.") == []
     assert _found("Version 2.21 of TensorFlow is used; 160 px images, 20 epochs.") == []
     assert _found("In the cpu profile expect a 95% interval of the paired differences above 0.") == []
+
+
+def test_no_run_figure_is_typed_by_hand_in_any_lesson_solution_or_exercise():
+    """Every figure a run computes reaches the prose through a marker (issue 28): `--hand-typed` finds none."""
+    found = [
+        f"{path.relative_to(figures.REPO_ROOT)} {item}"
+        for path in figures.notebooks_under()
+        for item in figures.find_hand_typed_figures(path)
+    ]
+    assert not found, "figures typed by hand (put them in <!--fig:...--> markers):\n" + "\n".join(found)
