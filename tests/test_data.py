@@ -387,3 +387,15 @@ def test_write_synthetic_folder_is_deterministic_for_a_seed(tmp_path):
 def test_photo_folder_is_the_mirrors_flowers_when_there_is_one(mirror: Path):
     folder = data.photo_folder(get_profile("cpu"), mirror=mirror)
     assert sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) == list(data.FLOWER_CLASSES)
+
+
+def test_capped_copy_keeps_the_first_files_of_each_class_and_leaves_the_original(tmp_path):
+    flat = _flat_folder(tmp_path / "flat", {"apple": 6, "leaf": 6})
+    folder = _split_folder(tmp_path / "split", flat, {"apple": ["apple_004.jpg", "apple_005.jpg"]})
+    copy = data.capped_copy(folder, 4)
+    assert sorted(p.name for p in (copy / "train" / "apple").iterdir()) == [
+        f"apple_00{i}.jpg" for i in range(4)
+    ]
+    assert len(list((copy / "train" / "leaf").iterdir())) == 4
+    assert [p.name for p in (copy / "validation" / "apple").iterdir()] == ["apple_004.jpg"]
+    assert len(list((folder / "train" / "leaf").iterdir())) == 6  # the original is untouched

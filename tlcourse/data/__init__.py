@@ -47,7 +47,7 @@ from tlcourse import assets
 from tlcourse.config import Profile
 from tlcourse.data.catalog import CATALOG, load_tfds
 from tlcourse.data.dedupe import DuplicateReport, drop_duplicates, find_duplicates
-from tlcourse.data.folders import load_image_folder
+from tlcourse.data.folders import capped_copy, load_image_folder
 from tlcourse.data.real import (
     EUROSAT_CLASSES,
     LANDUSE_CLASSES,
@@ -247,6 +247,7 @@ __all__ = [
     "DomainPair",
     "DuplicateReport",
     "augment_dataset",
+    "capped_copy",
     "default_augmentation",
     "drop_duplicates",
     "find_duplicates",
