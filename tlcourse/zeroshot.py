@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcourse import assets, imageio, imagenet, models
+from tlcourse import assets, downloads, imageio, imagenet, models
 from tlcourse.backend import keras_module as _keras
 from tlcourse.errors import AssetMissingError, TLCourseError
 from tlcourse.paths import display_path
@@ -198,7 +198,7 @@ def keras_classifier_weights(
         return assets.mobilenet_v2_weights(alpha, image_size, include_top=True, mirror=mirror, download=False)
     except AssetMissingError:
         pass
-    if download and assets.online():
+    if download and downloads.online():
         try:
             return assets.mobilenet_v2_weights(alpha, image_size, include_top=True, mirror=mirror)
         except AssetMissingError:

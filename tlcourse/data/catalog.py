@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcourse import assets
+from tlcourse import assets, downloads
 from tlcourse.backend import tf_module as _tf
 from tlcourse.config import quiet_tensorflow
 from tlcourse.data.splits import (
@@ -72,7 +72,7 @@ def _tfds_builder(name: str, data_dir: str, download: bool | None) -> Any:
     if download is False:
         raise _not_prepared(name, data_dir, "downloads are turned off (download=False)")
     if download is None:
-        if not assets.online():
+        if not downloads.online():
             raise _not_prepared(name, data_dir, "this machine is offline")
     try:
         builder.download_and_prepare()
