@@ -60,10 +60,10 @@ def alexnet_head(feature_shape, num_classes, hidden=4096):
         [
             keras.Input(feature_shape),
             keras.layers.Flatten(),
-            keras.layers.Dropout(0.5),
             keras.layers.Dense(hidden, activation="relu"),
             keras.layers.Dropout(0.5),
             keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dropout(0.5),
             keras.layers.Dense(num_classes),
         ]
     )
@@ -89,3 +89,30 @@ def test_alexnet_head_passes_the_reference_and_fails_with_softmax_or_without_dro
 
     result = lesson02.check_alexnet_head(no_dropout)
     assert not result.passed and "Dropout" in result.message
+    assert "after each of the first two dense layers" in result.message  # where the lesson and alexnet put it
+
+
+def test_the_solutions_alexnet_head_drops_out_where_the_lesson_and_the_library_do():
+    """Issue 27's slip: exercise 2 put dropout before fc6 and fc7, lesson 02 and alexnet.py after them."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    from tlcourse import alexnet
+
+    solution = nbformat.read(Path(__file__).parents[1] / "solutions" / "02_alexnet.ipynb", as_version=4)
+    source = next(
+        c.source for c in solution.cells if c.cell_type == "code" and "def alexnet_head" in c.source
+    )
+    definition = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+    namespace = {"keras": keras}
+    exec(compile(ast.Module([definition], []), "solution", "exec"), namespace)
+    head = namespace["alexnet_head"]((6, 6, 8), 5, hidden=16)
+    library = alexnet.build_small_alexnet(96, 5, 0.05)
+    top = library.layers[[layer.name for layer in library.layers].index("flatten") :]
+
+    def kinds(layers):
+        return [type(layer).__name__ for layer in layers if type(layer).__name__ in ("Dense", "Dropout")]
+
+    assert kinds(head.layers) == kinds(top) == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]

@@ -352,3 +352,50 @@ def test_test_fraction_holds_out_a_stratified_seeded_test_split_disjoint_from_tr
     assert total == plain.train_count + plain.validation_count  # every image in exactly one split
     assert sum(len(y) for _, y in splits.test) == splits.test_count
     assert splits.fingerprint != plain.fingerprint
+
+
+def test_photo_folder_writes_a_generated_image_folder_loudly_in_the_smoke_profile(nothing_available, capsys):
+    keras = pytest.importorskip("keras")
+    folder = data.photo_folder(get_profile("smoke", image_size=SIZE), seed=3)
+    assert "SYNTHETIC" in capsys.readouterr().out
+    train, validation = keras.utils.image_dataset_from_directory(
+        folder / "train", validation_split=0.25, subset="both", seed=1, image_size=(SIZE, SIZE), verbose=False
+    )
+    assert train.class_names == data.synthetic_class_names(5)
+    assert len(train.file_paths) + len(validation.file_paths) == 5 * 8
+    assert sorted(p.name for p in (folder / "validation").iterdir()) == train.class_names
+
+
+def test_photo_folder_refuses_to_fake_photos_outside_the_smoke_profile(nothing_available):
+    with pytest.raises(AssetMissingError, match="TLCOURSE_MIRROR"):
+        data.photo_folder(get_profile("cpu"))
+
+
+def test_write_synthetic_folder_is_deterministic_for_a_seed(tmp_path):
+    one = data.write_synthetic_folder(
+        tmp_path / "a", num_classes=2, per_split={"train": 2}, image_size=8, seed=5
+    )
+    two = data.write_synthetic_folder(
+        tmp_path / "b", num_classes=2, per_split={"train": 2}, image_size=8, seed=5
+    )
+    files = sorted(p.relative_to(one) for p in one.rglob("*.png"))
+    assert len(files) == 4 and files == sorted(p.relative_to(two) for p in two.rglob("*.png"))
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+
+
+@pytest.mark.mirror
+def test_photo_folder_is_the_mirrors_flowers_when_there_is_one(mirror: Path):
+    folder = data.photo_folder(get_profile("cpu"), mirror=mirror)
+    assert sorted(p.name for p in (folder / "train").iterdir() if p.is_dir()) == list(data.FLOWER_CLASSES)
+
+
+def test_capped_copy_keeps_the_first_files_of_each_class_and_leaves_the_original(tmp_path):
+    flat = _flat_folder(tmp_path / "flat", {"apple": 6, "leaf": 6})
+    folder = _split_folder(tmp_path / "split", flat, {"apple": ["apple_004.jpg", "apple_005.jpg"]})
+    copy = data.capped_copy(folder, 4)
+    assert sorted(p.name for p in (copy / "train" / "apple").iterdir()) == [
+        f"apple_00{i}.jpg" for i in range(4)
+    ]
+    assert len(list((copy / "train" / "leaf").iterdir())) == 4
+    assert [p.name for p in (copy / "validation" / "apple").iterdir()] == ["apple_004.jpg"]
+    assert len(list((folder / "train" / "leaf").iterdir())) == 6  # the original is untouched

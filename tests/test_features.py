@@ -198,3 +198,22 @@ def test_a_head_trained_on_another_backbone_does_not_join(backbone):
     head = models.build_head((7,), 2)
     with pytest.raises(TLCourseError, match="features of shape"):
         features.join_head(backbone, head)
+
+
+def test_a_head_on_features_takes_callbacks_for_one_line_per_epoch(capsys):
+    from tlcourse import progress
+
+    x = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
+    y = np.arange(12) % 2
+    _, history = features.train_head_on_features(
+        x,
+        y,
+        val_features=x,
+        val_labels=y,
+        num_classes=2,
+        epochs=3,
+        patience=5,
+        callbacks=[progress.epoch_lines("head")],
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("head epoch")]
+    assert len(lines) == len(history.history["loss"]) == 3 and lines[-1].startswith("head epoch 3/3")

@@ -171,6 +171,28 @@ def test_record_reads_a_cpu_run_report_with_its_bands_and_keeps_other_notebooks(
     assert json.loads(out.read_text()) == written
 
 
+def test_record_reads_the_bands_from_the_executed_notebook_the_report_names_relative_to_its_run(
+    tmp_path, monkeypatch
+):
+    """The runner writes each notebook's output path relative to its --out folder; run from the repository,
+    that same relative path names the lesson itself (no outputs), which must not be read instead."""
+    run = tmp_path / "run"
+    executed = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("record.expect(...)")
+    payload = {"name": "ece", "value": 0.03, "profile": "cpu", "real": True, "band": [None, 0.08]}
+    cell.outputs = [nbformat.v4.new_output("display_data", data={record.RECORD_MIME: payload})]
+    executed.cells = [cell]
+    for folder, notebook in ((run, executed), (tmp_path / "repo", nbformat.v4.new_notebook())):
+        (folder / "lessons").mkdir(parents=True)
+        nbformat.write(notebook, folder / "lessons" / "06_evaluation.ipynb")
+    item = {"path": "lessons/06_evaluation.ipynb", "output": "lessons/06_evaluation.ipynb", "status": "ok"}
+    item |= {"seconds": 90.0, "peak_mib": 900.0, "metrics": {"ece": 0.03}, "parameters": {"PROFILE": "cpu"}}
+    (run / "report.json").write_text(json.dumps({"notebooks": [item]}))
+    monkeypatch.chdir(tmp_path / "repo")
+    written = figures.record_run(run, tmp_path / "figures.cpu.json")
+    assert written["bands"] == {"lessons/06_evaluation": {"ece": [None, 0.08]}}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"status": "failed"}, "failed notebooks"), ({"parameters": {"PROFILE": "smoke"}}, "not a cpu run")],
@@ -230,3 +252,13 @@ def test_settings_facts_bounds_code_and_marked_figures_are_not_flagged():
     assert _found("A sigmoid's derivative is at most 0.25; dropout keeps 0.5 of the units.") == []
     assert _found("Version 2.21 of TensorFlow is used; 160 px images, 20 epochs.") == []
     assert _found("In the cpu profile expect a 95% interval of the paired differences above 0.") == []
+
+
+def test_no_run_figure_is_typed_by_hand_in_any_lesson_solution_or_exercise():
+    """Every figure a run computes reaches the prose through a marker (issue 28): `--hand-typed` finds none."""
+    found = [
+        f"{path.relative_to(figures.REPO_ROOT)} {item}"
+        for path in figures.notebooks_under()
+        for item in figures.find_hand_typed_figures(path)
+    ]
+    assert not found, "figures typed by hand (put them in <!--fig:...--> markers):\n" + "\n".join(found)

@@ -259,3 +259,13 @@ def test_without_ai_edge_litert_tf_lite_runs_the_model_and_its_deprecation_warni
         probs = classifier.predict(samples["parrot"])
     assert type(classifier.model.interpreter).__module__.startswith("tensorflow")
     assert imagenet.labels(simple=False)[int(probs.argmax())] == "macaw"
+
+
+def test_keras_classifier_weights_offline_with_no_file_is_none_not_an_error(
+    empty_keras_home: Path, tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lesson 01's first step on a machine with no mirror and no network: the TFLite engine must stand in.
+    (After the downloads module took over online(), this raised AttributeError: no assets.online.)"""
+    monkeypatch.delenv("TLCOURSE_MIRROR", raising=False)
+    monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path / "no-user-mirror"))
+    assert zeroshot.keras_classifier_weights(1.0, 224, download=True) is None

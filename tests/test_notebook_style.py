@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import statistics
 from pathlib import Path
 
 import nbformat
@@ -138,3 +139,111 @@ def test_notebook_prose_says_what_to_expect_instead_of_pointing_at_output(relpat
         if phrase in cell.source.lower()
     ]
     assert not found, f"{relpath}: markdown cells point at output instead of stating it: {found}"
+
+
+# ------------------------------------------------------------------------------- short cells (issue 28)
+
+LESSONS = [path for path in NOTEBOOKS if path.parts[0] == "lessons"]
+MEDIAN_LINES, MAX_LINES = 7, 20
+
+
+def code_lengths(nb: nbformat.NotebookNode) -> list[int]:
+    """Non-blank lines of each code cell (a comment counts: a reader reads it)."""
+    return [
+        len([line for line in cell.source.splitlines() if line.strip()])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    ]
+
+
+@pytest.mark.parametrize("relpath", LESSONS, ids=str)
+def test_lesson_code_cells_are_short_a_teaching_cell_then_a_check_line(relpath):
+    """A lesson's code cells: median at most 7 non-blank lines, none over 20 (the TF tutorial's median is 3)."""
+    lengths = code_lengths(_load(relpath))
+    median = statistics.median(lengths)
+    long = {index: n for index, n in enumerate(lengths) if n > MAX_LINES}
+    assert median <= MEDIAN_LINES and not long, (
+        f"{relpath}: median code cell {median} lines (at most {MEDIAN_LINES}); code cells over {MAX_LINES} "
+        f"lines (code cell number: lines): {long}"
+    )
+
+
+@pytest.mark.parametrize("relpath", NOTEBOOKS, ids=str)
+def test_no_cell_guards_its_figures_by_profile_name(relpath):
+    """Bands are checked by record.expect(name, value, run, cpu=...), never behind `if profile.name == ...`."""
+    guarded = [
+        index
+        for index, cell in enumerate(_load(relpath).cells)
+        if cell.cell_type == "code" and re.search(r"profile\.name\s*==", cell.source)
+    ]
+    assert not guarded, (
+        f"{relpath}: cells {guarded} compare profile.name; use record.expect(..., run, cpu=...)"
+    )
+
+
+def test_the_short_cell_rule_counts_lines_as_a_reader_does():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1\n\n# why\nb = 2\n"), nbformat.v4.new_markdown_cell("x\ny")]
+    assert code_lengths(nb) == [3]
+
+
+# ------------------------------------------------------------------------------ saved code (d2l's #@save)
+
+SAVE_MARK = "#@save"
+SAVED_MODULE = REPO_ROOT / "tlcourse" / "recipe.py"
+
+
+class _WithoutAnnotations(ast.NodeTransformer):
+    """The library's copy may carry type hints; the lesson's cell does not. Everything else must be equal."""
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+
+def normalised_functions(source: str) -> dict[str, str]:
+    """Each top-level function of ``source`` as ``ast.unparse`` writes it without type hints: comments, layout
+    and line breaks do not count, names, docstrings and code do."""
+    tree = _WithoutAnnotations().visit(ast.parse(source))
+    return {node.name: ast.unparse(node) for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def saved_cells() -> dict[str, str]:
+    """Every function a lesson defines in a cell that starts with #@save, by name."""
+    found: dict[str, str] = {}
+    for relpath in LESSONS:
+        for cell in _load(relpath).cells:
+            if cell.cell_type == "code" and cell.source.lstrip().startswith(SAVE_MARK):
+                found.update(normalised_functions(cell.source))
+    return found
+
+
+def test_lesson_04s_saved_code_is_the_librarys_copy_word_for_word():
+    """The later lessons call tlcourse.recipe; what they call is what lesson 04 shows (issue 28)."""
+    lesson = saved_cells()
+    library = {
+        name: code
+        for name, code in normalised_functions(SAVED_MODULE.read_text(encoding="utf-8")).items()
+        if not name.startswith("_")
+    }
+    assert lesson, "no #@save cell in the lessons"
+    assert sorted(lesson) == sorted(library), (
+        f"saved in the lessons {sorted(lesson)}, library {sorted(library)}"
+    )
+    for name in lesson:
+        assert lesson[name] == library[name], f"{name}: lesson 04's cell and tlcourse/recipe.py differ"
+
+
+def test_the_saved_code_comparison_sees_a_changed_line_and_ignores_hints_and_layout():
+    lesson = "def f(x, *, n=2):\n    '''Doc.'''\n    return x * n  # why\n"
+    assert normalised_functions(lesson) == normalised_functions(
+        "def f(x: int, *, n: int = 2) -> int:\n    '''Doc.'''\n    return (\n        x * n\n    )\n"
+    )
+    assert normalised_functions(lesson) != normalised_functions(
+        "def f(x, *, n=2):\n    '''Doc.'''\n    return x + n\n"
+    )

@@ -515,3 +515,24 @@ def test_the_site_of_the_smoke_run_works_offline_in_chromium(served_site):
 def _same(page_url: str, href: str | None, expected: str) -> bool:
     """True when ``href``, relative to ``page_url``, is the address ``expected``."""
     return href is not None and urljoin(page_url, href).split("#")[0] == expected
+
+
+def test_a_lesson_that_stopped_early_keeps_its_page_free_of_outside_images_and_papermills_banner():
+    """papermill puts a red banner cell first in a notebook that failed; the badges below it still become links."""
+    lesson = _executed_lesson("01_tiny", "pass")
+    banner = nbformat.v4.new_markdown_cell("<span>An Exception was encountered at 'In [3]'.</span>")
+    banner.metadata["tags"] = [course_site.PAPERMILL_ERROR_TAG]
+    lesson.cells.insert(0, banner)
+    page = course_site.lesson_notebook(
+        lesson,
+        {},
+        links="[Open In Colab](https://colab.example/x)",
+        setup_source="pass",
+        status_note="stopped",
+    )
+    markdown = "\n".join(cell.source for cell in page.cells if cell.cell_type == "markdown")
+    assert "badge" not in markdown and "An Exception was encountered" not in markdown
+    assert (
+        page.cells[0].source.startswith("# Lesson 01")
+        and "[Open In Colab](https://colab.example/x)" in markdown
+    )

@@ -96,3 +96,31 @@ def test_verdict_chooses_on_validation_and_says_so_when_test_disagrees():
 def test_verdict_with_one_strategy_that_ran_compares_nothing():
     text = strategies.verdict([0, 1], {"a": np.array([0, 1]), "b": None}, {"a": 1.0, "b": math.nan})
     assert text.startswith("fewer than two")
+
+
+def test_the_cpu_harness_budget_is_short_and_leaves_out_the_costly_rows():
+    cpu = get_profile("cpu")
+    budget = strategies.harness_budget(cpu, fine_tune_learning_rate=1e-4)
+    assert budget.strategies == ("zero_shot", "head_only", "fine_tune_from:block_15")
+    assert budget.scratch_profile is None
+    assert (budget.profile.augmented_passes, budget.profile.fine_tune_epochs) == (0, 2)
+    assert budget.profile.fine_tune_learning_rate == 1e-4
+    assert (budget.profile.image_size, budget.profile.head_epochs) == (cpu.image_size, cpu.head_epochs)
+    assert "no full fine-tune" in budget.describe()
+
+
+def test_the_gpu_harness_budget_runs_every_row_with_the_profiles_schedule():
+    gpu = get_profile("gpu")
+    budget = strategies.harness_budget(gpu)
+    assert budget.strategies[-1] == "full_fine_tune" and "fine_tune_from:100" in budget.strategies
+    assert budget.profile.augmented_passes == gpu.augmented_passes
+    assert budget.profile.fine_tune_learning_rate == gpu.fine_tune_learning_rate
+    scratch = budget.scratch_profile
+    assert (scratch.head_epochs, scratch.fine_tune_epochs) == (gpu.head_epochs, gpu.fine_tune_epochs)
+
+
+def test_harness_budget_takes_other_depths_and_refuses_a_bad_one_before_training():
+    budget = strategies.harness_budget(get_profile("smoke"), depths=("block_13", 100))
+    assert budget.strategies[2:] == ("fine_tune_from:block_13", "fine_tune_from:100")
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        strategies.harness_budget(get_profile("smoke"), depths=("",))

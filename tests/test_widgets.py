@@ -658,3 +658,20 @@ def test_off_colab_there_is_no_colab_note_and_colab_upload_explains_itself(model
     assert not _colab_notes(widgets.upload_and_predict(model, CLASSES, auto=False))
     with pytest.raises(TLCourseError, match="only on Colab"):
         widgets.colab_upload()
+
+
+def test_threshold_explorer_report_follows_the_slider_and_a_headless_run_shows_its_table() -> None:
+    truth = [0, 0, 1, 1, 1, 0]
+    scores = [0.1, 0.6, 0.55, 0.8, 0.3, 0.2]
+    explorer = widgets.threshold_explorer(truth, scores, start=0.5)
+    assert 'data-threshold="0.50"' in explorer.report.value and 'aria-live="polite"' in explorer.report.value
+    assert explorer.row()["recall"] == pytest.approx(2 / 3) and explorer.row()["precision"] == pytest.approx(
+        2 / 3
+    )
+    explorer.slider.value = 0.25
+    assert explorer.row()["recall"] == 1.0 and 'data-threshold="0.25"' in explorer.report.value
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+    table = bundle["text/plain"].splitlines()
+    assert table[0].split()[:3] == ["threshold", "precision", "recall"]
+    assert next(line for line in table if line.endswith("<-")).split()[0] == "0.5"

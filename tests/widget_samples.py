@@ -3,8 +3,8 @@ colour and accessibility checks of tests/test_widgets.py and tests/test_browser.
 
 from __future__ import annotations
 
-from tlcourse import diagnose
-from tlcourse.widgets import predictor, unfreeze
+from tlcourse import diagnose, thresholds
+from tlcourse.widgets import predictor, threshold, unfreeze
 
 FAKE_THUMBNAIL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 
@@ -38,4 +38,7 @@ def widget_html() -> dict[str, str]:
         "predictions": predictor.render_results(results, {0: FAKE_THUMBNAIL}),
         "empty": predictor.render_results([]),
         "unfreeze": _unfreeze_report(),
+        "threshold": threshold._render_threshold(
+            thresholds.at_threshold([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6], 0.5)
+        ),
     }

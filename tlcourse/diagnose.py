@@ -276,8 +276,8 @@ def _range_problem(observed: tuple[float, float], expected: tuple[float, float])
     return None
 
 
-def _backbone_input_range(model: Any, base: Any, sample: np.ndarray) -> tuple[float, float] | None:
-    """Min and max of the values that reach ``base`` inside ``model`` for ``sample``."""
+def backbone_input_range(model: Any, base: Any, sample: np.ndarray) -> tuple[float, float] | None:
+    """Min and max of the values that reach ``base`` inside ``model`` for ``sample`` (lesson 05; the graders)."""
     keras = _keras()
     if base is model:
         return float(sample.min()), float(sample.max())
@@ -365,7 +365,7 @@ def _check_preprocessing(model: Any, sample: np.ndarray) -> list[Mistake]:
     for base, spec in candidates:
         if spec is None:
             continue
-        observed = _backbone_input_range(model, base, sample)
+        observed = backbone_input_range(model, base, sample)
         if observed is None:
             continue
         problem = _range_problem(observed, spec.input_range)

@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -344,13 +345,15 @@ def train_head_on_features(
     patience: int | None = None,
     seed: int | None = 42,
     verbose: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> tuple[Any, Any]:
     """Train a new head (``models.build_head``) on cached features; returns ``(head, history)`` (lesson 04).
 
     ``features``/``val_features`` may be arrays or :class:`FeatureSet` objects (their labels are used).
     Augmented copies (from ``FeatureSet.augmented_features`` or the arguments) are added to the training
     set, so one epoch sees every image once plain and once per augmented pass. ``patience`` turns on early
-    stopping on validation accuracy, keeping the best weights.
+    stopping on validation accuracy, keeping the best weights. ``callbacks`` go to ``fit`` as well, e.g.
+    ``[tlcourse.progress.epoch_lines("head")]`` for one line per epoch.
     """
     keras = _keras()
     if isinstance(features, FeatureSet):
@@ -379,9 +382,9 @@ def train_head_on_features(
     validation = None
     if val_features is not None and val_labels is not None:
         validation = (np.asarray(val_features, dtype="float32"), np.asarray(val_labels).astype("int32"))
-    callbacks = []
+    fit_callbacks = list(callbacks)
     if patience is not None and validation is not None:
-        callbacks.append(
+        fit_callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_accuracy", patience=int(patience), restore_best_weights=True, mode="max"
             )
@@ -393,7 +396,7 @@ def train_head_on_features(
         epochs=int(epochs),
         batch_size=int(batch_size),
         shuffle=True,
-        callbacks=callbacks,
+        callbacks=fit_callbacks,
         verbose=verbose,
     )
     return head, history

@@ -51,8 +51,10 @@ __all__ = [
     "STRATEGIES",
     "TIED",
     "ZERO_SHOT_SKIPPED",
+    "HarnessBudget",
     "Outcome",
     "compare_strategies",
+    "harness_budget",
     "from_scratch",
     "runner_for",
     "verdict",
@@ -472,3 +474,81 @@ def compare_strategies(
         ),
     )
     return table
+
+
+# ------------------------------------------------------------------------------------------- budget
+
+_SCHEDULES: dict[str, dict[str, Any]] = {
+    # on a CPU: the lesson's images, no augmented passes, two fine-tuning epochs and one depth, without the two
+    # costly rows; on a GPU every row, three depths and the profile's own schedule
+    "smoke": {"depths": ("block_15",), "fine_tune_epochs": 1, "passes": 0, "costly": False},
+    "cpu": {"depths": ("block_15",), "fine_tune_epochs": 2, "passes": 0, "costly": False},
+    "gpu": {
+        "depths": ("block_15", "block_13", 100),
+        "fine_tune_epochs": None,
+        "passes": None,
+        "costly": True,
+    },
+}
+
+
+@dataclass(frozen=True)
+class HarnessBudget:
+    """What lesson 05's strategy harness may spend in one profile (:func:`harness_budget`)."""
+
+    profile: Profile
+    """The schedule the compared rows train with: the lesson's profile with the harness's passes, fine-tuning
+    epochs and rate."""
+    strategies: tuple[str, ...]
+    """The rows compared on the same test images, zero-shot first; ``full_fine_tune`` only where affordable."""
+    scratch_profile: Profile | None
+    """The ``from_scratch`` row's own schedule (``head_epochs + fine_tune_epochs`` epochs), or None where the
+    budget leaves the row out."""
+
+    def describe(self) -> str:
+        """One line a lesson prints: the rows, the passes and the epochs."""
+        scratch = (
+            f"from scratch {self.scratch_profile.head_epochs + self.scratch_profile.fine_tune_epochs} epochs"
+            if self.scratch_profile is not None
+            else "no full fine-tune or from-scratch row"
+        )
+        return (
+            f"harness ({self.profile.name}): {', '.join(self.strategies)}; {self.profile.augmented_passes} "
+            f"augmented pass(es), up to {self.profile.fine_tune_epochs} fine-tuning epoch(s) at "
+            f"{self.profile.fine_tune_learning_rate:g}; {scratch}"
+        )
+
+
+def harness_budget(
+    profile: Profile,
+    *,
+    depths: Sequence[int | str] | None = None,
+    fine_tune_learning_rate: float | None = None,
+) -> HarnessBudget:
+    """The strategy harness's budget in ``profile`` (lesson 05): which rows run, and with what schedule.
+
+    In the smoke and cpu profiles the harness uses the lesson's images with no augmented passes, a short
+    fine-tuning schedule (1 and 2 epochs) and one depth (``block_15``), and leaves out ``full_fine_tune`` and
+    ``from_scratch``, which cost minutes on a CPU; in the gpu profile it runs every row at three depths with the
+    profile's passes and epochs. ``depths`` replaces the default depths; ``fine_tune_learning_rate`` the
+    profile's rate (lesson 05 passes its own).
+    """
+    schedule = _SCHEDULES.get(profile.name)
+    if schedule is None:
+        raise TLCourseError(
+            f"The strategy harness has no budget for a profile named {profile.name!r}: "
+            f"use one of {', '.join(_SCHEDULES)} (config.get_profile)."
+        )
+    chosen = profile.replace(
+        augmented_passes=profile.augmented_passes if schedule["passes"] is None else schedule["passes"],
+        fine_tune_epochs=schedule["fine_tune_epochs"] or profile.fine_tune_epochs,
+        fine_tune_learning_rate=fine_tune_learning_rate or profile.fine_tune_learning_rate,
+    )
+    rows = ["zero_shot", "head_only", *(f"fine_tune_from:{depth}" for depth in depths or schedule["depths"])]
+    for row in rows:
+        runner_for(row)  # an unknown depth spelling fails here, before any training
+    scratch = None
+    if schedule["costly"]:
+        rows.append("full_fine_tune")
+        scratch = chosen.replace(head_epochs=profile.head_epochs, fine_tune_epochs=profile.fine_tune_epochs)
+    return HarnessBudget(profile=chosen, strategies=tuple(rows), scratch_profile=scratch)

@@ -249,7 +249,9 @@ def record_run(run_dir: Path, out: Path = FIGURES_FILE, *, profile: str = "cpu")
         key = notebook_key(item["path"])
         notebooks[key] = dict(sorted((item.get("metrics") or {}).items()))
         executed = Path(str(item.get("output") or ""))
-        if not executed.is_file():  # a relative path from another folder: the run keeps notebooks by folder
+        if not executed.is_absolute():  # the runner writes it relative to its --out folder
+            executed = Path(run_dir) / executed
+        if not executed.is_file():  # a path from another machine: the run keeps notebooks by folder
             executed = Path(run_dir) / Path(item["path"]).parent.name / Path(item["path"]).name
         found = read_bands(executed) if executed.is_file() else {}
         bands[key] = dict(sorted(found.items()))

@@ -183,7 +183,8 @@ def check_alexnet_head(build: Callable[..., Any]) -> CheckResult:
         return _fail("two inference passes give different outputs: dropout must be off when training=False.")
     if np.allclose(out, _forward(model, batch, training=True), atol=1e-6):
         return _fail(
-            "training and inference give the same outputs: add Dropout layers (AlexNet uses 0.5) before the dense layers."
+            "training and inference give the same outputs: add a Dropout layer (AlexNet uses 0.5) after each of the "
+            "first two dense layers."
         )
     return _ok(
         f"shape, parameter count ({expected:,} at the test size), logits and dropout behaviour are right."

@@ -76,7 +76,7 @@ def quiet_papermill() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _cancel_leftover_tasks() -> None:
+def cancel_leftover_tasks() -> None:
     """Cancel what nbclient left pending on this thread's event loop after a timeout or a dead kernel.
 
     Otherwise asyncio prints "Task was destroyed but it is pending!" when a --jobs worker thread ends.
@@ -232,7 +232,7 @@ def execute(
             result.seconds = time.perf_counter() - start
             control.kernel_stopped(memory.pid)
             control.notebook_done(display)
-            _cancel_leftover_tasks()
+            cancel_leftover_tasks()
     if control.stopping.is_set() and result.status != "ok":
         result.status = INTERRUPTED
         result.error = control.stop_reason + (f" ({result.error})" if result.error else "")

@@ -65,10 +65,11 @@ class KernelMemory:
             self.pid = pid
             self.sample()
 
-    def sample(self) -> None:
-        """Add one measurement: the kernel's recorded peak, and the resident memory of its process tree now."""
+    def sample(self) -> int:
+        """Add one measurement: the kernel's recorded peak, and the resident memory of its process tree now;
+        returns the latter (bytes; 0 before the kernel started)."""
         if self.pid is None:
-            return
+            return 0
         import psutil
 
         recorded = peak_of_process(self.pid)
@@ -86,6 +87,7 @@ class KernelMemory:
             except psutil.Error:
                 continue
         self.peak_bytes = max(self.peak_bytes, total, recorded)
+        return total
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):

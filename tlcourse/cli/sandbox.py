@@ -22,7 +22,6 @@ you do not trust belongs in a container or under a separate user (the README sho
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import hashlib
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import tlcourse
+from tlcourse.cli.execution import cancel_leftover_tasks
+from tlcourse.cli.memory import KernelMemory
 
 MARKER = "TLCOURSE_GRADE_KERNEL"
 """The variable every kernel (and whatever it starts) inherits, with a value unique to that kernel."""
@@ -269,27 +270,24 @@ class Batch:
             return self.before | (self.kernels - {pid})
 
 
-class _Watch:
-    """Polls the kernel's process tree: keeps the peak resident memory, kills the session past the memory
-    limit or when the batch is stopping (Ctrl-C)."""
+class _Watch(KernelMemory):
+    """The runner's :class:`~tlcourse.cli.memory.KernelMemory` that also kills the kernel's session past the
+    memory limit or when the batch is stopping (Ctrl-C)."""
 
     def __init__(self, limit: int | None, batch: Batch, interval: float = 0.2) -> None:
-        self.limit, self.batch, self.interval = limit, batch, interval
-        self.pid: int | None = None
+        super().__init__(interval)
+        self.limit, self.batch = limit, batch
         self.session: int | None = None
-        self.peak = 0
         self.over = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="tlcourse-grade-watch", daemon=True)
 
     def attach(self, pid: int | None) -> None:
         if not pid:
             return
-        self.pid = pid
         with contextlib.suppress(OSError, AttributeError):
             self.session = os.getsid(pid)
         with self.batch.lock:
             self.batch.kernels.add(pid)
+        super().attach(pid)
         if self.batch.stopping.is_set():
             self.kill()
 
@@ -301,38 +299,17 @@ class _Watch:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
 
-    def sample(self) -> None:
-        import psutil
-
-        if self.pid is None:
-            return
-        try:
-            kernel = psutil.Process(self.pid)
-            family = [kernel, *kernel.children(recursive=True)]
-        except psutil.Error:
-            return
-        total = 0
-        for process in family:
-            with contextlib.suppress(psutil.Error):
-                total += process.memory_info().rss
-        self.peak = max(self.peak, total)
+    def sample(self) -> int:
+        if self.batch.stopping.is_set():
+            self.kill()
+        total = super().sample()
         if self.limit and total > self.limit and not self.over:
             self.over = True
             self.kill()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self.batch.stopping.is_set():
-                self.kill()
-            self.sample()
-
-    def __enter__(self) -> _Watch:
-        self._thread.start()
-        return self
+        return total
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        super().__exit__(*exc)
         with self.batch.lock:
             self.batch.kernels.discard(self.pid or 0)
 
@@ -395,7 +372,7 @@ def _parameterized(notebook: Any, parameters: Mapping[str, Any], kernel: str) ->
 def _close(client: Any, km: Any) -> None:
     """Stop the client's channels and the (killed) kernel's manager, then cancel what nbclient left pending
     on this thread's event loop (else asyncio complains, at exit, of tasks destroyed while pending)."""
-    from jupyter_core.utils import ensure_event_loop, run_sync
+    from jupyter_core.utils import run_sync
 
     with contextlib.suppress(Exception):
         if client.kc is not None:
@@ -404,14 +381,7 @@ def _close(client: Any, km: Any) -> None:
         run_sync(km.shutdown_kernel)(now=True)
     # nbclient's exit hook checks the (now dead) kernel again; without a manager it asserts at exit
     client.km = km
-    loop = ensure_event_loop()
-    if loop.is_running() or loop.is_closed():
-        return
-    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    cancel_leftover_tasks()
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -477,5 +447,5 @@ def execute_isolated(
         limit = (limits.output_bytes or 0) / 2**20
         result.status = "output limit"
         result.error = f"its output passed {limit:g} MiB (--max-output): stopped"
-    result.peak_mib = watch.peak / 2**20 if watch.peak else None
+    result.peak_mib = watch.peak_mib
     return result

@@ -198,6 +198,10 @@ def _split_before(cells: list[Any], heading: str, *, default: int) -> int:
     return default
 
 
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+"""The tag of the banner cell papermill puts first in a notebook that stopped on an error."""
+
+
 def lesson_notebook(
     notebook: nbformat.NotebookNode,
     extras: Mapping[str, Any],
@@ -214,6 +218,8 @@ def lesson_notebook(
     and the reading list and self-check questions follow the last cell.
     """
     page = copy.deepcopy(notebook)
+    # papermill's red "An Exception was encountered" banner: the page says so in ``status_note`` instead
+    page.cells = [cell for cell in page.cells if PAPERMILL_ERROR_TAG not in cell.metadata.get("tags", [])]
     cells = page.cells
     first = next(index for index, cell in enumerate(cells) if cell.cell_type == "markdown")
     head, _, rest = cells[first].source.partition("\n")

@@ -39,6 +39,7 @@ in ``tf.data``) to the training pipeline only, for lessons that train end to end
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from tlcourse import assets
 from tlcourse.config import Profile
 from tlcourse.data.catalog import CATALOG, load_tfds
 from tlcourse.data.dedupe import DuplicateReport, drop_duplicates, find_duplicates
-from tlcourse.data.folders import load_image_folder
+from tlcourse.data.folders import capped_copy, load_image_folder
 from tlcourse.data.real import (
     EUROSAT_CLASSES,
     LANDUSE_CLASSES,
@@ -69,6 +70,7 @@ from tlcourse.data.synthetic import (
     synthetic_class_names,
     synthetic_image,
     synthetic_splits,
+    write_synthetic_folder,
 )
 from tlcourse.errors import AssetMissingError, DataError
 
@@ -190,6 +192,32 @@ def _synthetic_for(key: str | None, kwargs: dict[str, Any], missing: str | None 
     return splits
 
 
+def photo_folder(profile: Profile, *, mirror: str | os.PathLike[str] | None = None, seed: int = 42) -> Path:
+    """The flower photos' folder, ``train/`` and ``validation/`` with one sub-folder per class, for code that
+    reads a folder itself, e.g. ``keras.utils.image_dataset_from_directory`` (lesson 04).
+
+    In a profile that allows stand-ins (smoke) with no mirror, generated pictures are written to a fresh
+    temporary folder instead, with the same loud warning as :func:`load_for_profile`; other profiles raise the
+    error that says how to get the photos.
+    """
+    folder = _mirror_flowers(mirror)
+    if folder is not None:
+        return folder
+    if not profile.allow_synthetic:
+        raise AssetMissingError(
+            "The flower photos are not here: point TLCOURSE_MIRROR at the course's mirror (lesson 00) or run "
+            "`tlcourse assets prepare`."
+        )
+    border = "!" * 78
+    print(
+        f"{border}\nWARNING: no flower photos here -> writing GENERATED SYNTHETIC IMAGES to a temporary "
+        f"folder instead.\nResults below are NOT about real photos.\n{border}",
+        flush=True,
+    )
+    generated = Path(tempfile.mkdtemp(prefix="tlcourse-photos-"))
+    return write_synthetic_folder(generated, image_size=profile.image_size, seed=seed)
+
+
 def load_for_profile(
     profile: Profile, source: str | os.PathLike[str] = "flowers", **overrides: Any
 ) -> DatasetSplits:
@@ -219,6 +247,7 @@ __all__ = [
     "DomainPair",
     "DuplicateReport",
     "augment_dataset",
+    "capped_copy",
     "default_augmentation",
     "drop_duplicates",
     "find_duplicates",
@@ -230,8 +259,10 @@ __all__ = [
     "load_for_profile",
     "load_image_folder",
     "load_tfds",
+    "photo_folder",
     "stratified_split",
     "synthetic_class_names",
     "synthetic_image",
     "synthetic_splits",
+    "write_synthetic_folder",
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcourse import assets, downloads
+from tlcourse import downloads
 from tlcourse.backend import tf_module as _tf
 from tlcourse.config import quiet_tensorflow
 from tlcourse.data.splits import (

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -291,3 +293,21 @@ def _assemble(
         decode_seconds=seconds,
         notes=notes,
     )
+
+
+def capped_copy(folder: str | os.PathLike[str], per_class: int) -> Path:
+    """A copy of an image folder with at most ``per_class`` files per class in ``train/`` (a quarter of that, at
+    least one, in every other split), the first by name; the original is never touched (lesson 05's Keras-only
+    exercise in the smoke profile: code that reads a folder itself runs in seconds on the copy).
+
+    Returns a fresh temporary folder laid out like ``folder``.
+    """
+    source = Path(folder)
+    target = Path(tempfile.mkdtemp(prefix="tlcourse-capped-"))
+    for class_dir in sorted(path for path in source.glob("*/*") if path.is_dir()):
+        split = class_dir.parent.name
+        keep = per_class if split == "train" else max(1, per_class // 4)
+        (target / split / class_dir.name).mkdir(parents=True)
+        for file in sorted(path for path in class_dir.iterdir() if path.is_file())[:keep]:
+            shutil.copy2(file, target / split / class_dir.name / file.name)
+    return target

@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 from tlcourse.data.splits import DatasetSplits, _counts, _fingerprint, _from_arrays
 
@@ -144,6 +146,30 @@ def synthetic_splits(
         cached=True,
         notes=["generated images (a colour and a pattern per class), not photos"],
     )
+
+
+def write_synthetic_folder(
+    folder: str | Path,
+    *,
+    num_classes: int = 5,
+    per_split: Mapping[str, int] | None = None,
+    image_size: int = 96,
+    seed: int = 0,
+) -> Path:
+    """Write generated pictures as an image folder, ``folder/<split>/<class>/<n>.png`` (lessons 04 and 08).
+
+    ``per_split`` maps each split folder to its images per class (default 8 in ``train/``, 2 in
+    ``validation/``); the same seed writes the same files. Returns ``folder``.
+    """
+    root = Path(folder)
+    rng = np.random.default_rng(seed)
+    for split, count in (per_split or {"train": 8, "validation": 2}).items():
+        for name in synthetic_class_names(num_classes):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                image = Image.fromarray(synthetic_image(name, image_size, rng))
+                image.save(root / split / name / f"{index:02d}.png")
+    return root
 
 
 def announce_stand_in(splits: DatasetSplits, key: str, missing: str) -> DatasetSplits:

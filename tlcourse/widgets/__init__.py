@@ -1,6 +1,7 @@
-"""Notebook widgets: classify uploaded photos, and explore how deep to fine-tune (lessons 05 and 08).
+"""Notebook widgets: classify uploaded photos, explore how deep to fine-tune, and choose a decision threshold
+(lessons 05, 06 and 08).
 
-Two small interactive tools, both built from ``ipywidgets`` (imported inside the functions, so importing this
+Small interactive tools, all built from ``ipywidgets`` (imported inside the functions, so importing this
 module costs nothing and works without Jupyter):
 
 - :func:`upload_and_predict` (lesson 08) shows a file-upload button; every image chosen is decoded safely,
@@ -12,10 +13,12 @@ module costs nothing and works without Jupyter):
   problem shows as one line under its button.
 - :func:`colab_upload` (lesson 08, Colab only) reads photos through Colab's own file picker, which keeps the
   files of about 1 MB or more that Colab's upload widget loses; both widgets above say so on Colab.
+- :func:`threshold_explorer` (lesson 06) is a slider over a binary classifier's decision threshold with its
+  precision, recall and counts, live; a headless run shows its table instead.
 - :func:`unfreeze_explorer` (lesson 05) is a slider over the layers of a backbone with a live report of what
   fine-tuning from that layer would train (:func:`tlcourse.diagnose.unfreeze_summary`), without touching the model.
 
-Both work with ipywidgets 8 (JupyterLab 4) and ipywidgets 7.7.1 (Google Colab), whose ``FileUpload.value``
+They work with ipywidgets 8 (JupyterLab 4) and ipywidgets 7.7.1 (Google Colab), whose ``FileUpload.value``
 differ: :func:`read_uploads` accepts either. An uploaded file's name is never used as a path as it is:
 :func:`sanitize_filename` reduces it to a plain file name, and :func:`save_uploads` keeps every file inside
 the folder it is given. Everything renders into an ``ipywidgets.HTML`` (not an ``Output``), so the widgets
@@ -23,7 +26,8 @@ can be driven and inspected headless in tests, and in Run-All/papermill nothing 
 
 Layout: :mod:`tlcourse.widgets.uploads` (reading, naming, saving and decoding uploaded files),
 :mod:`tlcourse.widgets.predictor` (the upload-and-predict widget and the folder uploader),
-:mod:`tlcourse.widgets.unfreeze` (the unfreeze explorer) and :mod:`tlcourse.widgets.display` (what they share:
+:mod:`tlcourse.widgets.unfreeze` (the unfreeze explorer), :mod:`tlcourse.widgets.threshold` (the threshold
+explorer) and :mod:`tlcourse.widgets.display` (what they share:
 CSS names, colours, escaping, showing a widget in ipywidgets 7 and 8). This package names the public API.
 """
 
@@ -37,6 +41,7 @@ from tlcourse.widgets.predictor import (
     render_results,
     upload_and_predict,
 )
+from tlcourse.widgets.threshold import ThresholdExplorer, threshold_explorer
 from tlcourse.widgets.unfreeze import UnfreezeExplorer, unfreeze_explorer
 from tlcourse.widgets.uploads import (
     MAX_DECODE_PIXELS,
@@ -63,6 +68,7 @@ __all__ = [
     "MAX_SAVE_BYTES",
     "MAX_UPLOAD_BYTES",
     "THUMBNAIL_SIZE",
+    "ThresholdExplorer",
     "UnfreezeExplorer",
     "Upload",
     "UploadPredictor",
@@ -74,6 +80,7 @@ __all__ = [
     "render_results",
     "sanitize_filename",
     "save_uploads",
+    "threshold_explorer",
     "unfreeze_explorer",
     "upload_and_predict",
 ]
