@@ -222,6 +222,29 @@ def test_reestimate_batchnorm_needs_to_know_the_preprocessing_and_a_batchnorm_la
         shift.reestimate_batchnorm(plain, np.zeros((2, 6, 6, 3)), preprocess=lambda x: x)
 
 
+def test_reestimate_batchnorm_uses_a_course_backbones_own_preprocessing_by_default():
+    from tlcourse import models
+
+    images = np.random.default_rng(1).uniform(0, 255, size=(6, 32, 32, 3)).astype(np.float32)
+    base = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=32, weights="random", seed=0)
+    shift.reestimate_batchnorm(base, images, batch_size=4)  # MobileNetV2's own: pixels / 127.5 - 1
+    conv = np.asarray(base.get_layer("Conv1")(images / 127.5 - 1.0))
+    moving_mean = np.asarray(base.get_layer("bn_Conv1").moving_mean)
+    np.testing.assert_allclose(
+        moving_mean, conv.reshape(-1, conv.shape[-1]).mean(axis=0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_reestimate_batchnorm_restores_the_layers_when_the_images_do_not_fit():
+    base = _tiny_batchnorm_base()
+    layer = base.get_layer("bn")
+    before = (layer.momentum, layer.trainable, np.asarray(layer.moving_mean).copy())
+    with pytest.raises(Exception):  # noqa: B017 - whatever Keras raises for a wrong input shape
+        shift.reestimate_batchnorm(base, np.zeros((2, 9, 9, 1)), preprocess=lambda x: x)
+    assert (layer.momentum, layer.trainable) == before[:2] and not base.trainable_weights
+    np.testing.assert_array_equal(np.asarray(layer.moving_mean), before[2])
+
+
 def test_split_arrays_reads_a_test_split_in_order(tiny_splits):
     with pytest.raises(TLCourseError, match="no test split"):
         shift.split_arrays(tiny_splits, "test")

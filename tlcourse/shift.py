@@ -421,7 +421,9 @@ def reestimate_batchnorm(backbone: Any, images: Any, *, preprocess: Any = None, 
     saved = [(layer.momentum, layer.trainable) for layer in layers]
     for layer in layers:
         layer.trainable, layer.momentum = True, 0.0  # Keras 3: a frozen BatchNorm ignores training=True
-    forward = tf.function(lambda x: backbone(preprocess(x), training=True))  # a graph frees each activation
+    # a graph frees each activation as it goes; one signature for any batch size traces it once, not per size
+    signature = [tf.TensorSpec([None, *pixels.shape[1:]], tf.float32)]
+    forward = tf.function(lambda x: backbone(preprocess(x), training=True), input_signature=signature)
     sums = [np.zeros((2, *layer.moving_mean.shape), np.float64) for layer in layers]
     try:
         for start in range(0, len(pixels), int(batch_size)):
