@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tlcourse import data, shift
+from tlcourse.data.real import synthetic_stand_in
 from tlcourse.errors import TLCourseError
 
 
@@ -162,3 +163,92 @@ def test_few_shot_refuses_more_images_than_a_class_has(tiny_splits):
 def test_show_shifts_draws_one_panel_per_kind_and_severity(batch):
     fig = shift.show_shifts(batch[:1], kinds=("night", "fog"), severities=(0, 1))
     assert len(fig.axes) == 4
+
+
+def test_accuracy_drop_is_source_minus_target_with_an_interval_around_it():
+    source_true = np.zeros(40, dtype=int)
+    target_true = np.zeros(60, dtype=int)
+    source_pred = np.where(np.arange(40) < 36, 0, 1)  # 0.9 right
+    target_pred = np.where(np.arange(60) < 30, 0, 1)  # 0.5 right
+    drop, low, high = shift.accuracy_drop(source_true, source_pred, target_true, target_pred, seed=1)
+    assert drop == pytest.approx(0.4)
+    assert 0.0 < low < drop < high
+    again = shift.accuracy_drop(source_true, source_pred, target_true, target_pred, seed=1)
+    scores = np.eye(2)[target_pred]  # score rows count like their argmax
+    as_scores = shift.accuracy_drop(source_true, source_pred, target_true, scores, seed=1)
+    assert again == as_scores == (drop, low, high)
+
+
+def test_accuracy_drop_of_a_model_as_good_on_both_sets_contains_zero():
+    truth = np.arange(100) % 4
+    right_half = np.where(np.arange(100) % 2 == 0, truth, (truth + 1) % 4)
+    _, low, high = shift.accuracy_drop(truth, right_half, truth[:80], right_half[:80], seed=0)
+    assert low < 0 < high
+    with pytest.raises(TLCourseError, match="one prediction per label"):
+        shift.accuracy_drop(truth, right_half[:5], truth, right_half)
+
+
+def _tiny_batchnorm_base():
+    import keras
+
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    base = keras.Model(inputs, keras.layers.ReLU()(x), name="tiny_base")
+    base.trainable = False
+    return base
+
+
+def test_reestimate_batchnorm_sets_the_statistics_of_all_target_images_and_keeps_the_base_frozen():
+    base = _tiny_batchnorm_base()
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, size=(10, 6, 6, 3)).astype(np.float32)
+    layer = base.get_layer("bn")
+    momentum = layer.momentum
+    count = shift.reestimate_batchnorm(base, images, preprocess=lambda x: x / 255.0, batch_size=4)
+    conv = np.asarray(base.get_layer("conv")(images / 255.0)).reshape(-1, 4)
+    np.testing.assert_allclose(np.asarray(layer.moving_mean), conv.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer.moving_variance), conv.var(axis=0), rtol=1e-3, atol=1e-5)
+    assert count == 1 and layer.momentum == momentum and not layer.trainable and not base.trainable_weights
+
+
+def test_reestimate_batchnorm_needs_to_know_the_preprocessing_and_a_batchnorm_layer():
+    import keras
+
+    with pytest.raises(TLCourseError, match="preprocess="):
+        shift.reestimate_batchnorm(_tiny_batchnorm_base(), np.zeros((2, 6, 6, 3)))
+    plain = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3)], name="plain")
+    with pytest.raises(TLCourseError, match="no BatchNorm layer"):
+        shift.reestimate_batchnorm(plain, np.zeros((2, 6, 6, 3)), preprocess=lambda x: x)
+
+
+def test_reestimate_batchnorm_uses_a_course_backbones_own_preprocessing_by_default():
+    from tlcourse import models
+
+    images = np.random.default_rng(1).uniform(0, 255, size=(6, 32, 32, 3)).astype(np.float32)
+    base = models.build_backbone("mobilenet_v2", alpha=0.35, image_size=32, weights="random", seed=0)
+    shift.reestimate_batchnorm(base, images, batch_size=4)  # MobileNetV2's own: pixels / 127.5 - 1
+    conv = np.asarray(base.get_layer("Conv1")(images / 127.5 - 1.0))
+    moving_mean = np.asarray(base.get_layer("bn_Conv1").moving_mean)
+    np.testing.assert_allclose(
+        moving_mean, conv.reshape(-1, conv.shape[-1]).mean(axis=0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_reestimate_batchnorm_restores_the_layers_when_the_images_do_not_fit():
+    base = _tiny_batchnorm_base()
+    layer = base.get_layer("bn")
+    before = (layer.momentum, layer.trainable, np.asarray(layer.moving_mean).copy())
+    with pytest.raises(Exception):  # noqa: B017 - whatever Keras raises for a wrong input shape
+        shift.reestimate_batchnorm(base, np.zeros((2, 9, 9, 1)), preprocess=lambda x: x)
+    assert (layer.momentum, layer.trainable) == before[:2] and not base.trainable_weights
+    np.testing.assert_array_equal(np.asarray(layer.moving_mean), before[2])
+
+
+def test_split_arrays_reads_a_test_split_in_order(tiny_splits):
+    with pytest.raises(TLCourseError, match="no test split"):
+        shift.split_arrays(tiny_splits, "test")
+    splits = synthetic_stand_in("toy", ("a", "b"), {"train": 3, "validation": 2, "test": 4}, image_size=8)
+    images, labels = shift.split_arrays(splits, "test")
+    assert images.dtype == np.uint8 and images.shape == (8, 8, 8, 3)
+    assert np.array_equal(labels, np.concatenate([y for _, y in splits.test]))

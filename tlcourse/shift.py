@@ -1,13 +1,17 @@
-"""Synthetic domain shift: the same photos, seen under different conditions (introduced in lesson 07).
+"""Domain shift: make one, measure it, adapt to it (lesson 07).
 
-A model trained on one *source* domain (daylight flower photos) is often used on a *target* domain that looks
-different (the same flowers at night, through a dirty lens, after heavy compression). This module makes such
-target domains from a dataset you already have, so the drop in accuracy and its recovery can be measured:
+A model trained on one *source* domain (satellite tiles, daylight photos) is often used on a *target* domain
+that looks different (aerial photographs of the same land, the same flowers at night). Lesson 07 measures a
+real shift (:func:`tlcourse.data.load_sat2aerial`) and a simulated one made here:
 
 - :func:`apply_shift` corrupts a batch of images (float32, ``[0, 255]``) with one of :data:`SHIFTS` at a
   ``severity`` (0 is the identity, 1 is strong, larger is harsher still), deterministically for a ``seed``;
 - :func:`shifted_splits` applies a shift to every image of a :class:`~tlcourse.data.DatasetSplits`;
-- :func:`few_shot` picks ``per_class`` labelled target images for adaptation and keeps the rest apart.
+- :func:`accuracy_drop` measures source minus target accuracy on two different sets of pictures, with an
+  unpaired bootstrap interval;
+- :func:`few_shot` picks ``per_class`` labelled target images for adaptation and keeps the rest apart;
+- :func:`reestimate_batchnorm` adapts a frozen base without labels: its BatchNorm statistics are measured
+  again on target pictures (AdaBN).
 
 The corruptions are plain vectorised NumPy (SciPy for the blur, Pillow for JPEG re-encoding).
 """
@@ -22,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlcourse.backbones import spec_of
+from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import tf_module as _tf
 from tlcourse.errors import TLCourseError
+from tlcourse.models import preprocessing_layer
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from tlcourse.data import DatasetSplits
@@ -187,12 +194,14 @@ def mean_brightness(images: Any) -> float:
 def split_arrays(splits: DatasetSplits, part: str = "validation") -> tuple[np.ndarray, np.ndarray]:
     """All images and labels of one split as arrays: ``(uint8 [N, S, S, 3], int32 [N])`` (lesson 07).
 
-    ``validation`` keeps the pipeline's order. ``train`` pipelines reshuffle every epoch, so its images are put
+    ``validation`` and ``test`` keep the pipeline's order. ``train`` pipelines reshuffle every epoch, so its images are put
     in a canonical order (by label, then by content) that is the same whichever epoch was read.
     Pixel values are rounded to whole grey levels, as in a saved photo.
     """
-    if part not in ("train", "validation"):
-        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    if part not in ("train", "validation", "test"):
+        raise ValueError(f"part must be 'train', 'validation' or 'test', got {part!r}")
+    if getattr(splits, part) is None:
+        raise TLCourseError(f"These splits have no {part} split.")
     images, labels = [], []
     for batch_images, batch_labels in getattr(splits, part):
         images.append(np.clip(np.rint(np.asarray(batch_images)), 0, 255).astype(np.uint8))
@@ -346,6 +355,95 @@ def few_shot(splits: DatasetSplits, per_class: int, *, seed: int = 0) -> tuple[D
     return parts[0], parts[1]
 
 
+def _classes(predictions: Any) -> np.ndarray:
+    """Class indices from class indices or from score rows (argmax)."""
+    p = np.asarray(predictions)
+    return (p.argmax(axis=1) if p.ndim == 2 else p).astype(np.int64)
+
+
+def accuracy_drop(
+    source_true: Any,
+    source_pred: Any,
+    target_true: Any,
+    target_pred: Any,
+    *,
+    n: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Source accuracy minus target accuracy, on two DIFFERENT sets of pictures: ``(drop, low, high)`` (lesson 07).
+
+    When the source and the target test sets hold different pictures (satellite tiles and aerial photographs of
+    other places), nothing pairs them: each set is resampled on its own, ``n`` times, and the interval is the
+    ``level`` percentile interval of the differences. An interval above 0 is a drop that resampling either set
+    cannot explain. (For the same pictures before and after a shift, pair them:
+    :func:`tlcourse.evaluate.paired_bootstrap`.) Predictions are class indices or score rows.
+    """
+    rights = []
+    for truth, predicted in ((source_true, source_pred), (target_true, target_pred)):
+        y, p = np.asarray(truth).astype(np.int64), _classes(predicted)
+        if len(y) != len(p) or len(y) == 0:
+            raise TLCourseError(f"Each set needs one prediction per label, got {len(y)} labels and {len(p)}.")
+        rights.append((y == p).astype(np.float64))
+    rng = np.random.default_rng(seed)
+    samples = [right[rng.integers(0, len(right), size=(int(n), len(right)))].mean(axis=1) for right in rights]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(samples[0] - samples[1], [tail, 100.0 - tail])
+    return float(rights[0].mean() - rights[1].mean()), float(low), float(high)
+
+
+def reestimate_batchnorm(backbone: Any, images: Any, *, preprocess: Any = None, batch_size: int = 128) -> int:
+    """AdaBN: measure every BatchNorm layer's statistics again on ``images`` (lesson 07; Li et al. 2016).
+
+    A BatchNorm layer normalises its inputs with a mean and variance measured on the source (ImageNet); on a
+    target domain its inputs may have other statistics. This runs ``backbone`` over the target pictures (raw
+    ``[0, 255]``, no labels needed) in training mode, ``batch_size`` at a time, and sets each layer's moving mean
+    and variance to the statistics of all ``images`` (the batches' moments combined exactly); no weight is
+    trained. The layers' ``trainable`` flags and momentum are restored afterwards, so a frozen base stays frozen
+    and keeps the new statistics in inference mode. ``preprocess`` maps raw pixels to the backbone's input
+    (default: the backbone's own, from its record). Returns the number of BatchNorm layers re-estimated.
+    """
+    keras, tf = _keras(), _tf()
+    layers = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        raise TLCourseError(
+            f"{backbone.name!r} has no BatchNorm layer: there are no statistics to re-estimate."
+        )
+    if preprocess is None:
+        spec = spec_of(backbone)
+        if spec is None:
+            raise TLCourseError(
+                f"Cannot tell how {backbone.name!r} preprocesses pixels: pass preprocess= (a function or layer "
+                "from raw [0, 255] pixels to the backbone's input)."
+            )
+        preprocess = preprocessing_layer(spec.name)
+    pixels = np.asarray(images, dtype=np.float32)
+    saved = [(layer.momentum, layer.trainable) for layer in layers]
+    for layer in layers:
+        layer.trainable, layer.momentum = True, 0.0  # Keras 3: a frozen BatchNorm ignores training=True
+    # a graph frees each activation as it goes; one signature for any batch size traces it once, not per size
+    signature = [tf.TensorSpec([None, *pixels.shape[1:]], tf.float32)]
+    forward = tf.function(lambda x: backbone(preprocess(x), training=True), input_signature=signature)
+    sums = [np.zeros((2, *layer.moving_mean.shape), np.float64) for layer in layers]
+    try:
+        for start in range(0, len(pixels), int(batch_size)):
+            chunk = pixels[start : start + int(batch_size)]
+            forward(tf.constant(chunk))  # momentum 0: each moving statistic becomes this batch's
+            for total, layer in zip(sums, layers, strict=True):
+                mean = np.asarray(layer.moving_mean, np.float64)
+                total += len(chunk) * np.stack(
+                    [mean, np.asarray(layer.moving_variance, np.float64) + mean**2]
+                )
+        for total, layer in zip(sums, layers, strict=True):
+            mean = total[0] / len(pixels)
+            layer.moving_mean.assign(mean.astype(np.float32))
+            layer.moving_variance.assign(np.maximum(total[1] / len(pixels) - mean**2, 0.0).astype(np.float32))
+    finally:
+        for layer, (momentum, trainable) in zip(layers, saved, strict=True):
+            layer.momentum, layer.trainable = momentum, trainable
+    return len(layers)
+
+
 def show_shifts(
     images: Any,
     kinds: Sequence[str] = SHIFTS,
@@ -379,11 +477,13 @@ def show_shifts(
 __all__ = [
     "CHUNK",
     "SHIFTS",
+    "accuracy_drop",
     "apply_shift",
     "few_shot",
     "few_shot_indices",
     "jpeg_quality",
     "mean_brightness",
+    "reestimate_batchnorm",
     "shifted_splits",
     "show_shifts",
     "split_arrays",

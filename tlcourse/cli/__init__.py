@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(
             [
                 "tlcourse run lessons --profile cpu",
-                "tlcourse run lessons/07_domain_shift.ipynb -p SEVERITY 0.5 --out runs/night",
+                "tlcourse run lessons/07_domain_shift.ipynb -p K 10 --out runs/k10",
                 "tlcourse run 'solutions/*.ipynb' --profile smoke --jobs 2 --force",
             ],
             "a notebook failed, timed out or lost its kernel",
