@@ -304,20 +304,28 @@ def test_widget_outputs_become_a_note_instead_of_outside_scripts(built):
     assert "require.js" not in page and "widget-view" not in page
 
 
-def test_lesson_times_come_from_a_cpu_run_else_the_record_else_say_so(tmp_path):
+def test_lesson_times_come_from_a_cpu_run_else_the_courses_cpu_record_else_say_so(tmp_path):
     lessons = {"00_welcome": {"seconds": 30.0}, "05_fine_tuning": {"seconds": 240.0}}
     cpu = course_site.Run(tmp_path, "cpu", RUN_DATE, lessons)
     times, source = course_site.lesson_times(cpu, tmp_path / "absent.json")
     assert times == {"00_welcome": "under a minute", "05_fine_tuning": "about 4 min"} and RUN_DATE in source
-    record = course_site.save_cpu_times(cpu, tmp_path / "cpu_times.json")
+    record = tmp_path / "figures.cpu.json"  # as tools/figures.py record writes it
+    record.write_text(json.dumps({"runs": {"lessons/05_fine_tuning": {"seconds": 250.0, "peak_mib": 1200}}}))
     smoke = course_site.Run(tmp_path, "smoke", "2031-06-01", {**lessons, "09_new": {"seconds": 1.0}})
     times, source = course_site.lesson_times(smoke, record)
-    assert times["05_fine_tuning"] == "about 4 min" and times["09_new"] == course_site.NO_TIME
-    assert RUN_DATE in source
+    assert times["05_fine_tuning"] == "about 4 min" and times["00_welcome"] == course_site.NO_TIME
+    assert times["09_new"] == course_site.NO_TIME and "recorded cpu run" in source
     times, _ = course_site.lesson_times(smoke, tmp_path / "absent.json")
     assert set(times.values()) == {course_site.NO_TIME}
-    with pytest.raises(TLCourseError, match="needs a cpu run"):
-        course_site.save_cpu_times(smoke, tmp_path / "other.json")
+
+
+def test_the_committed_cpu_record_gives_every_lesson_a_time():
+    lessons = {
+        path.stem: {"seconds": 1.0} for path in sorted((REPO_ROOT / "lessons").glob("[0-9][0-9]_*.ipynb"))
+    }
+    smoke = course_site.Run(REPO_ROOT, "smoke", RUN_DATE, lessons)
+    times, _ = course_site.lesson_times(smoke, REPO_ROOT / course_site.CPU_RECORD)
+    assert course_site.NO_TIME not in times.values(), times
 
 
 def test_the_site_command_refuses_a_folder_that_is_no_run_or_no_site(tmp_path):

@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(
             [
                 "tlcourse site runs/latest --out runs/latest/site   # after tlcourse run lessons",
-                "tlcourse site runs/site --out runs/site/html --save-cpu-times   # a cpu run, for publishing",
+                "tlcourse site runs/site --out runs/site/html   # a cpu run, for publishing",
             ],
             "(never: a build that fails stops with status 2 and Sphinx's warnings)",
         ),
@@ -352,11 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--out", metavar="SITE_DIR", required=True, help="where the site's HTML goes")
     site.add_argument(
         "--repo", metavar="DIR", default=None, help="the course checkout (default: this folder)"
-    )
-    site.add_argument(
-        "--save-cpu-times",
-        action="store_true",
-        help="RUN_DIR ran in cpu: keep its lesson times for sites built from other profiles",
     )
     site.set_defaults(module="tlcourse.cli.site", function="site_command")
     return parser

@@ -44,8 +44,9 @@ from tlcourse.errors import TLCourseError
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "site"
 """The site's own content: ``index.md`` (landing page), ``lessons/NN.toml`` (extras), ``diagrams/*.svg``."""
-CPU_TIMES = RESOURCES / "cpu_times.json"
-"""Per-lesson wall times of a recorded cpu run (``--save-cpu-times``), shown when the site's run is not cpu."""
+CPU_RECORD = Path("lessons") / "figures.cpu.json"
+"""The course's recorded cpu run (``tools/figures.py record``), relative to the repository: its ``runs`` give each
+lesson's wall time, shown when the site's own run is not a cpu run."""
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
 BADGE = re.compile(r"\[!\[([^\]]*)\]\([^)]*\)\]\(([^)]*)\)")
 """One badge of ``tools/sync_notebook_links.badges``: an image (from outside the site) inside a link."""
@@ -291,37 +292,32 @@ def _minutes(seconds: float) -> str:
     return "under a minute" if seconds < 60 else f"about {round(seconds / 60)} min"
 
 
-def lesson_times(run: Run, record: Path = CPU_TIMES) -> tuple[dict[str, str], str]:
+def lesson_times(run: Run, record: Path) -> tuple[dict[str, str], str]:
     """Each lesson's time in the cpu profile as text, and where the times come from.
 
-    From this run when it ran in cpu; else from the committed record of a cpu run (:data:`CPU_TIMES`); else
-    every lesson says :data:`NO_TIME`.
+    From this run when it ran in cpu; else from the ``runs`` of the course's recorded cpu run ``record``
+    (:data:`CPU_RECORD` in the repository, the same record the prose's figures come from); else every lesson
+    says :data:`NO_TIME`.
     """
     if run.profile == "cpu":
         seconds = {stem: float(entry.get("seconds") or 0.0) for stem, entry in run.lessons.items()}
         source = f"measured by this cpu run on {run.date}"
     elif record.is_file():
-        data = json.loads(record.read_text(encoding="utf-8"))
-        seconds, source = data["seconds"], f"measured by a cpu run on {data['date']}"
+        runs = json.loads(record.read_text(encoding="utf-8")).get("runs", {})
+        seconds = {key.split("/", 1)[-1]: float(entry["seconds"]) for key, entry in runs.items()}
+        source = (
+            "measured by the course's recorded cpu run (the figures in the lessons' text come from it too)"
+        )
     else:
         return {stem: NO_TIME for stem in run.lessons}, "no cpu run has been recorded yet"
     return {stem: _minutes(seconds[stem]) if stem in seconds else NO_TIME for stem in run.lessons}, source
 
 
-def save_cpu_times(run: Run, record: Path = CPU_TIMES) -> Path:
-    """Write a cpu run's per-lesson times to ``record``, for sites built later from other profiles."""
-    if run.profile != "cpu":
-        raise TLCourseError(
-            f"--save-cpu-times needs a cpu run; {run.folder} ran in the {run.profile} profile."
-        )
-    seconds = {stem: round(float(entry.get("seconds") or 0.0), 1) for stem, entry in run.lessons.items()}
-    record.write_text(json.dumps({"date": run.date, "seconds": seconds}, indent=1) + "\n", encoding="utf-8")
-    return record
-
-
-def landing_markdown(run: Run, titles: Mapping[str, str], exercises: list[str], links: str) -> str:
+def landing_markdown(
+    run: Run, titles: Mapping[str, str], exercises: list[str], links: str, record: Path
+) -> str:
     """The landing page, from ``resources/site/index.md`` with the lesson table and toctrees filled in."""
-    times, source = lesson_times(run)
+    times, source = lesson_times(run, record)
     rows = []
     for stem, title in titles.items():
         summary = lesson_extras(stem[:2]).get("summary", "")
@@ -442,7 +438,9 @@ def write_source(run: Run, source: Path, repo_root: Path) -> int:
         nbformat.write(page, source / "exercises" / path.name)
         exercises.append(path.stem)
     start = launch_links(tool, slug, ref, f"lessons/{next(iter(run.lessons))}.ipynb")
-    (source / "index.md").write_text(landing_markdown(run, titles, exercises, start), encoding="utf-8")
+    (source / "index.md").write_text(
+        landing_markdown(run, titles, exercises, start, repo_root / CPU_RECORD), encoding="utf-8"
+    )
     return 1 + 2 * len(titles) + len(exercises)
 
 
@@ -450,15 +448,13 @@ def _folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def build_site(run_dir: Path, out_dir: Path, repo_root: Path, *, save_times: bool = False) -> SiteSummary:
+def build_site(run_dir: Path, out_dir: Path, repo_root: Path) -> SiteSummary:
     """Render the run in ``run_dir`` into a static site in ``out_dir`` (replaced if it holds an earlier site)."""
     from sphinx.application import Sphinx
     from sphinx.util.docutils import docutils_namespace, patch_docutils
 
     start = time.perf_counter()
     run = read_run(run_dir)
-    if save_times:  # into the checkout's copy of the record, to be committed
-        save_cpu_times(run, repo_root / CPU_TIMES.relative_to(RESOURCES.parents[2]))
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / ".buildinfo").is_file():
             raise TLCourseError(
@@ -521,7 +517,7 @@ def setup(app: Any) -> dict[str, Any]:
 
 
 def site_command(args: argparse.Namespace) -> int:
-    """``tlcourse site RUN_DIR --out SITE_DIR [--repo DIR] [--save-cpu-times]``."""
+    """``tlcourse site RUN_DIR --out SITE_DIR [--repo DIR]``."""
     try:
         import myst_nb  # noqa: F401
         import sphinx_book_theme  # noqa: F401
@@ -529,9 +525,7 @@ def site_command(args: argparse.Namespace) -> int:
         raise TLCourseError(
             f"`tlcourse site` needs {error.name}, from the site extra: python -m pip install -e '.[site]'."
         ) from None
-    summary = build_site(
-        Path(args.run_dir), Path(args.out), Path(args.repo or "."), save_times=bool(args.save_cpu_times)
-    )
+    summary = build_site(Path(args.run_dir), Path(args.out), Path(args.repo or "."))
     for line in summary.warnings:
         print(line, file=sys.stderr)
     print(
