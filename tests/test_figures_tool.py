@@ -214,6 +214,19 @@ def test_the_committed_prose_agrees_with_the_committed_record():
     assert figures.main(["--check"]) == 0
 
 
+def test_the_recorded_cpu_run_holds_every_lesson_within_300_s_and_1_6_gib():
+    """Issue 27's budget, read from the run the prose's figures come from (2 cores, mirror, no GPU)."""
+    recorded = json.loads(figures.FIGURES_FILE.read_text(encoding="utf-8"))["runs"]
+    lessons = {f"lessons/{path.stem}" for path in (REPO / "lessons").glob("[0-9][0-9]_*.ipynb")}
+    assert lessons <= set(recorded), f"no recorded cpu run for {sorted(lessons - set(recorded))}"
+    over = {
+        key: entry
+        for key, entry in recorded.items()
+        if entry["seconds"] > 300 or entry["peak_mib"] > 1.6 * 1024
+    }
+    assert not over, f"over 300 s or 1.6 GiB in the recorded cpu run: {over}"
+
+
 # ------------------------------------------------------------------------------------------ hand-typed figures
 
 
