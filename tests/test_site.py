@@ -504,7 +504,8 @@ def test_the_site_of_the_smoke_run_works_offline_in_chromium(served_site):
             field.fill("harness")
             with page.expect_navigation():
                 field.press("Enter")
-            page.locator("ul.search li a").first.wait_for(timeout=30_000)
+            # Sphinx adds the hits one by one; its summary line says when the last one is in
+            page.locator("p.search-summary", has_text="Search finished").wait_for(timeout=30_000)
             hits = [a.get_attribute("href") or "" for a in page.locator("ul.search li a").all()]
             if not any("lessons/05_fine_tuning.html" in hit for hit in hits):
                 problems.append(f"search for 'harness' does not find lesson 05: {hits}")

@@ -106,6 +106,35 @@ def test_no_output_report_or_artifact_of_a_smoke_run_names_a_folder_of_the_machi
     )
 
 
+LIBRARY_WARNING = re.compile(r"[\\/]site-packages[\\/](?!tlcourse)[^\s:]+:\d+: \w*Warning: [^\n]*")
+"""A Python warning raised inside another package (``.../site-packages/keras/...py:74: UserWarning: ...``): the
+student can do nothing with it, and it carries a machine path. The course's own warnings are left to the lessons."""
+
+
+def library_warnings(text: str) -> list[str]:
+    return [match.group(0).split(": ", 1)[1] for match in LIBRARY_WARNING.finditer(text)]
+
+
+def test_the_warning_check_finds_a_library_warning_and_leaves_the_courses_own():
+    keras = "/opt/venv/lib/python3.12/site-packages/keras/src/trainers/epoch_iterator.py:74: UserWarning: `shuffle`"
+    assert library_warnings(keras + "\n  self.data_adapter = ...") == ["UserWarning: `shuffle`"]
+    course = (
+        "/opt/venv/lib/python3.12/site-packages/tlcourse/data/real.py:80: UserWarning: generated pictures"
+    )
+    assert not library_warnings(course) and not library_warnings("accuracy 0.80: no Warning: here")
+
+
+def test_no_lesson_shows_a_warning_raised_inside_another_library(smoke_run: Path):
+    found = {}
+    for where, text in readable_texts(smoke_run):
+        warned = library_warnings(text)
+        if warned and re.search(r"\.ipynb cell \d+$", where):  # cell outputs, not the run's log files
+            found[where] = warned
+    assert not found, "warnings from other libraries in the lessons' outputs:\n" + "\n".join(
+        f"  {where}: {warned[0][:160]}" for where, warned in found.items()
+    )
+
+
 def test_lesson_08s_model_card_is_among_the_files_checked(smoke_run: Path):
     checked = {where for where, _ in readable_texts(smoke_run)}
     assert any(where.endswith("model_card.md") for where in checked), sorted(checked)[:20]
