@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tlcourse.cli.rendering import notebook_html
+
 CSV_NAME = "grades.csv"
 HTML_NAME = "gradebook.html"
 JSON_NAME = "grades.json"
@@ -230,13 +232,11 @@ def _html(columns: Sequence[str], rows: Mapping[str, Mapping[str, Any]], out: Pa
 
 
 def render_sanitized(notebook: Any) -> str | None:
-    """An executed notebook as one HTML page: nbconvert's ``lab`` template with ``sanitize_html`` (student
-    HTML, Markdown and JavaScript outputs escaped) and :data:`NO_SCRIPTS`; None when nbconvert cannot."""
-    try:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter(template_name="lab", sanitize_html=True).from_notebook_node(notebook)
-    except Exception:  # noqa: BLE001 - the .ipynb stays the reference; HTML is a convenience
+    """An executed submission as one HTML page: :func:`~tlcourse.cli.rendering.notebook_html` with
+    ``sanitize`` (student HTML, Markdown and JavaScript outputs escaped) and :data:`NO_SCRIPTS`; None when
+    nbconvert cannot."""
+    body = notebook_html(notebook, sanitize=True)
+    if body is None:
         return None
     head = body.find("<head>")
     return body[: head + 6] + NO_SCRIPTS + body[head + 6 :] if head >= 0 else NO_SCRIPTS + body
