@@ -91,8 +91,8 @@ def _labels(y_true: Any) -> np.ndarray:
     return y.reshape(-1).astype("int64")
 
 
-def _predictions(y_pred: Any) -> np.ndarray:
-    """Class indices from predicted indices or from score rows (argmax)."""
+def predicted_classes(y_pred: Any) -> np.ndarray:
+    """Class indices from predicted indices or from score rows (argmax) (lessons 06 and 07)."""
     y = np.asarray(y_pred)
     if y.ndim == 2 and y.shape[1] > 1:
         return y.argmax(axis=1).astype("int64")
@@ -164,7 +164,7 @@ def classification_metrics(
     k = len(names)
     y = _labels(y_true)
     scores = np.asarray(probs)
-    pred = _predictions(to_probabilities(scores, from_logits) if scores.ndim == 2 else scores)
+    pred = predicted_classes(to_probabilities(scores, from_logits) if scores.ndim == 2 else scores)
     if len(y) != len(pred):
         raise ValueError(f"y_true has {len(y)} labels but there are {len(pred)} predictions.")
     if len(y) == 0:
@@ -258,7 +258,7 @@ def bootstrap_interval(
     lambda (looped, slower). The same ``seed`` gives the same interval.
     """
     y = _labels(y_true)
-    p = _predictions(y_pred)
+    p = predicted_classes(y_pred)
     if len(y) != len(p):
         raise ValueError(f"y_true has {len(y)} labels but y_pred has {len(p)}.")
     if len(y) == 0:
@@ -303,7 +303,7 @@ def paired_bootstrap(
     that contains 0 means the two are not told apart on these images.
     """
     y = _labels(y_true)
-    a, b = _predictions(pred_a), _predictions(pred_b)
+    a, b = predicted_classes(pred_a), predicted_classes(pred_b)
     if not len(y) == len(a) == len(b):
         raise ValueError(f"y_true has {len(y)} labels but the predictions have {len(a)} and {len(b)}.")
     if len(y) == 0:

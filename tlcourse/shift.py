@@ -30,6 +30,7 @@ from tlcourse.backbones import spec_of
 from tlcourse.backend import keras_module as _keras
 from tlcourse.backend import tf_module as _tf
 from tlcourse.errors import TLCourseError
+from tlcourse.evaluate import predicted_classes
 from tlcourse.models import preprocessing_layer
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -355,12 +356,6 @@ def few_shot(splits: DatasetSplits, per_class: int, *, seed: int = 0) -> tuple[D
     return parts[0], parts[1]
 
 
-def _classes(predictions: Any) -> np.ndarray:
-    """Class indices from class indices or from score rows (argmax)."""
-    p = np.asarray(predictions)
-    return (p.argmax(axis=1) if p.ndim == 2 else p).astype(np.int64)
-
-
 def accuracy_drop(
     source_true: Any,
     source_pred: Any,
@@ -381,7 +376,7 @@ def accuracy_drop(
     """
     rights = []
     for truth, predicted in ((source_true, source_pred), (target_true, target_pred)):
-        y, p = np.asarray(truth).astype(np.int64), _classes(predicted)
+        y, p = np.asarray(truth).astype(np.int64), predicted_classes(predicted)
         if len(y) != len(p) or len(y) == 0:
             raise TLCourseError(f"Each set needs one prediction per label, got {len(y)} labels and {len(p)}.")
         rights.append((y == p).astype(np.float64))
