@@ -48,14 +48,6 @@ CHANCE_MARGIN = 0.3
 """With real ImageNet weights, accuracy must beat chance (1 / classes) by at least this much."""
 
 
-def _moved(before: Any, after: Any, trainable: bool) -> int:
-    return sum(
-        1
-        for old, new, on in zip(before.values, after.values, before.trainable, strict=True)
-        if on == trainable and (old.shape != new.shape or not np.array_equal(old, new))
-    )
-
-
 def _batches(dataset: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(images), np.asarray(labels)) for images, labels in dataset]
 

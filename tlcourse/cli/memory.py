@@ -41,11 +41,6 @@ def peak_of_process(pid: int) -> int:
     return 0
 
 
-def records_peaks() -> bool:
-    """Whether this system keeps a process's peak resident memory (Linux, Windows)."""
-    return sys.platform.startswith("linux") or sys.platform == "win32"
-
-
 class KernelMemory:
     """The peak memory of one kernel: its recorded maximum resident set, and a 0.2 s sample of its process
     tree (which also counts processes the kernel started)."""
